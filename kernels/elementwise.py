@@ -1,0 +1,551 @@
+"""Elementwise kernels: unary math, binary arithmetic, comparisons, logic, bitwise, activations.
+
+Everything here is written against the array module ``xp`` (numpy on CPU, CuPy on CUDA).
+The trivial one-to-one ops come from tables; the rest are short kernels.
+
+Conventions:
+* results are always ndarrays (ufuncs on 0-d inputs return numpy scalars: ``_arr`` wraps them);
+* the input dtype is preserved. numpy 2 treats Python scalars as "weak", so ``X * 0.5``
+  stays float16/float32. ml_dtypes types (bfloat16, float8: numpy kind 'V') do not
+  follow that rule (``bf16 * 0.5`` is float32), so float math on them runs in float32 and
+  is cast back (``_float_math``);
+* floating-point warnings (log(0), x/0, overflow) are silenced: onnxruntime gives inf/nan
+  without a word.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+
+from ortlite.registry import kernel
+
+_FLT_MAX = float(np.finfo(np.float32).max)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _quiet(xp):
+    """Silence numpy floating-point warnings (CuPy never warns)."""
+    return np.errstate(all="ignore") if xp is np else contextlib.nullcontext()
+
+
+def _arr(xp, x, dtype=None):
+    """An ndarray (ufuncs on 0-d arrays give numpy scalars), optionally cast without copying."""
+    x = xp.asarray(x)
+    if dtype is not None and x.dtype != dtype:
+        x = x.astype(dtype)
+    return x
+
+
+def _is_ml(dtype) -> bool:
+    """ml_dtypes types (bfloat16, float8, int4...) are numpy 'V' (void) kinds."""
+    return dtype.kind == "V"
+
+
+def _float_math(fn):
+    """Run ``fn(xp, X, ...)`` in float32 for ml_dtypes inputs, cast back; keep other dtypes."""
+
+    def run(xp, X, *args):
+        with _quiet(xp):
+            if _is_ml(X.dtype):
+                args = tuple(a.astype(np.float32) if hasattr(a, "dtype") and _is_ml(a.dtype) else a for a in args)
+                return _arr(xp, fn(xp, X.astype(np.float32), *args), X.dtype)
+            return _arr(xp, fn(xp, X, *args), X.dtype)
+
+    return run
+
+
+def _legacy_b(A, B, broadcast, axis):
+    """Opsets 1-6 binary ops: with broadcast=1, B matches a contiguous run of A's dims that
+    starts at ``axis`` (default: the trailing dims, which is numpy's rule)."""
+    if broadcast and axis is not None and 0 < B.ndim < A.ndim:
+        axis = axis + A.ndim if axis < 0 else axis
+        trailing = A.ndim - axis - B.ndim
+        if trailing > 0:
+            B = B.reshape(B.shape + (1,) * trailing)
+    return B
+
+
+# ----------------------------------------------------------------------------- erf
+
+# W. J. Cody, "Rational Chebyshev approximations for the error function", Math. Comp. 1969
+# (netlib specfun CALERF): three rational approximations, accurate to ~1e-16 in float64.
+_ERF_A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02,
+          3.20937758913846947e03, 1.85777706184603153e-1)
+_ERF_B = (2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03,
+          2.84423683343917062e03)
+_ERF_C = (5.64188496988670089e-1, 8.88314979438837594e00, 6.61191906371416295e01,
+          2.98635138197400131e02, 8.81952221241769090e02, 1.71204761263407058e03,
+          2.05107837782607147e03, 1.23033935479799725e03, 2.15311535474403846e-8)
+_ERF_D = (1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02,
+          1.62138957456669019e03, 3.29079923573345963e03, 4.36261909014324716e03,
+          3.43936767414372164e03, 1.23033935480374942e03)
+_ERF_P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1,
+          1.60837851487422766e-2, 6.58749161529837803e-4, 1.63153871373020978e-2)
+_ERF_Q = (2.56852019228982242e00, 1.87295284992346725e00, 5.27905102951428412e-1,
+          6.05183413124413191e-2, 2.33520497626869185e-3)
+_INV_SQRT_PI = 5.6418958354775628695e-1
+
+
+def _erfc_scaled_tail(xp, y):
+    """exp(-y*y) * R(y) ~= erfc(y) for y > 0.46875 (Cody's ranges 2 and 3), float64."""
+    mid = y <= 4.0
+    # range 2: 0.46875 < y <= 4
+    ym = xp.where(mid, y, 1.0)
+    num = _ERF_C[8] * ym
+    den = ym
+    for i in range(7):
+        num = (num + _ERF_C[i]) * ym
+        den = (den + _ERF_D[i]) * ym
+    r_mid = (num + _ERF_C[7]) / (den + _ERF_D[7])
+    # range 3: y > 4
+    yb = xp.where(mid, 5.0, y)
+    z = 1.0 / (yb * yb)
+    num = _ERF_P[5] * z
+    den = z
+    for i in range(4):
+        num = (num + _ERF_P[i]) * z
+        den = (den + _ERF_Q[i]) * z
+    r_big = (_INV_SQRT_PI - z * (num + _ERF_P[4]) / (den + _ERF_Q[4])) / yb
+    r = xp.where(mid, r_mid, r_big)
+    # exp(-y^2) split as exp(-ys^2) * exp(-(y-ys)(y+ys)) to keep the argument exact
+    ys = xp.trunc(y * 16.0) / 16.0
+    return xp.exp(-ys * ys) * xp.exp(-(y - ys) * (y + ys)) * r
+
+
+def erf(xp, x):
+    """Vectorized erf, computed in float64 (Cody), returned in float64."""
+    x = x.astype(np.float64)
+    y = xp.abs(x)
+    small = y <= 0.46875
+    out = xp.empty_like(x)
+    if xp is np and small.all():
+        idx_small, idx_big = slice(None), None
+    elif xp is np and not small.any():
+        idx_small, idx_big = None, slice(None)
+    else:
+        idx_small, idx_big = small, ~small
+    if idx_small is not None:
+        xs = x[idx_small]
+        z = xs * xs
+        num = _ERF_A[4] * z
+        den = z
+        for i in range(3):
+            num = (num + _ERF_A[i]) * z
+            den = (den + _ERF_B[i]) * z
+        out[idx_small] = xs * (num + _ERF_A[3]) / (den + _ERF_B[3])
+    if idx_big is not None:
+        xb = x[idx_big]
+        # clamp: erf(|x| >= 6) == 1 exactly in float64; avoids overflow in 1/y^2 paths
+        yb = xp.minimum(xp.abs(xb), 6.0)
+        v = 1.0 - _erfc_scaled_tail(xp, yb)
+        out[idx_big] = xp.where(xb < 0, -v, v)
+        # NaN stays NaN (the clamp above swallowed it)
+        if xp is not np or np.isnan(xb).any():
+            out[idx_big] = xp.where(xb != xb, xb, out[idx_big])
+    return out
+
+
+# ----------------------------------------------------------------------------- unary tables
+
+def _sigmoid(xp, x):
+    # exp of a non-positive argument only: no overflow for large |x|
+    e = xp.exp(-xp.abs(x))
+    r = 1.0 / (1.0 + e)
+    return xp.where(x >= 0, r, e * r)
+
+
+def _softplus(xp, x):
+    return xp.logaddexp(x, 0)  # log(exp(x) + 1) without overflow
+
+
+# op -> (first opset, function). Float-only ops go through _float_math (bfloat16 in float32).
+_UNARY_FLOAT = {
+    "Acos": (7, lambda xp, x: xp.arccos(x)),
+    "Acosh": (9, lambda xp, x: xp.arccosh(x)),
+    "Asin": (7, lambda xp, x: xp.arcsin(x)),
+    "Asinh": (9, lambda xp, x: xp.arcsinh(x)),
+    "Atan": (7, lambda xp, x: xp.arctan(x)),
+    "Atanh": (9, lambda xp, x: xp.arctanh(x)),
+    "Ceil": (1, lambda xp, x: xp.ceil(x)),
+    "Cos": (7, lambda xp, x: xp.cos(x)),
+    "Cosh": (9, lambda xp, x: xp.cosh(x)),
+    "Erf": (9, erf),
+    "Exp": (1, lambda xp, x: xp.exp(x)),
+    "Floor": (1, lambda xp, x: xp.floor(x)),
+    "Log": (1, lambda xp, x: xp.log(x)),
+    "Reciprocal": (1, lambda xp, x: xp.reciprocal(x)),
+    "Round": (11, lambda xp, x: xp.round(x)),  # numpy rounds half to even, as ONNX asks
+    "Sigmoid": (1, _sigmoid),
+    "Sin": (7, lambda xp, x: xp.sin(x)),
+    "Sinh": (9, lambda xp, x: xp.sinh(x)),
+    "Softplus": (1, _softplus),
+    "Softsign": (1, lambda xp, x: x / (1 + xp.abs(x))),
+    "Sqrt": (1, lambda xp, x: xp.sqrt(x)),
+    "Tan": (7, lambda xp, x: xp.tan(x)),
+    "Tanh": (1, lambda xp, x: xp.tanh(x)),
+    "Mish": (18, lambda xp, x: x * xp.tanh(_softplus(xp, x))),
+    "HardSwish": (14, lambda xp, x: x * xp.clip(x * (1.0 / 6.0) + 0.5, 0, 1)),
+}
+
+# Ops that also take integer (and for Abs/Neg/Sign unsigned) inputs: applied directly, except
+# that ml_dtypes floats still go through float32.
+_UNARY_ANY = {
+    "Abs": (1, lambda xp, x: xp.abs(x)),
+    "Neg": (1, lambda xp, x: xp.negative(x)),
+    "Relu": (1, lambda xp, x: xp.maximum(x, 0)),
+    "Sign": (9, lambda xp, x: xp.sign(x)),
+    "Not": (1, lambda xp, x: xp.logical_not(x)),
+    "BitwiseNot": (18, lambda xp, x: xp.invert(x)),
+    "IsNaN": (9, lambda xp, x: xp.isnan(x)),
+}
+
+_BOOL_RESULT = {"Not", "IsNaN"}
+
+
+def _register_unary(name, since, fn, bool_result):
+    run = _float_math(fn)
+
+    if bool_result:
+        def unary(xp, X, *, consumed_inputs=None):
+            with _quiet(xp):
+                x = X.astype(np.float32) if _is_ml(X.dtype) else X
+                return _arr(xp, fn(xp, x))
+    elif since == 1:
+        # opset 1 carried a 'consumed_inputs' attribute (legacy in-place hint): accepted, ignored
+        def unary(xp, X, *, consumed_inputs=None):
+            return run(xp, X)
+    else:
+        def unary(xp, X):
+            return run(xp, X)
+
+    unary.__name__ = unary.__qualname__ = name.lower()
+    kernel(name, since=since)(unary)
+
+
+for _name, (_since, _fn) in {**_UNARY_FLOAT, **_UNARY_ANY}.items():
+    _register_unary(_name, _since, _fn, _name in _BOOL_RESULT)
+
+
+@kernel("IsInf", since=10)
+def is_inf(xp, X, *, detect_negative=1, detect_positive=1):
+    if _is_ml(X.dtype):
+        X = X.astype(np.float32)
+    if detect_negative and detect_positive:
+        return _arr(xp, xp.isinf(X))
+    if detect_positive:
+        return _arr(xp, X == np.inf)
+    if detect_negative:
+        return _arr(xp, X == -np.inf)
+    return xp.zeros(X.shape, dtype=bool)
+
+
+# ----------------------------------------------------------------------------- activations with attributes
+
+@kernel("Elu", since=1)
+def elu(xp, X, *, alpha=1.0, consumed_inputs=None):
+    return _float_math(lambda xp, x: xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0))))(xp, X)
+
+
+@kernel("Celu", since=12)
+def celu(xp, X, *, alpha=1.0):
+    def f(xp, x):
+        return xp.maximum(x, 0) + xp.minimum(alpha * xp.expm1(xp.minimum(x, 0) / alpha), 0)
+    return _float_math(f)(xp, X)
+
+
+@kernel("Selu", since=1)
+def selu(xp, X, *, alpha=1.67326319217681884765625, gamma=1.05070102214813232421875, consumed_inputs=None):
+    def f(xp, x):
+        return gamma * xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
+    return _float_math(f)(xp, X)
+
+
+@kernel("LeakyRelu", since=1)
+def leaky_relu(xp, X, *, alpha=0.01, consumed_inputs=None):
+    return _float_math(lambda xp, x: xp.where(x >= 0, x, x * alpha))(xp, X)
+
+
+@kernel("ThresholdedRelu", since=10)
+def thresholded_relu(xp, X, *, alpha=1.0):
+    return _float_math(lambda xp, x: xp.where(x > alpha, x, 0))(xp, X)
+
+
+@kernel("HardSigmoid", since=1)
+def hard_sigmoid(xp, X, *, alpha=0.2, beta=0.5, consumed_inputs=None):
+    return _float_math(lambda xp, x: xp.clip(x * alpha + beta, 0, 1))(xp, X)
+
+
+@kernel("Shrink", since=9)
+def shrink(xp, X, *, bias=0.0, lambd=0.5):
+    # Shrink also takes integer tensors: compute, then cast back to the input type
+    def f(xp, x):
+        return xp.where(x < -lambd, x + bias, xp.where(x > lambd, x - bias, 0))
+    return _float_math(f)(xp, X)
+
+
+@kernel("Gelu", since=20)
+def gelu(xp, X, *, approximate="none"):
+    if approximate == "tanh":
+        c = math.sqrt(2.0 / math.pi)
+
+        def f(xp, x):
+            return 0.5 * x * (1 + xp.tanh(c * (x + 0.044715 * (x * x * x))))
+    elif approximate == "none":
+        def f(xp, x):
+            e = erf(xp, x * (1.0 / math.sqrt(2.0)))
+            return (0.5 * x) * (1 + e.astype(x.dtype, copy=False))
+    else:
+        from ortlite.errors import NotImplemented as OrtNotImplemented
+
+        raise OrtNotImplemented(f"Gelu: approximate='{approximate}' not supported (use 'none' or 'tanh')")
+    return _float_math(f)(xp, X)
+
+
+@kernel("Swish", since=24)
+def swish(xp, X, *, alpha=1.0):
+    return _float_math(lambda xp, x: x * _sigmoid(xp, x * alpha))(xp, X)
+
+
+@kernel("PRelu", since=1)  # v1/v6: slope is a scalar or per-channel (axis 1) vector
+def prelu_legacy(xp, X, slope, *, consumed_inputs=None):
+    if slope.ndim == 1 and slope.size > 1 and X.ndim > 2 and slope.shape[0] == X.shape[1]:
+        slope = slope.reshape((-1,) + (1,) * (X.ndim - 2))
+    return prelu(xp, X, slope)
+
+
+@kernel("PRelu", since=7)  # v7: slope broadcasts to X numpy-style (unidirectional)
+def prelu(xp, X, slope):
+    return _float_math(lambda xp, x, s: xp.where(x < 0, x * s, x))(xp, X, slope)
+
+
+# ----------------------------------------------------------------------------- Clip
+
+@kernel("Clip", since=1)  # v1/v6: bounds are attributes
+def clip_legacy(xp, X, *, max=_FLT_MAX, min=-_FLT_MAX, consumed_inputs=None):  # noqa: A002
+    return _float_math(lambda xp, x: xp.minimum(xp.maximum(x, min), max))(xp, X)
+
+
+@kernel("Clip", since=11)  # v11: bounds are optional inputs (v12 adds integer types)
+def clip(xp, X, min=None, max=None):  # noqa: A002
+    # maximum then minimum: with min > max every value becomes max, as the spec says
+    out = X
+    if min is not None:
+        out = xp.maximum(out, min.reshape(()) if min.ndim else min)
+    if max is not None:
+        out = xp.minimum(out, max.reshape(()) if max.ndim else max)
+    if out is X:
+        return X
+    return _arr(xp, out, X.dtype)
+
+
+# ----------------------------------------------------------------------------- binary ops
+
+def _div(xp, A, B):
+    if A.dtype.kind in "iu":
+        # ONNX integer division truncates toward zero (C semantics); numpy floors
+        q = xp.floor_divide(A, B)
+        if A.dtype.kind == "i":
+            r = A - q * B
+            q = q + ((r != 0) & ((A < 0) != (B < 0))).astype(q.dtype)
+        return q
+    return xp.true_divide(A, B)
+
+
+_BINARY = {
+    # op -> (function, result is bool)
+    "Add": (lambda xp, a, b: xp.add(a, b), False),
+    "Sub": (lambda xp, a, b: xp.subtract(a, b), False),
+    "Mul": (lambda xp, a, b: xp.multiply(a, b), False),
+    "Div": (_div, False),
+    "And": (lambda xp, a, b: xp.logical_and(a, b), True),
+    "Or": (lambda xp, a, b: xp.logical_or(a, b), True),
+    "Xor": (lambda xp, a, b: xp.logical_xor(a, b), True),
+    "Equal": (lambda xp, a, b: xp.equal(a, b), True),
+    "Greater": (lambda xp, a, b: xp.greater(a, b), True),
+    "Less": (lambda xp, a, b: xp.less(a, b), True),
+}
+_BINARY_NEW = {
+    # ops born after opset 7: numpy broadcasting from the start
+    "GreaterOrEqual": (12, lambda xp, a, b: xp.greater_equal(a, b), True),
+    "LessOrEqual": (12, lambda xp, a, b: xp.less_equal(a, b), True),
+    "BitwiseAnd": (18, lambda xp, a, b: xp.bitwise_and(a, b), False),
+    "BitwiseOr": (18, lambda xp, a, b: xp.bitwise_or(a, b), False),
+    "BitwiseXor": (18, lambda xp, a, b: xp.bitwise_xor(a, b), False),
+}
+
+
+def _binary_compute(fn, bool_result):
+    def run(xp, A, B):
+        with _quiet(xp):
+            if bool_result:
+                if _is_ml(A.dtype):
+                    A, B = A.astype(np.float32), B.astype(np.float32)
+                return _arr(xp, fn(xp, A, B))
+            if _is_ml(A.dtype):
+                return _arr(xp, fn(xp, A.astype(np.float32), B.astype(np.float32)), A.dtype)
+            return _arr(xp, fn(xp, A, B))
+    return run
+
+
+def _register_binary(name, fn, bool_result):
+    run = _binary_compute(fn, bool_result)
+
+    # v1-v6: the 'broadcast'/'axis' attributes (v1 also 'consumed_inputs')
+    def binary_legacy(xp, A, B, *, axis=None, broadcast=0, consumed_inputs=None):
+        return run(xp, A, _legacy_b(A, B, broadcast, axis))
+
+    # v7+: numpy-style multidirectional broadcasting
+    def binary(xp, A, B):
+        return run(xp, A, B)
+
+    binary_legacy.__name__ = binary_legacy.__qualname__ = name.lower() + "_legacy"
+    binary.__name__ = binary.__qualname__ = name.lower()
+    kernel(name, since=1)(binary_legacy)
+    kernel(name, since=7)(binary)
+
+
+for _name, (_fn, _bool) in _BINARY.items():
+    _register_binary(_name, _fn, _bool)
+
+for _name, (_since, _fn, _bool) in _BINARY_NEW.items():
+    def _mk(fn=_fn, b=_bool):
+        run = _binary_compute(fn, b)
+
+        def binary(xp, A, B):
+            return run(xp, A, B)
+        return binary
+
+    _k = _mk()
+    _k.__name__ = _k.__qualname__ = _name.lower()
+    kernel(_name, since=_since)(_k)
+
+
+@kernel("Mod", since=10)
+def mod(xp, A, B, *, fmod=0):
+    # fmod=1: C fmod (sign of A); fmod=0: Python-style modulo (sign of B), for ints and floats
+    with _quiet(xp):
+        if _is_ml(A.dtype):
+            return _arr(xp, mod(xp, A.astype(np.float32), B.astype(np.float32), fmod=fmod), A.dtype)
+        return _arr(xp, xp.fmod(A, B) if fmod else xp.mod(A, B))
+
+
+@kernel("BitShift", since=11)  # v28 only defines shifts out of [0, bits): 0, or -1 for negative >> n
+def bit_shift(xp, X, Y, *, direction):
+    bits = X.dtype.itemsize * 8
+    if direction not in ("LEFT", "RIGHT"):
+        raise ValueError(f"BitShift: direction must be 'LEFT' or 'RIGHT', got '{direction}'")
+    Y = Y.astype(X.dtype, copy=False)
+    oor = (Y < 0) | (Y >= bits) if X.dtype.kind == "i" else (Y >= bits)
+    any_oor = bool(oor.any()) if xp is np else True
+    if any_oor:
+        Y = xp.where(oor, 0, Y).astype(X.dtype, copy=False)
+    out = xp.left_shift(X, Y) if direction == "LEFT" else xp.right_shift(X, Y)
+    if any_oor:
+        if direction == "RIGHT" and X.dtype.kind == "i":
+            fill = xp.where(X < 0, -1, 0).astype(X.dtype)
+        else:
+            fill = X.dtype.type(0)
+        out = xp.where(oor, fill, out)
+    return _arr(xp, out, X.dtype)
+
+
+# ----------------------------------------------------------------------------- Pow
+
+def _pow(xp, X, Y):
+    with _quiet(xp):
+        if _is_ml(X.dtype):
+            return _arr(xp, _pow(xp, X.astype(np.float32), Y.astype(np.float32) if _is_ml(Y.dtype) else Y), X.dtype)
+        if _is_ml(Y.dtype):
+            Y = Y.astype(np.float32)
+        if X.dtype.kind == "f":
+            if Y.size == 1 and isinstance(Y, np.ndarray):
+                # cheap common exponents (x**2 in LayerNorm-style graphs)
+                y = float(Y.reshape(()))
+                if y == 2.0:
+                    return X * X
+                if y == 1.0:
+                    return X.copy()
+                if y == 3.0:
+                    return X * X * X
+            if Y.dtype.kind in "iub" or Y.dtype.itemsize <= X.dtype.itemsize:
+                return _arr(xp, xp.power(X, Y.astype(X.dtype, copy=False)), X.dtype)
+            return _arr(xp, xp.power(X, Y), X.dtype)
+        # integer base: the result keeps the base type
+        if Y.dtype.kind in "iu" and not bool((Y < 0).any()):
+            return _arr(xp, xp.power(X, Y), X.dtype)
+        # fractional or negative exponents: through double, truncated like C's (int)pow(x, y)
+        r = xp.power(X.astype(np.float64), Y.astype(np.float64))
+        return _arr(xp, xp.trunc(r), X.dtype)
+
+
+@kernel("Pow", since=1)  # v1: 'broadcast'/'axis' attributes
+def pow_legacy(xp, X, Y, *, axis=None, broadcast=0):
+    return _pow(xp, X, _legacy_b(X, Y, broadcast, axis))
+
+
+@kernel("Pow", since=7)  # v7: numpy broadcasting (v12 adds integer types, mixed base/exponent types)
+def pow_(xp, X, Y):
+    return _pow(xp, X, Y)
+
+
+# ----------------------------------------------------------------------------- variadic
+
+def _fold(xp, fn, inputs):
+    out = inputs[0]
+    for x in inputs[1:]:
+        out = fn(out, x)
+    return out
+
+
+def _variadic(fn):
+    def run(xp, inputs):
+        if not inputs:
+            raise ValueError("variadic op needs at least one input")
+        if len(inputs) == 1:
+            return inputs[0]
+        with _quiet(xp):
+            dt = inputs[0].dtype
+            if _is_ml(dt):
+                return _arr(xp, _fold(xp, fn(xp), [x.astype(np.float32) for x in inputs]), dt)
+            return _arr(xp, _fold(xp, fn(xp), inputs), dt)
+    return run
+
+
+_sum_run = _variadic(lambda xp: xp.add)
+_max_run = _variadic(lambda xp: xp.maximum)  # maximum/minimum propagate NaN
+_min_run = _variadic(lambda xp: xp.minimum)
+
+
+@kernel("Sum", since=1)  # v1-v6 required equal shapes; v8 broadcasts - numpy covers both
+def sum_(xp, *inputs, consumed_inputs=None):
+    return _sum_run(xp, inputs)
+
+
+@kernel("Max", since=1)
+def max_(xp, *inputs, consumed_inputs=None):
+    return _max_run(xp, inputs)
+
+
+@kernel("Min", since=1)
+def min_(xp, *inputs, consumed_inputs=None):
+    return _min_run(xp, inputs)
+
+
+@kernel("Mean", since=1)
+def mean(xp, *inputs, consumed_inputs=None):
+    s = _sum_run(xp, inputs)
+    if len(inputs) == 1:
+        return s
+    if _is_ml(s.dtype):
+        return _arr(xp, s.astype(np.float32) / len(inputs), s.dtype)
+    return _arr(xp, s / len(inputs), s.dtype)
+
+
+# ----------------------------------------------------------------------------- Where
+
+@kernel("Where", since=9)
+def where(xp, condition, X, Y):
+    return _arr(xp, xp.where(condition, X, Y))

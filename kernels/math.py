@@ -1,0 +1,324 @@
+"""Linear algebra, softmax family, top-k, arg-reductions and cumulative ops.
+
+MatMul and Gemm are the hot ops: they run as one BLAS call on contiguous
+operands, with constant weights transposed/cast once in the prepare step.
+Half-precision operands (float16, bfloat16) are computed in float32 and cast
+back: numpy has no half-precision BLAS and float32 accumulation is what
+onnxruntime does too.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ortlite.registry import kernel
+
+from ._common import norm_axis, to_ints
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _work_dtype(dt):
+    """The dtype to compute in: float32 for 16-bit (and smaller) floats, else the input's."""
+    dt = np.dtype(dt)
+    if dt == np.float16 or (dt.kind == "V" and dt.itemsize <= 2):  # ml_dtypes floats have kind 'V'
+        return np.dtype(np.float32)
+    return dt
+
+
+def _to_work(xp, x):
+    wd = _work_dtype(x.dtype)
+    return x if x.dtype == wd else x.astype(wd)
+
+
+def _matmul(xp, a, b):
+    """ONNX MatMul (numpy.matmul semantics) with the batch folded into one GEMM when B is 2-D."""
+    if a.ndim > 2 and b.ndim == 2:
+        k = a.shape[-1]
+        y = xp.matmul(a.reshape(-1, k), b)
+        return y.reshape(a.shape[:-1] + (b.shape[1],))
+    return xp.matmul(a, b)
+
+
+def _scale(y, alpha):
+    """y * alpha, in place when y is a float array (it is a fresh matmul result)."""
+    if alpha == 1.0:
+        return y
+    if y.dtype.kind == "f":
+        y *= y.dtype.type(alpha)
+        return y
+    if float(alpha).is_integer():
+        y *= int(alpha)
+        return y
+    return (y * alpha).astype(y.dtype)
+
+
+# --------------------------------------------------------------------------- MatMul / Gemm
+
+@kernel("MatMul", since=1)  # 9 and 13 only add types
+class MatMul:
+    def __init__(self, ctx):
+        self.xp = ctx.xp
+        b = ctx.const(1)
+        # A constant weight is cast to the compute dtype and made contiguous once.
+        self.B = None if b is None else self.xp.ascontiguousarray(self.xp.asarray(_to_work(np, b)))
+
+    def __call__(self, A, B):
+        xp = self.xp
+        b = self.B if self.B is not None else _to_work(xp, B)
+        y = xp.asarray(_matmul(xp, _to_work(xp, A), b))  # 1-D @ 1-D gives a numpy scalar
+        return y if y.dtype == A.dtype else y.astype(A.dtype)
+
+
+@kernel("Gemm", since=1)  # 1/6: 'broadcast' attribute (we always broadcast); 7: unidirectional
+class Gemm:  # broadcasting; 11: C optional; 9/13: types. One kernel covers them all.
+    def __init__(self, ctx, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
+        xp = self.xp = ctx.xp
+        self.alpha, self.beta = float(alpha), float(beta)
+        self.transA, self.transB = bool(transA), bool(transB)
+        # Constant operands: transpose and cast once, so a run is one contiguous GEMM.
+        a, b, c = ctx.const(0), ctx.const(1), ctx.const(2)
+        self.A = None if a is None else xp.ascontiguousarray(xp.asarray(_to_work(np, a.T if self.transA else a)))
+        self.B = None if b is None else xp.ascontiguousarray(xp.asarray(_to_work(np, b.T if self.transB else b)))
+        self.C = None
+        if c is not None and self.beta != 0.0:
+            cw = _to_work(np, c)
+            if self.beta != 1.0:
+                cw = (cw * self.beta).astype(cw.dtype) if cw.dtype.kind == "f" else cw * self.beta
+            self.C = xp.asarray(cw)
+
+    def __call__(self, A, B, C=None):
+        xp = self.xp
+        out_dtype = A.dtype
+        a = self.A if self.A is not None else _to_work(xp, A.T if self.transA else A)
+        b = self.B if self.B is not None else _to_work(xp, B.T if self.transB else B)
+        y = _scale(xp.matmul(a, b), self.alpha)  # fresh array: scaled and biased in place
+        if C is not None and self.beta != 0.0:
+            c = self.C
+            if c is None:
+                c = _to_work(xp, C)
+                if self.beta != 1.0:
+                    c = c * (c.dtype.type(self.beta) if c.dtype.kind == "f" else self.beta)
+            if c.dtype == y.dtype and np.broadcast_shapes(c.shape, y.shape) == y.shape:
+                y += c
+            else:
+                y = (y + c).astype(y.dtype)
+        return y if y.dtype == out_dtype else y.astype(out_dtype)
+
+
+@kernel("MatMulInteger", since=10)
+class MatMulInteger:
+    """int8/uint8 matmul with zero points, int32 result.
+
+    Computed in float64 BLAS: products of 8-bit values summed over any realistic K
+    stay far below 2**53, so the result is exact and much faster than integer matmul.
+    """
+
+    def __init__(self, ctx):
+        xp = self.xp = ctx.xp
+        self.B = None
+        b, bzp = ctx.const(1), ctx.const(3)
+        if b is not None and (bzp is not None or not ctx.has_input(3)):
+            self.B = xp.asarray(self._shift_b(np, b, bzp))
+
+    @staticmethod
+    def _shift_a(xp, a, zp):
+        a = a.astype(np.float64)
+        if zp is not None:
+            zp = zp.astype(np.float64)
+            if zp.ndim == 1 and a.ndim >= 2:  # per-row zero point of an [M, K] matrix
+                zp = zp.reshape(-1, 1)
+            a -= zp
+        return a
+
+    @staticmethod
+    def _shift_b(xp, b, zp):
+        b = b.astype(np.float64)
+        if zp is not None:
+            b -= zp.astype(np.float64)  # scalar, [N] or [..., 1, N]: broadcasts on the last axis
+        return b
+
+    def __call__(self, A, B, a_zero_point=None, b_zero_point=None):
+        xp = self.xp
+        b = self.B if self.B is not None else self._shift_b(xp, B, b_zero_point)
+        y = _matmul(xp, self._shift_a(xp, A, a_zero_point), b)
+        return y.astype(np.int32)
+
+
+# --------------------------------------------------------------------------- Einsum / Det
+
+@kernel("Einsum", since=12)  # 28 only adds types
+class Einsum:
+    def __init__(self, ctx, *, equation):
+        self.xp = ctx.xp
+        self.eq = equation.replace(" ", "")
+        self._paths = {}  # contraction path per tuple of input shapes
+
+    def __call__(self, *inputs):
+        xp = self.xp
+        out_dtype = inputs[0].dtype
+        ops = [_to_work(xp, x) for x in inputs]
+        if len(ops) <= 1:
+            y = xp.einsum(self.eq, *ops)
+        elif xp is np:
+            key = tuple(x.shape for x in ops)
+            path = self._paths.get(key)
+            if path is None:
+                path = self._paths[key] = np.einsum_path(self.eq, *ops, optimize="greedy")[0]
+            y = np.einsum(self.eq, *ops, optimize=path)
+        else:
+            y = xp.einsum(self.eq, *ops, optimize=True)
+        return xp.asarray(y, dtype=out_dtype)
+
+
+@kernel("Det", since=11)  # 22 only adds bfloat16
+def det(xp, X):
+    y = xp.linalg.det(_to_work(xp, X).astype(np.float32) if X.dtype.itemsize < 4 else X)
+    return xp.asarray(y, dtype=X.dtype)
+
+
+# --------------------------------------------------------------------------- CumSum / CumProd
+
+def _cumulative(xp, X, axis, exclusive, reverse, fn, identity):
+    axis = norm_axis(to_ints(axis)[0], X.ndim)
+    x = xp.flip(X, axis) if reverse else X
+    c = fn(x, axis=axis, dtype=X.dtype)
+    if exclusive:
+        out = xp.empty_like(c)
+        dst = [slice(None)] * X.ndim
+        src = [slice(None)] * X.ndim
+        first = [slice(None)] * X.ndim
+        dst[axis], src[axis], first[axis] = slice(1, None), slice(None, -1), slice(0, 1)
+        out[tuple(dst)] = c[tuple(src)]
+        out[tuple(first)] = identity
+        c = out
+    return xp.flip(c, axis) if reverse else c
+
+
+@kernel("CumSum", since=11, host_inputs=(1,))  # 14 only adds types
+def cumsum(xp, x, axis, *, exclusive=0, reverse=0):
+    return _cumulative(xp, x, axis, exclusive, reverse, xp.cumsum, 0)
+
+
+@kernel("CumProd", since=26, host_inputs=(1,))
+def cumprod(xp, x, axis, *, exclusive=0, reverse=0):
+    return _cumulative(xp, x, axis, exclusive, reverse, xp.cumprod, 1)
+
+
+# --------------------------------------------------------------------------- softmax family
+
+def _softmax(xp, X, axes, log):
+    x = _to_work(xp, X)
+    m = xp.max(x, axis=axes, keepdims=True)
+    e = x - m  # fresh array, reused in place below
+    if log:
+        s = xp.sum(xp.exp(e), axis=axes, keepdims=True)
+        e -= xp.log(s)
+    else:
+        xp.exp(e, out=e)
+        e /= xp.sum(e, axis=axes, keepdims=True)
+    return e if e.dtype == X.dtype else e.astype(X.dtype)
+
+
+def _trailing_axes(axis, ndim):
+    """Opset < 13 semantics: the input is coerced to 2-D at `axis`; the softmax runs over all trailing dims."""
+    if ndim == 0:
+        return None
+    return tuple(range(norm_axis(axis, ndim), ndim))
+
+
+@kernel("Softmax", since=1)  # 1/11: coerce to 2-D at axis (11 allows negative axis)
+def softmax_v1(xp, input, *, axis=1):
+    return _softmax(xp, input, _trailing_axes(axis, input.ndim), False)
+
+
+@kernel("Softmax", since=13)  # 13: normalizes along the single `axis`, default -1
+def softmax_v13(xp, input, *, axis=-1):
+    return _softmax(xp, input, norm_axis(axis, input.ndim) if input.ndim else None, False)
+
+
+@kernel("LogSoftmax", since=1)  # 1/11: coerce to 2-D at axis
+def log_softmax_v1(xp, input, *, axis=1):
+    return _softmax(xp, input, _trailing_axes(axis, input.ndim), True)
+
+
+@kernel("LogSoftmax", since=13)  # 13: single axis, default -1
+def log_softmax_v13(xp, input, *, axis=-1):
+    return _softmax(xp, input, norm_axis(axis, input.ndim) if input.ndim else None, True)
+
+
+def _hardmax_last(xp, x2):
+    """One-hot of the first maximum along the last axis."""
+    idx = xp.argmax(x2, axis=-1)
+    out = xp.zeros(x2.shape, dtype=x2.dtype)
+    xp.put_along_axis(out, idx[..., None], x2.dtype.type(1), axis=-1)
+    return out
+
+
+@kernel("Hardmax", since=1)  # 1/11: coerce to 2-D at axis
+def hardmax_v1(xp, input, *, axis=1):
+    a = norm_axis(axis, input.ndim)
+    lead = int(np.prod(input.shape[:a], dtype=np.int64))
+    x2 = input.reshape(lead, -1) if input.size else input.reshape(lead, int(np.prod(input.shape[a:])))
+    return _hardmax_last(xp, x2).reshape(input.shape)
+
+
+@kernel("Hardmax", since=13)  # 13: along the single `axis`, default -1
+def hardmax_v13(xp, input, *, axis=-1):
+    a = norm_axis(axis, input.ndim)
+    return xp.moveaxis(_hardmax_last(xp, xp.moveaxis(input, a, -1)), -1, a)
+
+
+# --------------------------------------------------------------------------- TopK
+
+def _topk(xp, X, k, axis, largest, sorted_):
+    axis = norm_axis(axis, X.ndim)
+    n = X.shape[axis]
+    if not 0 <= k <= n:
+        raise ValueError(f"TopK: k={k} out of range for axis of size {n}")
+    if largest:
+        # Stable ascending sort of the flipped axis, read backwards: descending values,
+        # and among equal values the smaller original index comes first (spec tie rule).
+        order = xp.argsort(xp.flip(X, axis), axis=axis, kind="stable")
+        order = xp.flip(order, axis)
+        sl = [slice(None)] * X.ndim
+        sl[axis] = slice(0, k)
+        idx = (n - 1) - order[tuple(sl)]
+    else:
+        order = xp.argsort(X, axis=axis, kind="stable")
+        sl = [slice(None)] * X.ndim
+        sl[axis] = slice(0, k)
+        idx = order[tuple(sl)]
+    idx = xp.ascontiguousarray(idx).astype(np.int64, copy=False)
+    return xp.take_along_axis(X, idx, axis=axis), idx
+
+
+@kernel("TopK", since=1)  # 1: k is an attribute
+def topk_v1(xp, X, *, k, axis=-1):
+    return _topk(xp, X, int(k), axis, True, True)
+
+
+@kernel("TopK", since=10, host_inputs=(1,))  # 10: k is an input; 11: largest/sorted, negative axis
+def topk_v10(xp, X, K, *, axis=-1, largest=1, sorted=1):  # noqa: A002 - ONNX name
+    return _topk(xp, X, to_ints(K)[0], axis, largest, sorted)
+
+
+# --------------------------------------------------------------------------- ArgMax / ArgMin
+
+def _arg(xp, fn, X, axis, keepdims, select_last_index):
+    axis = norm_axis(axis, X.ndim)
+    if select_last_index:
+        idx = (X.shape[axis] - 1) - fn(xp.flip(X, axis), axis=axis, keepdims=bool(keepdims))
+    else:
+        idx = fn(X, axis=axis, keepdims=bool(keepdims))
+    return xp.asarray(idx, dtype=np.int64)
+
+
+@kernel("ArgMax", since=1)  # 11: negative axis; 12: select_last_index; 13: types
+def argmax(xp, data, *, axis=0, keepdims=1, select_last_index=0):
+    return _arg(xp, xp.argmax, data, axis, keepdims, select_last_index)
+
+
+@kernel("ArgMin", since=1)  # 11: negative axis; 12: select_last_index; 13: types
+def argmin(xp, data, *, axis=0, keepdims=1, select_last_index=0):
+    return _arg(xp, xp.argmin, data, axis, keepdims, select_last_index)
+

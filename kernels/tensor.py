@@ -1,0 +1,476 @@
+"""Tensor-shaping kernels: Reshape, Transpose, Concat, Split, Squeeze, Unsqueeze,
+Expand, Tile, Pad, Shape, Size, ConstantOfShape, Constant, Range, Flatten,
+Identity, EyeLike, Trilu.
+
+Inputs that decide output shapes (shape, repeats, pads, axes, split, ...) are
+declared ``host_inputs``: they arrive as numpy arrays and are read with
+``to_ints``. Shape-only ops (Reshape, Transpose, Squeeze, Unsqueeze, Flatten,
+Split, Identity) return views of their input where numpy can; no kernel writes
+into an input.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ortlite.errors import NotImplemented as OrtNotImplemented
+from ortlite.registry import kernel
+from ortlite.types import np_dtype
+
+from ._common import norm_axis, to_ints
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+def _zero_of(xp, dtype):
+    """The 'zero' of a dtype as a 0-d array: '' for strings, False for bool, 0 else."""
+    if dtype == object:
+        return np.array("", dtype=object)
+    return xp.zeros((), dtype=dtype)
+
+
+def _scalar_of(xp, value, dtype):
+    """A 0-d array of ``dtype`` holding ``value`` (a Python number, str or 1-element array)."""
+    if dtype == object:
+        v = np.asarray(value, dtype=object).reshape(-1)[0] if not isinstance(value, str) else value
+        return np.array(v, dtype=object)
+    return xp.asarray(value).reshape(()).astype(dtype)
+
+
+def _reshape_target(in_shape, shape, allowzero):
+    """ONNX Reshape's target shape: 0 copies the input dim (unless allowzero), -1 is inferred."""
+    out = list(shape)
+    if not allowzero:
+        for i, s in enumerate(out):
+            if s == 0:
+                if i >= len(in_shape):
+                    raise ValueError(f"Reshape: shape {shape} copies dim {i} of an input of rank {len(in_shape)}")
+                out[i] = in_shape[i]
+    if out.count(-1) > 1:
+        raise ValueError(f"Reshape: more than one -1 in shape {shape}")
+    if -1 in out:
+        known = math.prod(s for s in out if s != -1)
+        total = math.prod(in_shape)
+        if known == 0:
+            if total != 0:
+                raise ValueError(f"Reshape: cannot infer -1 in {shape} from input shape {tuple(in_shape)}")
+            out[out.index(-1)] = 0
+        else:
+            out[out.index(-1)] = total // known
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------
+# Reshape
+
+
+@kernel("Reshape", since=1)  # opset 1: target shape is an attribute
+def reshape_v1(xp, data, *, shape=None, consumed_inputs=None):
+    if shape is None:
+        raise ValueError("Reshape-1: the 'shape' attribute is required")
+    return xp.reshape(data, _reshape_target(data.shape, shape, 0))
+
+
+@kernel("Reshape", since=5, host_inputs=(1,))  # opset 5: shape became an input; 14 added allowzero
+def reshape(xp, data, shape, *, allowzero=0):
+    return xp.reshape(data, _reshape_target(data.shape, to_ints(shape), allowzero))
+
+
+# ---------------------------------------------------------------------------
+# Transpose / Flatten / Identity
+
+
+@kernel("Transpose", since=1)
+def transpose(xp, data, *, perm=None):
+    return xp.transpose(data, None if perm is None else tuple(perm))
+
+
+@kernel("Flatten", since=1)  # opset 11 allows a negative axis; same code
+def flatten(xp, data, *, axis=1):
+    r = data.ndim
+    if axis < 0:
+        axis += r
+    if not 0 <= axis <= r:
+        raise ValueError(f"Flatten: axis {axis} out of range for rank {r}")
+    return xp.reshape(data, (math.prod(data.shape[:axis]), math.prod(data.shape[axis:])))
+
+
+@kernel("Identity", since=1)  # tensors, sequences (lists) and optionals (None) pass through
+def identity(xp, x=None):
+    return x
+
+
+# ---------------------------------------------------------------------------
+# Concat / Split
+
+
+@kernel("Concat", since=1)  # opset 1 defaulted axis to 1; it is required from 4, negative from 11
+def concat(xp, *inputs, axis=1):
+    axis = norm_axis(axis, inputs[0].ndim)
+    if len(inputs) == 1:
+        return inputs[0]
+    return xp.concatenate(inputs, axis=axis)
+
+
+def _split_by(xp, x, axis, sizes):
+    axis = norm_axis(axis, x.ndim)
+    if sum(sizes) != x.shape[axis]:
+        raise ValueError(f"Split: sizes {sizes} do not add up to dim {x.shape[axis]} of axis {axis}")
+    outs, start = [], 0
+    index = [slice(None)] * x.ndim
+    for s in sizes:
+        index[axis] = slice(start, start + s)
+        outs.append(x[tuple(index)])
+        start += s
+    return tuple(outs)
+
+
+def _even_sizes(dim, n, allow_uneven):
+    """n chunk sizes for a dim: ceil(dim/n) each, the last smaller (opset 18), else exact."""
+    if n <= 0:
+        raise ValueError("Split: number of outputs must be positive")
+    if dim % n == 0:
+        return [dim // n] * n
+    if not allow_uneven:
+        raise ValueError(f"Split: dim {dim} does not divide into {n} equal parts")
+    chunk = -(-dim // n)
+    sizes = [chunk] * (dim // chunk)
+    if dim % chunk:
+        sizes.append(dim % chunk)
+    if len(sizes) != n:
+        raise ValueError(f"Split: dim {dim} cannot be split into {n} outputs of size {chunk}")
+    return sizes
+
+
+@kernel("Split", since=1, host_inputs=(1,))  # opset 1: sizes from the attribute or the 2nd input
+class SplitV1:
+    def __init__(self, ctx, *, axis=0, split=None):
+        self.xp, self.axis, self.split, self.n = ctx.xp, axis, split, ctx.num_outputs
+
+    def __call__(self, x, split=None):
+        sizes = to_ints(split) if split is not None else self.split
+        if sizes is None:
+            sizes = _even_sizes(x.shape[norm_axis(self.axis, x.ndim)], self.n, False)
+        return _split_by(self.xp, x, self.axis, list(sizes))
+
+
+@kernel("Split", since=2)  # opset 2: sizes only from the attribute
+class SplitV2:
+    def __init__(self, ctx, *, axis=0, split=None):
+        self.xp, self.axis, self.split, self.n = ctx.xp, axis, split, ctx.num_outputs
+
+    def __call__(self, x):
+        sizes = self.split
+        if sizes is None:
+            sizes = _even_sizes(x.shape[norm_axis(self.axis, x.ndim)], self.n, False)
+        return _split_by(self.xp, x, self.axis, list(sizes))
+
+
+@kernel("Split", since=13, host_inputs=(1,))  # opset 13: sizes became an input
+class SplitV13:
+    def __init__(self, ctx, *, axis=0):
+        self.xp, self.axis, self.n = ctx.xp, axis, ctx.num_outputs
+
+    def __call__(self, x, split=None):
+        if split is not None and split.size:
+            return _split_by(self.xp, x, self.axis, to_ints(split))
+        return _split_by(self.xp, x, self.axis, _even_sizes(x.shape[norm_axis(self.axis, x.ndim)], self.n, False))
+
+
+@kernel("Split", since=18, host_inputs=(1,))  # opset 18: num_outputs attribute, last chunk may be smaller
+class SplitV18:
+    def __init__(self, ctx, *, axis=0, num_outputs=None):
+        self.xp, self.axis = ctx.xp, axis
+        self.n = num_outputs if num_outputs is not None else ctx.num_outputs
+
+    def __call__(self, x, split=None):
+        if split is not None and split.size:
+            return _split_by(self.xp, x, self.axis, to_ints(split))
+        return _split_by(self.xp, x, self.axis, _even_sizes(x.shape[norm_axis(self.axis, x.ndim)], self.n, True))
+
+
+# ---------------------------------------------------------------------------
+# Squeeze / Unsqueeze
+
+
+def _squeeze(xp, data, axes):
+    if axes is None:
+        return xp.squeeze(data)
+    axes = tuple(sorted({norm_axis(a, data.ndim) for a in axes}))
+    for a in axes:
+        if data.shape[a] != 1:
+            raise ValueError(f"Squeeze: dim {a} of shape {data.shape} is not 1")
+    return xp.reshape(data, tuple(d for i, d in enumerate(data.shape) if i not in axes))
+
+
+def _unsqueeze(xp, data, axes):
+    rank = data.ndim + len(axes)
+    axes = sorted(norm_axis(a, rank) for a in axes)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"Unsqueeze: repeated axes {axes}")
+    shape = list(data.shape)
+    for a in axes:
+        shape.insert(a, 1)
+    return xp.reshape(data, tuple(shape))
+
+
+@kernel("Squeeze", since=1)  # axes attribute (negative from 11)
+def squeeze_v1(xp, data, *, axes=None):
+    return _squeeze(xp, data, axes)
+
+
+@kernel("Squeeze", since=13, host_inputs=(1,))  # opset 13: axes became an input
+def squeeze(xp, data, axes=None):
+    return _squeeze(xp, data, None if axes is None else to_ints(axes))
+
+
+@kernel("Unsqueeze", since=1)  # axes attribute (negative from 11)
+def unsqueeze_v1(xp, data, *, axes=None):
+    return _unsqueeze(xp, data, axes or [])
+
+
+@kernel("Unsqueeze", since=13, host_inputs=(1,))  # opset 13: axes became an input
+def unsqueeze(xp, data, axes):
+    return _unsqueeze(xp, data, to_ints(axes))
+
+
+# ---------------------------------------------------------------------------
+# Expand / Tile
+
+
+@kernel("Expand", since=8, host_inputs=(1,))
+def expand(xp, data, shape):
+    target = to_ints(shape)
+    # ONNX broadcasting in both directions: a 1 in `shape` keeps the input's dim
+    out_shape = np.broadcast_shapes(tuple(data.shape), tuple(target))
+    # materialise: a zero-stride read-only view would leak to users and to in-place consumers
+    return xp.array(xp.broadcast_to(data, out_shape))
+
+
+@kernel("Tile", since=1, host_inputs=(1, 2))  # opset 1: one axis and a repeat count
+def tile_v1(xp, data, tiles, axis):
+    reps = [1] * data.ndim
+    reps[norm_axis(to_ints(axis)[0], data.ndim)] = to_ints(tiles)[0]
+    return xp.tile(data, reps)
+
+
+@kernel("Tile", since=6, host_inputs=(1,))  # opset 6: a repeat count per axis
+def tile(xp, data, repeats):
+    reps = to_ints(repeats)
+    if len(reps) != data.ndim:
+        raise ValueError(f"Tile: {len(reps)} repeats for an input of rank {data.ndim}")
+    return xp.tile(data, reps)
+
+
+# ---------------------------------------------------------------------------
+# Pad
+
+_PAD_MODES = ("constant", "reflect", "edge", "wrap")
+
+
+def _pad(xp, data, begins, ends, mode, value):
+    """Pad (negative amounts crop) each axis by begins[i] / ends[i]."""
+    if mode not in _PAD_MODES:
+        raise OrtNotImplemented(f"Pad: mode '{mode}' is not supported (supported: {', '.join(_PAD_MODES)})")
+    # negative pads crop first
+    if any(b < 0 or e < 0 for b, e in zip(begins, ends)):
+        crop = tuple(slice(max(-b, 0), d - max(-e, 0)) for b, e, d in zip(begins, ends, data.shape))
+        data = data[crop]
+        begins = [max(b, 0) for b in begins]
+        ends = [max(e, 0) for e in ends]
+    if not any(begins) and not any(ends):
+        return data
+    out_shape = tuple(d + b + e for d, b, e in zip(data.shape, begins, ends))
+    if mode == "constant":
+        fill = _zero_of(xp, data.dtype) if value is None else _scalar_of(xp, value, data.dtype)
+        out = xp.full(out_shape, fill, dtype=data.dtype)
+        out[tuple(slice(b, b + d) for b, d in zip(begins, data.shape))] = data
+        return out
+    if data.size == 0:
+        raise ValueError(f"Pad: mode '{mode}' cannot pad an empty tensor of shape {data.shape}")
+    # gather along each padded axis with precomputed source indices (works for every dtype)
+    out = data
+    for ax, (b, e) in enumerate(zip(begins, ends)):
+        if not b and not e:
+            continue
+        n = data.shape[ax]
+        pos = np.arange(-b, n + e)
+        if mode == "edge":
+            src = np.clip(pos, 0, n - 1)
+        elif mode == "wrap":
+            src = pos % n
+        else:  # reflect: mirror without repeating the edge; period 2(n-1)
+            if n == 1:
+                src = np.zeros_like(pos)
+            else:
+                period = 2 * (n - 1)
+                m = pos % period
+                src = np.where(m < n, m, period - m)
+        out = xp.take(out, xp.asarray(src), axis=ax)
+    return out
+
+
+@kernel("Pad", since=1)  # opset 1: 'paddings' attribute as (begin, end) pairs per axis
+def pad_v1(xp, data, *, paddings, mode="constant", value=0.0):
+    return _pad(xp, data, paddings[0::2], paddings[1::2], mode, value)
+
+
+@kernel("Pad", since=2)  # opset 2: 'pads' attribute [begins..., ends...]
+def pad_v2(xp, data, *, pads, mode="constant", value=0.0):
+    r = data.ndim
+    return _pad(xp, data, pads[:r], pads[r:], mode, value)
+
+
+# opset 11: pads and constant_value became inputs; 18 added axes; 19 added mode 'wrap'
+@kernel("Pad", since=11, host_inputs=(1, 3))
+def pad(xp, data, pads, constant_value=None, axes=None, *, mode="constant"):
+    p = to_ints(pads)
+    r = data.ndim
+    if axes is None:
+        axes_l = list(range(r))
+    else:
+        axes_l = [norm_axis(a, r) for a in to_ints(axes)]
+    n = len(axes_l)
+    if len(p) != 2 * n:
+        raise ValueError(f"Pad: {len(p)} pads for {n} axes")
+    begins, ends = [0] * r, [0] * r
+    for i, a in enumerate(axes_l):
+        begins[a], ends[a] = p[i], p[n + i]
+    value = None
+    if constant_value is not None and constant_value.size:
+        value = constant_value
+    return _pad(xp, data, begins, ends, mode, value)
+
+
+# ---------------------------------------------------------------------------
+# Shape / Size
+
+
+@kernel("Shape", since=1)  # opset 15 added start/end (defaults keep the whole shape)
+def shape(xp, data, *, start=0, end=None):
+    r = data.ndim
+    s = start + r if start < 0 else start
+    e = r if end is None else (end + r if end < 0 else end)
+    s, e = min(max(s, 0), r), min(max(e, 0), r)
+    return xp.asarray(data.shape[s:e] if s < e else (), dtype=np.int64)
+
+
+@kernel("Size", since=1)
+def size(xp, data):
+    return xp.asarray(data.size, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------
+# Constant / ConstantOfShape
+
+
+@kernel("Constant", since=1)  # 11 added sparse_value, 12 the value_* forms
+class Constant:
+    def __init__(self, ctx, *, value=None, sparse_value=None, value_float=None, value_floats=None,
+                 value_int=None, value_ints=None, value_string=None, value_strings=None):
+        if value is not None:
+            v = np.asarray(value)
+        elif sparse_value is not None:
+            v = np.asarray(sparse_value)
+        elif value_float is not None:
+            v = np.array(value_float, dtype=np.float32)
+        elif value_floats is not None:
+            v = np.array(value_floats, dtype=np.float32).reshape(-1)
+        elif value_int is not None:
+            v = np.array(value_int, dtype=np.int64)
+        elif value_ints is not None:
+            v = np.array(value_ints, dtype=np.int64).reshape(-1)
+        elif value_string is not None:
+            v = np.array(value_string, dtype=object)
+        elif value_strings is not None:
+            v = np.empty(len(value_strings), dtype=object)
+            v[:] = list(value_strings)
+        else:
+            raise ValueError(f"Constant node '{ctx.node.name}' has no value attribute")
+        self.value = v if v.dtype == object else ctx.xp.asarray(v)
+
+    def __call__(self):
+        return self.value
+
+
+@kernel("ConstantOfShape", since=9, host_inputs=(0,))  # later versions only add types
+def constant_of_shape(xp, input, *, value=None):
+    shape = tuple(to_ints(input))
+    if value is None:
+        return xp.zeros(shape, dtype=np.float32)
+    v = np.asarray(value)
+    if v.dtype == object:
+        out = np.empty(shape, dtype=object)
+        out[...] = v.reshape(-1)[0]
+        return out
+    return xp.full(shape, xp.asarray(v.reshape(())), dtype=v.dtype)
+
+
+# ---------------------------------------------------------------------------
+# Range
+
+_LOW_FLOATS = ("float16", "bfloat16")
+
+
+def _range(xp, start, limit, delta, stash):
+    dt = start.dtype
+    s, l, d = (np.asarray(v).reshape(()) for v in (start, limit, delta))
+    if dt.kind in "iu":
+        s, l, d = int(s), int(l), int(d)
+        if d == 0:
+            raise ValueError("Range: delta is 0")
+        n = max(-((s - l) // d), 0)  # ceil((l - s) / d) in exact integer arithmetic
+        return xp.asarray(s + d * np.arange(n, dtype=np.int64), dtype=dt) if n else xp.zeros((0,), dtype=dt)
+    if float(d) == 0:
+        raise ValueError("Range: delta is 0")
+    # element count as onnxruntime computes it: difference in T, division in double
+    n = max(int(math.ceil(float(l - s) / float(d))), 0)
+    work = dt
+    if dt.name in _LOW_FLOATS:
+        work = np.dtype(np.float64) if stash == 11 else np.dtype(np.float32)
+    vals = np.arange(n, dtype=work) * work.type(d) + work.type(s)
+    return xp.asarray(vals.astype(dt))
+
+
+@kernel("Range", since=11, host_inputs=(0, 1, 2))
+def range_(xp, start, limit, delta):
+    return _range(xp, start, limit, delta, 1)
+
+
+@kernel("Range", since=27, host_inputs=(0, 1, 2))  # opset 27: stash_type for float16/bfloat16
+def range_v27(xp, start, limit, delta, *, stash_type=1):
+    return _range(xp, start, limit, delta, stash_type)
+
+
+# ---------------------------------------------------------------------------
+# EyeLike / Trilu
+
+
+@kernel("EyeLike", since=9)
+def eye_like(xp, input, *, dtype=None, k=0):
+    if input.ndim != 2:
+        raise ValueError(f"EyeLike: input must be 2-D, got shape {input.shape}")
+    if dtype is None:
+        out_dtype = input.dtype
+    else:
+        out_dtype = np_dtype(dtype)
+    n, m = input.shape
+    out = xp.zeros((n, m), dtype=out_dtype)
+    # set the k-th diagonal through a flat strided view
+    if -n < k < m:
+        first = k if k >= 0 else -k * m
+        count = min(n - max(-k, 0), m - max(k, 0))
+        out.reshape(-1)[first: first + count * (m + 1): m + 1] = 1
+    return out
+
+
+@kernel("Trilu", since=14, host_inputs=(1,))
+def trilu(xp, input, k=None, *, upper=1):
+    kk = 0 if k is None else to_ints(k)[0]
+    n, m = input.shape[-2:]
+    rows = xp.arange(n).reshape(n, 1)
+    cols = xp.arange(m).reshape(1, m)
+    keep = (cols - rows >= kk) if upper else (cols - rows <= kk)
+    return xp.where(keep, input, _zero_of(xp, input.dtype))

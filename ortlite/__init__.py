@@ -1,0 +1,63 @@
+"""ortlite: an ONNX inference runtime in Python with onnxruntime's API.
+
+    import ortlite as ort
+    sess = ort.InferenceSession("model.onnx", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    outputs = sess.run(None, {"input": x})
+"""
+from ortlite._version import __version__
+from ortlite.errors import (  # noqa: F401
+    EPFail,
+    Fail,
+    InvalidArgument,
+    InvalidGraph,
+    InvalidProtobuf,
+    NoSuchFile,
+    OrtliteError,
+    RuntimeException,
+)
+from ortlite.iobinding import IOBinding
+from ortlite.options import ExecutionMode, ExecutionOrder, GraphOptimizationLevel, RunOptions, SessionOptions
+from ortlite.ortvalue import OrtDevice, OrtValue
+from ortlite.session import InferenceSession, ModelMetadata, NodeArg, ProviderFallbackWarning
+
+
+def get_all_providers():
+    """Every provider name ortlite knows, in default priority order."""
+    from ortlite.providers import all_provider_names
+
+    return all_provider_names()
+
+
+def get_available_providers():
+    """Providers usable on this machine, in default priority order."""
+    from ortlite.providers import available_provider_names
+
+    return available_provider_names()
+
+
+def get_device():
+    """'GPU' when a GPU provider is available, else 'CPU' (as onnxruntime reports its build)."""
+    return "GPU" if any(p != "CPUExecutionProvider" for p in get_available_providers()) else "CPU"
+
+
+def get_version_string():
+    return __version__
+
+
+def get_build_info():
+    return f"ortlite {__version__} (numpy CPU provider)"
+
+
+def set_default_logger_severity(level: int) -> None:
+    """0 verbose, 1 info, 2 warning, 3 error, 4 fatal (onnxruntime's scale) for the 'ortlite' logger."""
+    import logging
+
+    logging.getLogger("ortlite").setLevel({0: 5, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}.get(level, logging.CRITICAL))
+
+
+__all__ = [
+    "__version__", "InferenceSession", "SessionOptions", "RunOptions", "GraphOptimizationLevel",
+    "ExecutionMode", "ExecutionOrder", "OrtValue", "OrtDevice", "IOBinding", "NodeArg", "ModelMetadata",
+    "get_all_providers", "get_available_providers", "get_device", "get_version_string", "get_build_info",
+    "set_default_logger_severity", "ProviderFallbackWarning",
+]

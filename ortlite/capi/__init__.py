@@ -1,0 +1,1 @@
+"""Compatibility aliases for code that imports from ``onnxruntime.capi``."""

@@ -1,0 +1,109 @@
+"""IOBinding: inputs and outputs bound to buffers before a run (onnxruntime.IOBinding).
+
+Bound inputs are used as they are; outputs are written into bound buffers, or
+allocated by the run on the bound device and returned as OrtValues without a
+copy back to the host unless asked (``copy_outputs_to_cpu``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ortlite.errors import InvalidArgument
+from ortlite.ortvalue import OrtDevice, OrtValue, _device_module, array_from_pointer
+
+
+class IOBinding:
+    def __init__(self, session):
+        self._session = session
+        self._inputs: dict[str, object] = {}
+        self._outputs: dict[str, tuple] = {}  # name -> (OrtDevice, OrtValue or None)
+        self._results: list = []
+
+    # ---- inputs ---------------------------------------------------------------
+    def bind_cpu_input(self, name, arr_on_cpu):
+        self._inputs[name] = np.asarray(arr_on_cpu)
+
+    def bind_input(self, name, device_type, device_id, element_type, shape, buffer_ptr):
+        """Bind raw memory at ``buffer_ptr`` (host memory for device 'cpu')."""
+        device = OrtDevice(device_type, device_id)
+        _device_module(device)
+        dtype = np.dtype(element_type)
+        if device.device_type() == "cpu":
+            self._inputs[name] = array_from_pointer(buffer_ptr, dtype, shape)
+        else:  # pragma: no cover - device buffers land with the CUDA provider
+            raise InvalidArgument(f"bind_input: device '{device_type}' buffers are not supported yet")
+
+    def bind_ortvalue_input(self, name, ortvalue):
+        if not isinstance(ortvalue, OrtValue):
+            raise TypeError(f"bind_ortvalue_input expects an OrtValue, got {type(ortvalue).__name__}")
+        self._inputs[name] = ortvalue._value
+
+    def clear_binding_inputs(self):
+        self._inputs.clear()
+
+    def synchronize_inputs(self):
+        for p in self._session._providers:
+            p.synchronize()
+
+    # ---- outputs ----------------------------------------------------------------
+    def bind_output(self, name, device_type="cpu", device_id=0, element_type=None, shape=None, buffer_ptr=None):
+        device = OrtDevice(device_type, device_id)
+        xp = _device_module(device)
+        self._check_output_name(name)
+        if buffer_ptr is None:
+            self._outputs[name] = (device, None)
+            return
+        if element_type is None or shape is None:
+            raise InvalidArgument(f"bind_output('{name}'): a buffer_ptr needs element_type and shape too")
+        if xp is not np:  # pragma: no cover
+            raise InvalidArgument(f"bind_output: device '{device_type}' buffers are not supported yet")
+        arr = array_from_pointer(buffer_ptr, np.dtype(element_type), shape)
+        self._outputs[name] = (device, OrtValue(arr, device))
+
+    def bind_ortvalue_output(self, name, ortvalue):
+        self._check_output_name(name)
+        self._outputs[name] = (ortvalue.device(), ortvalue)
+
+    def clear_binding_outputs(self):
+        self._outputs.clear()
+        self._results = []
+
+    def synchronize_outputs(self):
+        for p in self._session._providers:
+            p.synchronize()
+
+    def get_outputs(self):
+        """OrtValues of the last run, in binding order."""
+        return list(self._results)
+
+    def get_outputs_as_ortvaluevector(self):
+        return self.get_outputs()
+
+    def copy_outputs_to_cpu(self):
+        return [v.numpy() for v in self._results]
+
+    # ---- run ----------------------------------------------------------------------
+    def _check_output_name(self, name):
+        valid = [o.name for o in self._session.get_outputs()]
+        if name not in valid:
+            raise InvalidArgument(f"Invalid output name: '{name}'. Valid outputs: {valid}")
+
+    def _run(self, run_options):
+        s = self._session
+        feeds = s._check_feed(self._inputs)
+        names = list(self._outputs) or [o.name for o in s.get_outputs()]
+        values = s._run_plan(feeds, s._fetch_slots(names), run_options)
+        results = []
+        for name, v in zip(names, values):
+            device, bound = self._outputs.get(name, (OrtDevice("cpu", 0), None))
+            if bound is not None and bound.is_tensor():
+                dst = bound._value
+                if tuple(dst.shape) != tuple(np.shape(v)):
+                    raise InvalidArgument(
+                        f"output '{name}' has shape {list(np.shape(v))} but the bound buffer has {list(dst.shape)}"
+                    )
+                dst[...] = v
+                results.append(bound)
+            else:
+                results.append(OrtValue(np.asarray(v) if isinstance(v, np.generic) else v, device))
+        self._results = results

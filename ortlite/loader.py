@@ -1,0 +1,100 @@
+"""Loading a model from a path, bytes or a ModelProto, with errors that say what is wrong."""
+from __future__ import annotations
+
+import os
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from ortlite.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, NotImplemented as OrtNotImplemented
+
+# The oldest default-domain opset ortlite accepts (onnxruntime's floor is 7; the
+# old Caffe2-era models the onnx package ships use opsets from 3 up, so go lower).
+MIN_OPSET = 1
+
+
+def load_model(source):
+    """Return (ModelProto, model_dir, label) for a path, bytes or ModelProto."""
+    if isinstance(source, onnx.ModelProto):
+        return source, None, "<ModelProto>"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _parse(bytes(source), "<bytes>"), None, "<bytes>"
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.exists(path):
+            raise NoSuchFile(f"Load model from {path} failed: file doesn't exist")
+        if os.path.isdir(path):
+            raise NoSuchFile(f"Load model from {path} failed: it is a directory, expected an .onnx file")
+        with open(path, "rb") as f:
+            data = f.read()
+        model = _parse(data, path)
+        model_dir = os.path.dirname(os.path.abspath(path))
+        _load_external(model, model_dir, path)
+        return model, model_dir, path
+    raise TypeError(
+        f"InferenceSession expects a path, bytes or onnx.ModelProto, got {type(source).__name__}"
+    )
+
+
+def _parse(data: bytes, label: str) -> onnx.ModelProto:
+    if not data:
+        raise InvalidProtobuf(f"Load model from {label} failed: the file is empty")
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise InvalidProtobuf(
+            f"Load model from {label} failed: not an ONNX model or truncated (protobuf parsing failed: {e})"
+        ) from None
+    if not model.HasField("graph") or model.ir_version == 0:
+        raise InvalidProtobuf(
+            f"Load model from {label} failed: the bytes parse but hold no ONNX model "
+            f"(ir_version={model.ir_version}, graph {'present' if model.HasField('graph') else 'missing'}); "
+            "is this an ONNX file, and is it complete?"
+        )
+    return model
+
+
+def _load_external(model, model_dir, label):
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    if not any(uses_external_data(t) for t in _all_tensors(model)):
+        return
+    try:
+        load_external_data_for_model(model, model_dir)
+    except (OSError, ValueError) as e:
+        raise NoSuchFile(f"Load model from {label} failed: cannot read its external data: {e}") from None
+
+
+def _all_tensors(model):
+    from onnx.external_data_helper import _get_all_tensors
+
+    return _get_all_tensors(model)
+
+
+def check_model(model: onnx.ModelProto, label: str) -> None:
+    """IR and opset limits, then onnx.checker; raises with the checker's message."""
+    if model.ir_version > onnx.IR_VERSION:
+        raise OrtNotImplemented(
+            f"{label}: IR version {model.ir_version} is newer than this onnx supports ({onnx.IR_VERSION}); "
+            "upgrade the onnx package"
+        )
+    default = [op.version for op in model.opset_import if op.domain in ("", "ai.onnx")]
+    if model.ir_version >= 3 and not model.opset_import:
+        raise InvalidGraph(f"{label}: the model declares no opset_import")
+    newest = onnx.defs.onnx_opset_version()
+    if default and default[0] > newest:
+        raise OrtNotImplemented(
+            f"{label}: opset {default[0]} of the default domain is newer than the newest ortlite "
+            f"knows ({newest}, from onnx {onnx.__version__}); upgrade onnx or re-export at opset <= {newest}"
+        )
+    if default and default[0] < MIN_OPSET:
+        raise OrtNotImplemented(f"{label}: opset {default[0]} is older than the oldest supported ({MIN_OPSET})")
+    try:
+        onnx.checker.check_model(model, full_check=False)
+    except onnx.checker.ValidationError as e:
+        msg = str(e).strip().splitlines()
+        raise InvalidGraph(f"{label}: invalid ONNX graph: {' '.join(m.strip() for m in msg[:6])}") from None
+    except ValueError as e:  # > 2 GB protos: checker refuses in-memory; skip like onnxruntime does
+        if "2GB" not in str(e) and "too large" not in str(e):
+            raise InvalidGraph(f"{label}: invalid ONNX graph: {e}") from None

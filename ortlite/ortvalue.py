@@ -1,0 +1,181 @@
+"""OrtValue and OrtDevice: a value (tensor, sequence, map or empty optional) on a device.
+
+On the CPU an OrtValue aliases the numpy array it was made from (as onnxruntime
+does); for other devices it owns a device buffer made by the device's provider.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from ortlite import types as ot
+
+
+class OrtDevice:
+    """A device: type name ('cpu', 'cuda') and id."""
+
+    __slots__ = ("_type", "_id")
+
+    def __init__(self, device_type: str = "cpu", device_id: int = 0):
+        self._type = str(device_type).lower()
+        self._id = int(device_id)
+
+    @classmethod
+    def make(cls, device_type, device_id=0):
+        return cls(device_type, device_id)
+
+    def device_type(self) -> str:
+        return self._type
+
+    def device_id(self) -> int:
+        return self._id
+
+    def __eq__(self, other):
+        return isinstance(other, OrtDevice) and (self._type, self._id) == (other._type, other._id)
+
+    def __hash__(self):
+        return hash((self._type, self._id))
+
+    def __repr__(self):
+        return f"OrtDevice('{self._type}', {self._id})"
+
+
+CPU = OrtDevice("cpu", 0)
+
+
+def _device_module(device: OrtDevice):
+    if device.device_type() == "cpu":
+        return np
+    from ortlite.providers import availability
+
+    ok, why = availability("CUDAExecutionProvider")
+    raise ValueError(f"device '{device.device_type()}' is not available: {why}")
+
+
+def _element_dtype(element_type):
+    if isinstance(element_type, (int, np.integer)) and not isinstance(element_type, bool):
+        return ot.np_dtype(int(element_type))
+    return np.dtype(element_type)
+
+
+class OrtValue:
+    """A value handed to or returned by a session (onnxruntime.OrtValue)."""
+
+    __slots__ = ("_value", "_device", "__weakref__")
+
+    def __init__(self, value, device: OrtDevice = CPU):
+        self._value = value
+        self._device = device
+
+    # ---- constructors (onnxruntime's names) ---------------------------------
+    @staticmethod
+    def ortvalue_from_numpy(numpy_obj, device_type="cpu", device_id=0) -> "OrtValue":
+        """Wrap a numpy array. On the CPU the OrtValue aliases it; elsewhere the data is copied."""
+        arr = np.asarray(numpy_obj)
+        if arr.dtype.kind == "U":
+            arr = arr.astype(object)
+        device = OrtDevice(device_type, device_id)
+        xp = _device_module(device)
+        return OrtValue(arr if xp is np else xp.asarray(arr), device)
+
+    @staticmethod
+    def ortvalue_from_numpy_with_onnx_type(data, onnx_element_type: int) -> "OrtValue":
+        return OrtValue(np.asarray(data).view(ot.np_dtype(onnx_element_type)))
+
+    @staticmethod
+    def ortvalue_from_shape_and_type(shape, element_type, device_type="cpu", device_id=0) -> "OrtValue":
+        """A new uninitialized tensor (numpy dtype or ONNX element type) on a device."""
+        device = OrtDevice(device_type, device_id)
+        xp = _device_module(device)
+        dtype = _element_dtype(element_type)
+        return OrtValue(xp.empty(tuple(int(d) for d in shape), dtype=dtype), device)
+
+    @staticmethod
+    def ort_value_from_sequence(values) -> "OrtValue":
+        return OrtValue([v.numpy() if isinstance(v, OrtValue) else np.asarray(v) for v in values])
+
+    # ---- queries ---------------------------------------------------------------
+    def is_tensor(self) -> bool:
+        return hasattr(self._value, "shape") and hasattr(self._value, "dtype")
+
+    def is_tensor_sequence(self) -> bool:
+        return isinstance(self._value, list)
+
+    def is_sparse_tensor(self) -> bool:
+        return False
+
+    def has_value(self) -> bool:
+        return self._value is not None
+
+    def shape(self) -> list:
+        self._require_tensor("shape")
+        return list(self._value.shape)
+
+    def element_type(self) -> int:
+        self._require_tensor("element_type")
+        return ot.onnx_elem_type(self._value.dtype)
+
+    def data_type(self) -> str:
+        v = self._value
+        if self.is_tensor():
+            return ot.dtype_type_string(v.dtype)
+        if isinstance(v, list):
+            inner = ot.dtype_type_string(v[0].dtype) if v else "tensor(float)"
+            return f"seq({inner})"
+        if isinstance(v, dict):
+            return "map"
+        return "optional"
+
+    def device_name(self) -> str:
+        return self._device.device_type()
+
+    def device(self) -> OrtDevice:
+        return self._device
+
+    def data_ptr(self) -> int:
+        self._require_tensor("data_ptr")
+        if isinstance(self._value, np.ndarray):
+            return self._value.ctypes.data
+        return int(self._value.data.ptr)
+
+    def numpy(self):
+        """The value on the host: ndarray (a copy from a device, the array itself on CPU), list or dict."""
+        v = self._value
+        if self._device.device_type() == "cpu" or v is None:
+            return v
+        if isinstance(v, list):
+            return [x.get() for x in v]
+        return v.get()
+
+    def update_inplace(self, np_arr) -> None:
+        """Copy new contents into the existing buffer (its address does not change)."""
+        self._require_tensor("update_inplace")
+        src = np.asarray(np_arr)
+        if tuple(src.shape) != tuple(self._value.shape):
+            raise ValueError(f"update_inplace: shape {list(src.shape)} differs from the OrtValue's {self.shape()}")
+        if isinstance(self._value, np.ndarray):
+            np.copyto(self._value, src, casting="same_kind")
+        else:
+            self._value.set(src.astype(self._value.dtype, copy=False))
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy()
+        return np.asarray(a, dtype=dtype)
+
+    def _require_tensor(self, what):
+        if not self.is_tensor():
+            raise TypeError(f"OrtValue.{what}() needs a tensor, this OrtValue holds {self.data_type()}")
+
+    def __repr__(self):
+        if self.is_tensor():
+            return f"OrtValue({self.data_type()}, shape={self.shape()}, device='{self.device_name()}')"
+        return f"OrtValue({self.data_type()})"
+
+
+def array_from_pointer(ptr: int, dtype, shape) -> np.ndarray:
+    """A numpy view of host memory at ``ptr`` (for bind_input / bind_output with a CPU pointer)."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape)) if len(shape) else 1
+    buf = (ctypes.c_char * (n * dtype.itemsize)).from_address(int(ptr))
+    return np.frombuffer(buf, dtype=dtype, count=n).reshape(tuple(int(d) for d in shape))

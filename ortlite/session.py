@@ -1,0 +1,446 @@
+"""InferenceSession: load, optimize, partition, plan, run (onnxruntime's API)."""
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+
+import numpy as np
+import onnx
+
+from ortlite import providers as prov_mod
+from ortlite import registry
+from ortlite import types as ot
+from ortlite.context import KernelContext
+from ortlite.errors import Fail, InvalidArgument, InvalidGraph
+from ortlite.ir import Graph, ValueInfo
+from ortlite.iobinding import IOBinding
+from ortlite.loader import check_model, load_model
+from ortlite.options import GraphOptimizationLevel, RunOptions, SessionOptions
+from ortlite.ortvalue import OrtValue
+from ortlite.partition import assign
+from ortlite.plan import Plan, Subgraph, as_output
+
+log = logging.getLogger("ortlite")
+
+
+class ProviderFallbackWarning(UserWarning):
+    """A requested execution provider is not available and was skipped."""
+
+
+class NodeArg:
+    """A graph input or output as onnxruntime describes it: name, shape, type."""
+
+    __slots__ = ("name", "shape", "type")
+
+    def __init__(self, name, shape, type_):
+        self.name = name
+        self.shape = shape
+        self.type = type_
+
+    def __repr__(self):
+        return f"NodeArg(name='{self.name}', type='{self.type}', shape={self.shape})"
+
+
+class ModelMetadata:
+    __slots__ = ("producer_name", "graph_name", "domain", "description", "graph_description",
+                 "version", "custom_metadata_map")
+
+    def __init__(self, model: onnx.ModelProto):
+        self.producer_name = model.producer_name
+        self.graph_name = model.graph.name
+        self.domain = model.domain
+        self.description = model.doc_string
+        self.graph_description = model.graph.doc_string
+        self.version = model.model_version
+        self.custom_metadata_map = {p.key: p.value for p in model.metadata_props}
+
+
+def _resolve_providers(providers, provider_options):
+    """[(canonical name, options)] that are available, warning once for each skipped one."""
+    if providers is None:
+        providers = ["CPUExecutionProvider"]
+    if isinstance(providers, str):
+        providers = [providers]
+    if provider_options is not None and len(provider_options) != len(providers):
+        raise ValueError(
+            f"provider_options has {len(provider_options)} entries but providers has {len(providers)}; "
+            "give one options dict per provider"
+        )
+    chosen = []
+    for k, p in enumerate(providers):
+        if isinstance(p, (tuple, list)):
+            if len(p) != 2 or not isinstance(p[1], dict):
+                raise ValueError(f"a provider entry must be a name or (name, options dict), got {p!r}")
+            name, opts = p
+        else:
+            name, opts = p, {}
+        if provider_options is not None:
+            opts = {**opts, **(provider_options[k] or {})}
+        name = prov_mod.canonical_name(name)
+        ok, why = prov_mod.availability(name)
+        if not ok:
+            msg = f"{name} is not available here and is skipped: {why}"
+            warnings.warn(msg, ProviderFallbackWarning, stacklevel=3)
+            log.warning(msg)
+            continue
+        if any(name == c[0] for c in chosen):
+            continue
+        chosen.append((name, opts))
+    if not any(n == "CPUExecutionProvider" for n, _ in chosen):
+        chosen.append(("CPUExecutionProvider", {}))
+    return chosen
+
+
+class InferenceSession:
+    """Runs an ONNX model (onnxruntime.InferenceSession).
+
+    Args:
+        path_or_bytes: a file path, the model's bytes or an ``onnx.ModelProto``.
+        sess_options: ``SessionOptions``.
+        providers: provider names (or ``(name, options)`` tuples) in priority order.
+        provider_options: one options dict per entry of ``providers``.
+        disabled_optimizers: names of optimizer passes to skip.
+    """
+
+    def __init__(self, path_or_bytes, sess_options=None, providers=None, provider_options=None, **kwargs):
+        t0 = time.perf_counter()
+        self._sess_options = sess_options if sess_options is not None else SessionOptions()
+        self._disabled_optimizers = list(kwargs.pop("disabled_optimizers", None) or [])
+        if kwargs:
+            raise TypeError(f"InferenceSession got unexpected keyword arguments {sorted(kwargs)}")
+        model, model_dir, label = load_model(path_or_bytes)
+        self._model_path = label
+        check_model(model, label)
+        self._model = model
+        self._meta = ModelMetadata(model)
+        registry.load_all_kernels()
+
+        chosen = _resolve_providers(providers, provider_options)
+        self._providers = [prov_mod.provider_class(n)(o) for n, o in chosen]
+        self._disable_cpu_fallback = (
+            self._sess_options._config.get("session.disable_cpu_ep_fallback", "0") == "1"
+        )
+
+        opsets = {("" if op.domain == "ai.onnx" else op.domain): op.version for op in model.opset_import}
+        if "" not in opsets and model.ir_version < 3:
+            opsets[""] = 1
+        inferred = _infer_shapes(model)
+        functions = {(f.domain, f.name): f for f in model.functions}
+        try:
+            graph = Graph.from_proto(inferred.graph, opsets, functions, model_dir)
+        except (ValueError, TypeError) as e:
+            raise InvalidGraph(f"{label}: cannot build the graph: {e}") from e
+        self._apply_overrides(graph)
+        self._graph = graph
+        self._describe_io(graph, model)
+        self._placements = []
+        self._plan = self._compile(graph, [a.name for a in self._inputs] + self._overridable_names,
+                                   [v.name for v in graph.outputs], (), top=True)
+        self._output_index = {n: k for k, n in enumerate(self._plan.output_names)}
+        self._input_info = {v.name: v for v in graph.inputs}
+        self._threads = int(self._sess_options.intra_op_num_threads or 0)
+        self._thread_limiter = _thread_limiter(self._threads)
+        self._profiling_start_ns = time.perf_counter_ns()
+        self.session_creation_s = time.perf_counter() - t0
+
+    # ---- building -------------------------------------------------------------
+    def _apply_overrides(self, graph):
+        by_name = self._sess_options._free_dim_by_name
+        if by_name:
+            for v in graph.inputs:
+                if v.shape:
+                    v.shape = [by_name.get(d, d) if isinstance(d, str) else d for d in v.shape]
+        for name, value in self._sess_options._initializers.items():
+            if name not in graph.initializers:
+                raise InvalidArgument(f"add_initializer: '{name}' is not an initializer of the model")
+            graph.initializers[name] = value.numpy() if isinstance(value, OrtValue) else np.asarray(value)
+
+    def _describe_io(self, graph, model):
+        inits = set(graph.initializers)
+        self._inputs = [NodeArg(v.name, _shape_of(v), v.type_string) for v in graph.inputs if v.name not in inits]
+        self._outputs = [NodeArg(v.name, _shape_of(v), v.type_string) for v in graph.outputs]
+        # Initializers listed as graph inputs (IR >= 4 allows it) may be fed to override them.
+        over = [v for v in graph.inputs if v.name in inits] if model.ir_version >= 4 else []
+        self._overridable = [NodeArg(v.name, _shape_of(v), v.type_string) for v in over]
+        self._overridable_names = [v.name for v in over]
+
+    def _compile(self, graph: Graph, input_names, output_names, outer_names, top=False) -> Plan:
+        level = int(self._sess_options.graph_optimization_level)
+        constants = dict(graph.initializers)
+        for n in input_names:  # fed values shadow initializers of the same name
+            constants.pop(n, None)
+        from ortlite.optimizer import optimize
+
+        optimize(graph, level, constants, set(input_names) | set(outer_names), output_names,
+                 self._disabled_optimizers)
+        graph.toposort()
+        placements = assign(graph, self._providers, self._disable_cpu_fallback)
+        if self._disable_cpu_fallback:
+            first = self._providers[0].name
+            cpu = [p.node for p in placements if p.provider.name == "CPUExecutionProvider"]
+            if first != "CPUExecutionProvider" and cpu:
+                raise Fail(
+                    "This session contains graph nodes that are assigned to the default CPU EP, but "
+                    "fallback to CPU EP has been explicitly disabled by the user: "
+                    + ", ".join(f"{n.op_type} '{n.name}'" for n in cpu[:20])
+                )
+        if top:
+            self._placements = placements
+        self._report_placement(placements, top)
+        bound = []
+        for pl in placements:
+            node = pl.node
+            attrs = dict(node.attrs)
+            for an, sg in node.subgraphs.items():
+                attrs[an] = self._compile_subgraph(sg, graph)
+            ctx = KernelContext(
+                node, node.opset, pl.provider.xp, pl.provider,
+                [_info(graph, n, constants) for n in node.inputs],
+                [_info(graph, n, constants) for n in node.outputs],
+                constants, node.implicit_inputs,
+            )
+            try:
+                fn = pl.kernel.bind(ctx, attrs)
+            except (Fail, InvalidArgument, NotImplementedError):
+                raise
+            except Exception as e:  # noqa: BLE001
+                raise Fail(
+                    f"preparing {node.op_type} node '{node.name}' ({pl.kernel.where}) failed: "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+            bound.append((node, fn, pl.provider.name))
+        return Plan(bound, list(input_names) + list(outer_names), output_names, constants, graph.name)
+
+    def _compile_subgraph(self, sg: Graph, parent: Graph) -> Subgraph:
+        # Outer-scope values the body reads come through ``outer``; types known in the parent
+        # (or its parents) are copied in so the body's kernels see them.
+        outer = sg.free_names()
+        p = parent
+        while p is not None:
+            for n in outer:
+                if n not in sg.value_info and n in p.value_info:
+                    sg.value_info[n] = p.value_info[n]
+            p = p.parent
+        ins = [v.name for v in sg.inputs]
+        outs = [v.name for v in sg.outputs]
+        plan = self._compile(sg, ins, outs, outer)
+        return Subgraph(plan, ins, outs, outer, sg.inputs, sg.outputs)
+
+    def _report_placement(self, placements, top):
+        if not placements:
+            return
+        first = self._providers[0].name
+        fell = [p for p in placements if p.provider.name != first]
+        counts = {}
+        for p in placements:
+            counts[p.provider.name] = counts.get(p.provider.name, 0) + 1
+        summary = ", ".join(f"{k}: {v}" for k, v in counts.items())
+        if fell:
+            ops = sorted({p.node.op_type for p in fell})
+            log.warning("placement: %s; %d node(s) not on %s (ops: %s)", summary, len(fell), first, ", ".join(ops))
+        else:
+            log.info("placement: all %d nodes on %s", len(placements), first)
+
+    # ---- description ---------------------------------------------------------------
+    def get_inputs(self):
+        return list(self._inputs)
+
+    def get_outputs(self):
+        return list(self._outputs)
+
+    def get_overridable_initializers(self):
+        return list(self._overridable)
+
+    def get_modelmeta(self):
+        return self._meta
+
+    def get_providers(self):
+        return [p.name for p in self._providers]
+
+    def get_provider_options(self):
+        return {p.name: p.get_provider_options() for p in self._providers}
+
+    def get_session_options(self):
+        return self._sess_options
+
+    def get_profiling_start_time_ns(self):
+        return self._profiling_start_ns
+
+    def get_placement(self):
+        """Per node of the main graph: (node name, op type, provider, [(refusing provider, reason)])."""
+        return [(p.node.name, p.node.op_type, p.provider.name, list(p.refused)) for p in self._placements]
+
+    def end_profiling(self):
+        """Profiling is not implemented yet: returns None (onnxruntime returns the trace file name)."""
+        return None
+
+    def io_binding(self):
+        return IOBinding(self)
+
+    # ---- running -------------------------------------------------------------------------
+    def run(self, output_names, input_feed, run_options=None):
+        """Run the model; returns a list of numpy arrays (lists for sequences, dicts for maps)."""
+        if not isinstance(input_feed, dict):
+            raise InvalidArgument(
+                f"input_feed must be a dict of input name -> numpy array, got {type(input_feed).__name__}"
+            )
+        feeds = self._check_feed(input_feed)
+        fetch = self._fetch_slots(output_names)
+        values = self._run_plan(feeds, fetch, run_options)
+        return [as_output(_to_host(v)) for v in values]
+
+    def run_with_ort_values(self, output_names, input_dict_ort_values, run_options=None):
+        feeds = {k: (v._value if isinstance(v, OrtValue) else v) for k, v in input_dict_ort_values.items()}
+        feeds = self._check_feed(feeds)
+        values = self._run_plan(feeds, self._fetch_slots(output_names), run_options)
+        return [OrtValue(as_output(v)) for v in values]
+
+    def run_with_iobinding(self, iobinding, run_options=None):
+        iobinding._run(run_options)
+
+    def _fetch_slots(self, output_names):
+        if output_names is None or len(output_names) == 0:
+            return None
+        slots = []
+        for n in output_names:
+            k = self._output_index.get(n)
+            if k is None:
+                raise InvalidArgument(
+                    f"Invalid output name: '{n}'. Valid outputs: {list(self._plan.output_names)}"
+                )
+            slots.append(self._plan.output_slots[k])
+        return slots
+
+    def _run_plan(self, feeds, fetch, run_options):
+        if run_options is not None and run_options.terminate:
+            raise Fail("Exiting due to terminate flag being set to true.")
+        vals = [feeds.get(n) for n in self._plan.input_names]
+        if self._thread_limiter is not None:
+            with self._thread_limiter():
+                return self._plan.run(vals, fetch)
+        return self._plan.run(vals, fetch)
+
+    def _check_feed(self, input_feed):
+        feeds = {}
+        for name, value in input_feed.items():
+            info = self._input_info.get(name)
+            if info is None or (name not in {a.name for a in self._inputs} and name not in self._overridable_names):
+                raise InvalidArgument(
+                    f"Invalid input name: '{name}'. Valid inputs: {[a.name for a in self._inputs]}"
+                )
+            feeds[name] = _check_value(name, value, info)
+        missing = [a.name for a in self._inputs if a.name not in feeds]
+        if missing:
+            raise InvalidArgument(
+                f"Required inputs ({missing}) are missing from input feed ({list(input_feed)})."
+            )
+        return feeds
+
+
+def _check_value(name, value, info: ValueInfo):
+    if isinstance(value, OrtValue):
+        value = value._value
+    kind = info.kind
+    if kind in ("sequence", "map") or (kind == "optional"):
+        if kind == "sequence" and not isinstance(value, (list, tuple)):
+            raise InvalidArgument(f"input '{name}' is {info.type_string}: expected a list of arrays, got {type(value).__name__}")
+        if kind == "sequence":
+            return [np.asarray(v) for v in value]
+        return value
+    expected = info.dtype
+    if not hasattr(value, "dtype") or not hasattr(value, "shape"):
+        if isinstance(value, (list, tuple, int, float, bool, str, np.generic)):
+            value = np.asarray(value, dtype=expected if expected is not None and expected != object else None)
+        else:
+            raise InvalidArgument(
+                f"input '{name}' must be a numpy array (expected {info.type_string}), got {type(value).__name__}"
+            )
+    if value.dtype.kind in "US" and expected == np.dtype(object):
+        value = value.astype(str).astype(object)
+    if expected is not None and value.dtype != expected:
+        raise InvalidArgument(
+            f"Unexpected input data type for input '{name}'. Actual: ({ot.dtype_type_string(value.dtype) if _known(value.dtype) else value.dtype}), "
+            f"expected: ({info.type_string})"
+        )
+    shape = info.shape
+    if shape is not None:
+        if value.ndim != len(shape):
+            raise InvalidArgument(
+                f"Invalid rank for input: {name} Got: {value.ndim} Expected: {len(shape)} "
+                f"(expected shape {_shape_str(shape)}, got {list(value.shape)}). "
+                "Please fix either the inputs or the model."
+            )
+        bad = [(k, g, e) for k, (g, e) in enumerate(zip(value.shape, shape)) if isinstance(e, int) and g != e]
+        if bad:
+            idx = "; ".join(f"index: {k} Got: {g} Expected: {e}" for k, g, e in bad)
+            raise InvalidArgument(
+                f"Got invalid dimensions for input: {name} for the following indices: {idx} "
+                f"(expected shape {_shape_str(shape)}, got {list(value.shape)}). "
+                "Please fix either the inputs or the model."
+            )
+    return value
+
+
+def _known(dtype):
+    try:
+        ot.onnx_elem_type(dtype)
+        return True
+    except TypeError:
+        return False
+
+
+def _shape_str(shape):
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _shape_of(v: ValueInfo):
+    return [] if v.shape is None else list(v.shape)
+
+
+def _info(graph, name, constants):
+    if not name:
+        return None
+    vi = graph.info(name)
+    if vi is None and name in constants:
+        c = constants[name]
+        if hasattr(c, "dtype"):
+            try:
+                return ValueInfo(name, ot.onnx_elem_type(c.dtype), list(c.shape), "tensor")
+            except TypeError:
+                return None
+    return vi
+
+
+def _to_host(v):
+    if isinstance(v, np.ndarray) or v is None:
+        return v
+    if isinstance(v, list):
+        return [_to_host(x) for x in v]
+    if hasattr(v, "get") and not isinstance(v, dict):
+        return v.get()
+    return v
+
+
+def _infer_shapes(model):
+    try:
+        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as e:  # noqa: BLE001 - types stay unknown; kernels cope
+        log.info("shape inference failed, continuing without it: %s", e)
+        return model
+
+
+def _thread_limiter(n):
+    if n <= 0:
+        return None
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        log.info("intra_op_num_threads=%d ignored: threadpoolctl is not installed", n)
+        return None
+    ctrl = ThreadpoolController()
+
+    def limiter():
+        return ctrl.limit(limits=n, user_api="blas")
+
+    return limiter
