@@ -91,7 +91,7 @@ def _parse_strings(X, dtype):
 
 def _to_e8m0(X, saturate, round_mode):
     """float -> FLOAT8E8M0 (2**(e-127), e=255 is NaN) from the float32 exponent bits."""
-    bits = np.asarray(X, dtype=np.float32).copy().view(np.uint32)
+    bits = np.array(X, dtype=np.float32, copy=None, order="C").view(np.uint32)
     exp = ((bits >> 23) & 0xFF).astype(np.uint16)
     mant = bits & 0x7FFFFF
     special = exp == 0xFF  # inf / nan

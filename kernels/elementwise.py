@@ -115,8 +115,8 @@ def _erfc_scaled_tail(xp, y):
     return xp.exp(-ys * ys) * xp.exp(-(y - ys) * (y + ys)) * r
 
 
-def erf(xp, x):
-    """Vectorized erf, computed in float64 (Cody), returned in float64."""
+def _erf64(xp, x):
+    """Cody's erf in float64 (relative error ~1e-16)."""
     x = x.astype(np.float64)
     y = xp.abs(x)
     small = y <= 0.46875
@@ -138,14 +138,67 @@ def erf(xp, x):
         out[idx_small] = xs * (num + _ERF_A[3]) / (den + _ERF_B[3])
     if idx_big is not None:
         xb = x[idx_big]
-        # clamp: erf(|x| >= 6) == 1 exactly in float64; avoids overflow in 1/y^2 paths
+        # erf(|x| >= 6) == 1 exactly in float64: the clamp keeps 1/y^2 and exp finite
         yb = xp.minimum(xp.abs(xb), 6.0)
         v = 1.0 - _erfc_scaled_tail(xp, yb)
-        out[idx_big] = xp.where(xb < 0, -v, v)
-        # NaN stays NaN (the clamp above swallowed it)
-        if xp is not np or np.isnan(xb).any():
-            out[idx_big] = xp.where(xb != xb, xb, out[idx_big])
+        v = xp.where(xb < 0, -v, v)
+        out[idx_big] = xp.where(xb != xb, xb, v)  # NaN stays NaN (the clamp swallowed it)
     return out
+
+
+# For float32 (and narrower) results a cheaper scheme, still evaluated in float64 so that
+# the result is the correctly rounded float32 to within 0.5001 ulp (checked against math.erf):
+#   |x| <= 2:  erf(x) = x * P(x^2)                 (degree-12 least-squares fit of erf(x)/x)
+#   |x| >  2:  erf(x) = sign(x) * (1 - exp(Q(|x|)))  (degree-8 fit of log(erfc(x)) on [2, 3.92];
+#              beyond 3.92 erf rounds to +-1 in float32)
+# Coefficients are highest degree first (Horner order).
+_ERF32_SMALL = (1.571405208424411e-11, -5.888440304970162e-10, 1.1221107853696199e-08,
+                -1.4970003900308752e-07, 1.6080947643943374e-06, -1.4852617553697371e-05,
+                0.00012045630072290335, -0.0008547456771464952, 0.005223927383874798,
+                -0.02686615343756726, 0.11283791369446385, -0.3761263888356637, 1.1283791670941925)
+_ERF32_LOGERFC = (1.142101371011271e-06, -3.4798741528215846e-05, 0.0004859492251298995,
+                  -0.004142488834015527, 0.024296637806399703, -0.10544746180474879,
+                  -0.6380764291614649, -1.1254607452255627, -0.0012598151209805722)
+_ERF32_SPLIT, _ERF32_SAT = 2.0, 3.92
+_ERF_BLOCK = 16384  # elements per block: the float64 temporaries stay in cache
+
+
+def _erf32_block(xp, xb):
+    """erf of a float64 block, good to float32 precision."""
+    z = xb * xb
+    c = _ERF32_SMALL
+    p = c[0] * z
+    for k in c[1:-1]:
+        p += k
+        p *= z
+    p += c[-1]
+    p *= xb
+    a = xp.minimum(xp.abs(xb), _ERF32_SAT)  # also turns NaN into 3.92: restored below
+    c = _ERF32_LOGERFC
+    q = c[0] * a
+    for k in c[1:-1]:
+        q += k
+        q *= a
+    q += c[-1]
+    q = 1.0 - xp.exp(q)
+    q = xp.copysign(q, xb)
+    r = xp.where(a <= _ERF32_SPLIT, p, q)
+    return xp.where(xb != xb, xb, r)
+
+
+def erf(xp, x):
+    """Vectorized erf with x's dtype: Cody's float64 approximations for float64, a cheaper
+    float64-evaluated scheme (exact to float32 rounding) for float32/float16."""
+    if x.dtype == np.float64:
+        return _erf64(xp, x)
+    if xp is not np or x.size <= _ERF_BLOCK:
+        return _erf32_block(xp, x.astype(np.float64)).astype(x.dtype)
+    flat = x.reshape(-1)
+    out = np.empty(flat.shape, dtype=x.dtype)
+    for s in range(0, flat.size, _ERF_BLOCK):
+        e = s + _ERF_BLOCK
+        out[s:e] = _erf32_block(np, flat[s:e].astype(np.float64))
+    return out.reshape(x.shape)
 
 
 # ----------------------------------------------------------------------------- unary tables
@@ -295,8 +348,7 @@ def gelu(xp, X, *, approximate="none"):
             return 0.5 * x * (1 + xp.tanh(c * (x + 0.044715 * (x * x * x))))
     elif approximate == "none":
         def f(xp, x):
-            e = erf(xp, x * (1.0 / math.sqrt(2.0)))
-            return (0.5 * x) * (1 + e.astype(x.dtype, copy=False))
+            return (0.5 * x) * (1 + erf(xp, x * (1.0 / math.sqrt(2.0))))
     else:
         from ortlite.errors import NotImplemented as OrtNotImplemented
 

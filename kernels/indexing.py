@@ -225,12 +225,9 @@ def _one_hot(xp, indices, depth, values, axis, wrap_negative):
     return xp.where(hot, vals[1], vals[0])
 
 
+# Opset 11 made negative indices count back from depth (opset 9 turned them all 'off');
+# onnxruntime applies the opset-11 reading to opset 9 models too, and so do we.
 @kernel("OneHot", since=9, host_inputs=(1,))
-def one_hot_v9(xp, indices, depth, values, *, axis=-1):
-    return _one_hot(xp, indices, depth, values, axis, False)
-
-
-@kernel("OneHot", since=11, host_inputs=(1,))  # opset 11: negative indices count from depth
 def one_hot(xp, indices, depth, values, *, axis=-1):
     return _one_hot(xp, indices, depth, values, axis, True)
 
@@ -241,8 +238,8 @@ def one_hot(xp, indices, depth, values, *, axis=-1):
 
 @kernel("NonZero", since=9)
 def non_zero(xp, X):
-    if X.ndim == 0:  # numpy refuses nonzero() on 0-d arrays
-        return xp.zeros((0, 1 if bool(X) else 0), dtype=np.int64)
+    if X.ndim == 0:  # numpy refuses nonzero() on 0-d arrays; onnxruntime reads a scalar as shape (1,)
+        X = xp.reshape(X, (1,))
     if X.dtype == object:
         X = X.astype(bool)
     nz = xp.nonzero(X)

@@ -128,7 +128,8 @@ def _split_by(xp, x, axis, sizes):
 
 
 def _even_sizes(dim, n, allow_uneven):
-    """n chunk sizes for a dim: ceil(dim/n) each, the last smaller (opset 18), else exact."""
+    """n chunk sizes for a dim: exact parts, or (opset 18) ceil(dim/n) each with a smaller,
+    possibly empty, tail - as onnxruntime does (dim 4 in 3 -> 2, 2, 0)."""
     if n <= 0:
         raise ValueError("Split: number of outputs must be positive")
     if dim % n == 0:
@@ -136,12 +137,7 @@ def _even_sizes(dim, n, allow_uneven):
     if not allow_uneven:
         raise ValueError(f"Split: dim {dim} does not divide into {n} equal parts")
     chunk = -(-dim // n)
-    sizes = [chunk] * (dim // chunk)
-    if dim % chunk:
-        sizes.append(dim % chunk)
-    if len(sizes) != n:
-        raise ValueError(f"Split: dim {dim} cannot be split into {n} outputs of size {chunk}")
-    return sizes
+    return [min(chunk, max(dim - i * chunk, 0)) for i in range(n)]
 
 
 @kernel("Split", since=1, host_inputs=(1,))  # opset 1: sizes from the attribute or the 2nd input

@@ -87,7 +87,7 @@ def kernel(op_type: str, since: int = 1, domain: str = "", families=ALL_FAMILIES
         is_class = inspect.isclass(impl)
         sig = inspect.signature(impl.__init__ if is_class else impl)
         params = list(sig.parameters.values())
-        params = params[2:]  # (self, ctx) or (xp, first input...) - attributes are keyword-only
+        params = params[2:] if is_class else params[1:]  # drop (self, ctx) or (xp,)
         if any(p.kind is p.VAR_KEYWORD for p in params):
             accepts = None
         else:

@@ -315,7 +315,8 @@ class InferenceSession:
     def _run_plan(self, feeds, fetch, run_options):
         if run_options is not None and run_options.terminate:
             raise Fail("Exiting due to terminate flag being set to true.")
-        vals = [feeds.get(n) for n in self._plan.input_names]
+        defaults = self._graph.initializers  # overridable initializers not fed keep their value
+        vals = [feeds[n] if n in feeds else defaults.get(n) for n in self._plan.input_names]
         if self._thread_limiter is not None:
             with self._thread_limiter():
                 return self._plan.run(vals, fetch)

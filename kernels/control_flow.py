@@ -1,0 +1,167 @@
+"""If, Loop and Scan: kernels that run compiled subgraphs.
+
+Subgraph attributes arrive compiled (``ortlite.plan.Subgraph``). Values the
+bodies read from enclosing graphs follow the node's declared inputs in the
+call (``ctx.implicit_inputs`` names them), so no run looks names up in a dict
+of the whole graph.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ortlite.registry import kernel
+from ortlite.types import np_dtype
+
+
+def _outer(ctx, args):
+    return dict(zip(ctx.implicit_inputs, args))
+
+
+def _single_or_tuple(outs):
+    return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+@kernel("If", since=1, families=("cpu",), host_inputs=(0,))
+class If:
+    def __init__(self, ctx, *, then_branch, else_branch):
+        self.then_branch, self.else_branch = then_branch, else_branch
+        self.names = ctx.implicit_inputs
+        self.n_out = ctx.num_outputs
+
+    def __call__(self, cond, *implicit):
+        branch = self.then_branch if bool(np.asarray(cond).reshape(-1)[0]) else self.else_branch
+        outs = branch.run([], dict(zip(self.names, implicit)))
+        return _single_or_tuple(outs)
+
+
+def _body_dtype(info):
+    try:
+        return np_dtype(info.elem_type) if info is not None and info.elem_type is not None else np.float32
+    except TypeError:
+        return np.float32
+
+
+@kernel("Loop", since=1, families=("cpu",), host_inputs=(0, 1))
+class Loop:
+    def __init__(self, ctx, *, body):
+        self.body = body
+        self.n_carried = ctx.num_inputs - 2
+        self.names = ctx.implicit_inputs
+        n_body_out = len(body.output_names)
+        self.n_scan = n_body_out - 1 - self.n_carried
+        self.scan_dtypes = [_body_dtype(i) for i in body.output_infos[1 + self.n_carried:]]
+
+    def __call__(self, M=None, cond=None, *rest):
+        n = self.n_carried
+        carried = list(rest[:n])
+        outer = dict(zip(self.names, rest[n:]))
+        trip = None if M is None else int(np.asarray(M).reshape(-1)[0])
+        keep = True if cond is None else bool(np.asarray(cond).reshape(-1)[0])
+        scans = [[] for _ in range(self.n_scan)]
+        i = 0
+        while keep and (trip is None or i < trip):
+            outs = self.body.run([np.array(i, dtype=np.int64), np.array(keep), *carried], outer)
+            keep = bool(np.asarray(outs[0]).reshape(-1)[0])
+            carried = outs[1:1 + n]
+            for k, s in enumerate(outs[1 + n:]):
+                scans[k].append(s)
+            i += 1
+        results = list(carried)
+        for k, s in enumerate(scans):
+            if s and isinstance(s[0], list):
+                results.append(s)
+            elif s:
+                results.append(np.stack([np.asarray(x) for x in s]))
+            else:
+                results.append(np.zeros((0,), dtype=self.scan_dtypes[k]))
+        return _single_or_tuple(results) if results else ()
+
+
+def _scan_loop(body, states, scan_inputs, outer, in_axes, in_dirs, out_axes, out_dirs, n_scan_out):
+    seq_len = None
+    for x, ax in zip(scan_inputs, in_axes):
+        length = x.shape[ax]
+        if seq_len is not None and length != seq_len:
+            raise ValueError(f"Scan inputs disagree on the sequence length: {seq_len} vs {length}")
+        seq_len = length
+    seq_len = seq_len or 0
+    outs_per_step = [[] for _ in range(n_scan_out)]
+    for t in range(seq_len):
+        step_in = []
+        for x, ax, d in zip(scan_inputs, in_axes, in_dirs):
+            idx = seq_len - 1 - t if d else t
+            step_in.append(np.take(x, idx, axis=ax))
+        outs = body.run([*states, *step_in], outer)
+        states = outs[:len(states)]
+        for k, y in enumerate(outs[len(states):]):
+            outs_per_step[k].append(np.asarray(y))
+    scan_out = []
+    for k, ys in enumerate(outs_per_step):
+        if out_dirs[k]:
+            ys = ys[::-1]
+        y = np.stack(ys, axis=0) if ys else np.zeros((0,), np.float32)
+        if out_axes[k] != 0:
+            y = np.moveaxis(y, 0, out_axes[k])
+        scan_out.append(y)
+    return list(states), scan_out
+
+
+@kernel("Scan", since=9, families=("cpu",))
+class Scan:
+    def __init__(self, ctx, *, body, num_scan_inputs, scan_input_axes=None, scan_input_directions=None,
+                 scan_output_axes=None, scan_output_directions=None):
+        self.body = body
+        self.m = num_scan_inputs
+        self.n = ctx.num_inputs - num_scan_inputs
+        self.names = ctx.implicit_inputs
+        self.k = len(body.output_names) - self.n
+        self.in_axes = scan_input_axes or [0] * self.m
+        self.in_dirs = scan_input_directions or [0] * self.m
+        self.out_axes = scan_output_axes or [0] * self.k
+        self.out_dirs = scan_output_directions or [0] * self.k
+
+    def __call__(self, *args):
+        states = list(args[:self.n])
+        scans = list(args[self.n:self.n + self.m])
+        outer = dict(zip(self.names, args[self.n + self.m:]))
+        in_axes = [a + x.ndim if a < 0 else a for a, x in zip(self.in_axes, scans)]
+        out_axes = []
+        for k, a in enumerate(self.out_axes):
+            info = self.body.output_infos[self.n + k] if self.n + k < len(self.body.output_infos) else None
+            rank = len(info.shape) + 1 if info is not None and info.shape is not None else None
+            if a < 0:
+                if rank is None:
+                    raise ValueError("Scan: a negative scan_output_axes needs the body output's rank")
+                a += rank
+            out_axes.append(a)
+        states, outs = _scan_loop(self.body, states, scans, outer, in_axes, self.in_dirs, out_axes,
+                                  self.out_dirs, self.k)
+        return _single_or_tuple(states + outs)
+
+
+# Opset 8: a leading batch axis and an optional sequence_lens input; directions attribute.
+@kernel("Scan", since=8, families=("cpu",))
+class Scan8:
+    def __init__(self, ctx, *, body, num_scan_inputs, directions=None):
+        self.body = body
+        self.m = num_scan_inputs
+        self.n = ctx.num_inputs - 1 - num_scan_inputs
+        self.names = ctx.implicit_inputs
+        self.k = len(body.output_names) - self.n
+        self.dirs = directions or [0] * self.m
+
+    def __call__(self, sequence_lens, *args):
+        states = list(args[:self.n])
+        scans = list(args[self.n:self.n + self.m])
+        outer = dict(zip(self.names, args[self.n + self.m:]))
+        batch = (states[0] if states else scans[0]).shape[0]
+        all_states, all_outs = [], []
+        for b in range(batch):
+            length = scans[0].shape[1] if sequence_lens is None else int(np.asarray(sequence_lens)[b])
+            st, outs = _scan_loop(self.body, [s[b] for s in states], [x[b, :length] for x in scans], outer,
+                                  [0] * self.m, self.dirs, [0] * self.k, [0] * self.k, self.k)
+            all_states.append(st)
+            all_outs.append(outs)
+        res = [np.stack([s[i] for s in all_states]) for i in range(self.n)]
+        res += [np.stack([o[i] for o in all_outs]) for i in range(self.k)]
+        return _single_or_tuple(res)

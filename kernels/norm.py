@@ -1,0 +1,357 @@
+"""Normalizations: BatchNormalization, InstanceNormalization, LayerNormalization,
+GroupNormalization, LRN, LpNormalization, MeanVarianceNormalization, and Dropout.
+
+Statistics of float16 / bfloat16 inputs are computed in float32 and the result
+rounded once; float32 and float64 keep their own precision.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ortlite.errors import NotImplemented as OrtNotImplemented
+from ortlite.registry import kernel
+
+from ._common import norm_axis
+
+
+def _acc(dtype):
+    """Accumulation dtype: float32 for the half-precision types, else the dtype itself."""
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float32) if dtype.itemsize < 4 or dtype.kind != "f" else dtype
+
+
+def _channel_shape(x, v):
+    """Reshape a per-channel vector (C,) to broadcast against x (N, C, *spatial)."""
+    return v.reshape((-1,) + (1,) * (x.ndim - 2))
+
+
+# ----------------------------------------------------------------------------------------
+# BatchNormalization
+
+
+class _BatchNormBase:
+    """Inference form: y = x * a + b with a = scale / sqrt(var + eps), b = B - mean * a.
+
+    When scale, B, mean and var are all constants, (a, b) are folded in the prepare step.
+    """
+
+    def __init__(self, ctx, epsilon, momentum, spatial=1, training=False):
+        self.xp = ctx.xp
+        self.epsilon = float(epsilon)
+        self.momentum = float(momentum)
+        self.spatial = int(spatial)
+        self.training = bool(training)
+        self.num_outputs = ctx.num_outputs
+        consts = [ctx.const(i) for i in range(1, 5)]
+        self.folded = None
+        if not self.training and all(c is not None for c in consts):
+            self.folded = self._fold(np, *consts)
+
+    def _fold(self, xp, scale, b, mean, var):
+        acc = _acc(scale.dtype)
+        a = scale.astype(acc) / xp.sqrt(var.astype(acc) + acc.type(self.epsilon))
+        return a, b.astype(acc) - mean.astype(acc) * a
+
+    def _shape(self, x, v):
+        # spatial=0 (opset < 9): the parameters carry one value per (C, *spatial) element
+        return v if not self.spatial and v.ndim > 1 else _channel_shape(x, v)
+
+    def infer(self, X, scale, B, mean, var):
+        xp = self.xp
+        a, b = self.folded if self.folded is not None else self._fold(xp, scale, B, mean, var)
+        acc = a.dtype
+        y = X.astype(acc, copy=False) * self._shape(X, a)
+        y += self._shape(X, b)
+        return y.astype(X.dtype, copy=False)
+
+    def batch_stats(self, X):
+        """Mean and population variance over every axis but the channel axis."""
+        xp = self.xp
+        acc = _acc(X.dtype)
+        axes = (0,) + tuple(range(2, X.ndim))
+        xa = X.astype(acc, copy=False)
+        m = xp.mean(xa, axis=axes)
+        v = xp.var(xa, axis=axes)
+        return m, v
+
+    def train(self, X, scale, B, mean, var):
+        """Normalize with the batch statistics; returns (Y, running_mean, running_var, batch_mean, batch_var)."""
+        xp = self.xp
+        m, v = self.batch_stats(X)
+        acc = m.dtype
+        a = scale.astype(acc) / xp.sqrt(v + acc.type(self.epsilon))
+        b = B.astype(acc) - m * a
+        y = (X.astype(acc, copy=False) * _channel_shape(X, a) + _channel_shape(X, b)).astype(X.dtype, copy=False)
+        mom = acc.type(self.momentum)
+        run_mean = (mean.astype(acc) * mom + m * (1 - mom)).astype(mean.dtype)
+        run_var = (var.astype(acc) * mom + v * (1 - mom)).astype(var.dtype)
+        return y, run_mean, run_var, m, v
+
+
+@kernel("BatchNormalization", since=1)
+class BatchNormalization1(_BatchNormBase):
+    """BatchNormalization-1 .. 9 (consumed_inputs, is_test, spatial, momentum): inference unless
+    the optional training outputs (mean, var, saved_mean, saved_var) are asked for."""
+
+    def __init__(self, ctx, *, consumed_inputs=None, epsilon=1e-5, is_test=0, momentum=0.9, spatial=1):
+        training = any(ctx.has_output(i) for i in range(1, ctx.num_outputs))
+        super().__init__(ctx, epsilon, momentum, spatial, training)
+
+    def __call__(self, X, scale, B, mean, var):
+        if not self.training:
+            return self.infer(X, scale, B, mean, var)
+        y, rm, rv, m, v = self.train(X, scale, B, mean, var)
+        saved_inv = (1 / self.xp.sqrt(v + v.dtype.type(self.epsilon))).astype(v.dtype)
+        return (y, rm, rv, m.astype(mean.dtype), saved_inv.astype(var.dtype))[: self.num_outputs]
+
+
+@kernel("BatchNormalization", since=14)
+class BatchNormalization14(_BatchNormBase):
+    """BatchNormalization-14/15: training_mode=1 normalizes with the batch statistics and
+    outputs the updated running mean / variance (15 only loosened the parameter types)."""
+
+    def __init__(self, ctx, *, epsilon=1e-5, momentum=0.9, training_mode=0):
+        super().__init__(ctx, epsilon, momentum, 1, bool(training_mode))
+
+    def __call__(self, X, scale, B, input_mean, input_var):
+        if not self.training:
+            y = self.infer(X, scale, B, input_mean, input_var)
+            if self.num_outputs > 1:  # declared but meaningless outside training: pass the inputs on
+                return (y, input_mean, input_var)[: self.num_outputs]
+            return y
+        y, rm, rv, _, _ = self.train(X, scale, B, input_mean, input_var)
+        return (y, rm, rv)[: self.num_outputs]
+
+
+# ----------------------------------------------------------------------------------------
+# Instance / Layer / Group normalization
+
+
+def _normalize(xp, xa, axes, epsilon):
+    """(x - mean) / sqrt(var + eps) over ``axes`` of xa (already in the accumulation dtype);
+    returns (normalized, mean, inv_std) with kept dims."""
+    mean = xp.mean(xa, axis=axes, keepdims=True)
+    d = xa - mean
+    var = xp.mean(d * d, axis=axes, keepdims=True)
+    inv = 1 / xp.sqrt(var + xa.dtype.type(epsilon))
+    d *= inv
+    return d, mean, inv
+
+
+@kernel("InstanceNormalization", since=1)
+def instance_normalization(xp, input, scale, B, *, epsilon=1e-5, consumed_inputs=None):
+    """Normalize each (n, c) plane over its spatial axes, then scale and shift per channel
+    (1 had consumed_inputs; 6 and 22 only changed the types)."""
+    acc = _acc(input.dtype)
+    y, _, _ = _normalize(xp, input.astype(acc, copy=False), tuple(range(2, input.ndim)), epsilon)
+    y *= _channel_shape(input, scale.astype(acc, copy=False))
+    y += _channel_shape(input, B.astype(acc, copy=False))
+    return y.astype(input.dtype, copy=False)
+
+
+@kernel("LayerNormalization", since=17)
+class LayerNormalization:
+    """Normalize over the axes from ``axis`` on; Mean / InvStdDev (optional outputs) keep those
+    axes as 1. stash_type=1 computes in float32 (float64 inputs stay float64)."""
+
+    def __init__(self, ctx, *, axis=-1, epsilon=1e-5, stash_type=1):
+        self.xp = ctx.xp
+        self.axis = int(axis)
+        self.epsilon = float(epsilon)
+        self.stash_type = int(stash_type)
+        self.num_outputs = ctx.num_outputs
+        self.stat_dtype = ctx.output_dtype(1) if ctx.num_outputs > 1 else None
+
+    def __call__(self, X, Scale, B=None):
+        xp = self.xp
+        axis = norm_axis(self.axis, X.ndim)
+        acc = _acc(X.dtype) if self.stash_type == 1 else np.dtype(X.dtype)
+        y, mean, inv = _normalize(xp, X.astype(acc, copy=False), tuple(range(axis, X.ndim)), self.epsilon)
+        y *= Scale.astype(acc, copy=False)
+        if B is not None:
+            y += B.astype(acc, copy=False)
+        y = y.astype(X.dtype, copy=False)
+        if self.num_outputs == 1:
+            return y
+        sd = self.stat_dtype or (np.dtype(np.float32) if self.stash_type == 1 else X.dtype)
+        return (y, mean.astype(sd, copy=False), inv.astype(sd, copy=False))[: self.num_outputs]
+
+
+class _GroupNormBase:
+    def __init__(self, ctx, epsilon, num_groups, stash_type=1):
+        if num_groups is None:
+            raise ValueError("GroupNormalization: the num_groups attribute is required")
+        self.xp = ctx.xp
+        self.epsilon = float(epsilon)
+        self.groups = int(num_groups)
+        self.stash_type = int(stash_type)
+
+    def normalize(self, X):
+        n, c = X.shape[:2]
+        g = self.groups
+        if c % g:
+            raise ValueError(f"GroupNormalization: {c} channels do not split into {g} groups")
+        acc = _acc(X.dtype) if self.stash_type == 1 else np.dtype(X.dtype)
+        xg = X.astype(acc, copy=False).reshape(n, g, -1)
+        y, _, _ = _normalize(self.xp, xg, (2,), self.epsilon)
+        return y.reshape(X.shape), acc
+
+
+@kernel("GroupNormalization", since=18)
+class GroupNormalization18(_GroupNormBase):
+    """GroupNormalization-18: scale and bias hold one value per group."""
+
+    def __init__(self, ctx, *, epsilon=1e-5, num_groups=None):
+        super().__init__(ctx, epsilon, num_groups)
+
+    def __call__(self, X, scale, bias):
+        y, acc = self.normalize(X)
+        cpg = X.shape[1] // self.groups
+        s = self.xp.repeat(scale.astype(acc, copy=False), cpg) if scale.size == self.groups else scale.astype(acc)
+        b = self.xp.repeat(bias.astype(acc, copy=False), cpg) if bias.size == self.groups else bias.astype(acc)
+        y *= _channel_shape(X, s)
+        y += _channel_shape(X, b)
+        return y.astype(X.dtype, copy=False)
+
+
+@kernel("GroupNormalization", since=21)
+class GroupNormalization21(_GroupNormBase):
+    """GroupNormalization-21: scale and bias hold one value per channel; stash_type added."""
+
+    def __init__(self, ctx, *, epsilon=1e-5, num_groups=None, stash_type=1):
+        super().__init__(ctx, epsilon, num_groups, stash_type)
+
+    def __call__(self, X, scale, bias):
+        y, acc = self.normalize(X)
+        y *= _channel_shape(X, scale.astype(acc, copy=False))
+        y += _channel_shape(X, bias.astype(acc, copy=False))
+        return y.astype(X.dtype, copy=False)
+
+
+# ----------------------------------------------------------------------------------------
+# LRN, LpNormalization, MeanVarianceNormalization
+
+
+@kernel("LRN", since=1)
+def lrn(xp, X, *, alpha=0.0001, beta=0.75, bias=1.0, size=None):
+    """y = x / (bias + alpha / size * sum of x^2 over a window of ``size`` channels) ^ beta.
+
+    The window spans floor((size-1)/2) channels before and ceil((size-1)/2) after;
+    the sum is a loop over the window offsets (size is small).
+    """
+    if size is None:
+        raise ValueError("LRN: the size attribute is required")
+    acc = _acc(X.dtype)
+    x = X.astype(acc, copy=False)
+    sq = x * x
+    c = X.shape[1]
+    before = (size - 1) // 2
+    after = size - 1 - before
+    total = sq.copy()
+    for off in range(-before, after + 1):
+        if off == 0 or abs(off) >= c:
+            continue
+        if off > 0:
+            total[:, : c - off] += sq[:, off:]
+        else:
+            total[:, -off:] += sq[:, : c + off]
+    denom = (acc.type(bias) + acc.type(alpha / size) * total) ** acc.type(beta)
+    return (x / denom).astype(X.dtype, copy=False)
+
+
+@kernel("LpNormalization", since=1)
+def lp_normalization(xp, input, *, axis=-1, p=2):
+    """x / ||x||_p along ``axis`` (p = 1 or 2); a zero norm gives 0."""
+    acc = _acc(input.dtype)
+    x = input.astype(acc, copy=False)
+    if p == 2:
+        norm = xp.sqrt(xp.sum(x * x, axis=axis, keepdims=True))
+    elif p == 1:
+        norm = xp.sum(xp.abs(x), axis=axis, keepdims=True)
+    else:
+        raise OrtNotImplemented(f"LpNormalization: p={p} is not supported (1 or 2)")
+    safe = xp.where(norm == 0, acc.type(1), norm)
+    y = xp.where(norm == 0, acc.type(0), x / safe)
+    return y.astype(input.dtype, copy=False)
+
+
+@kernel("MeanVarianceNormalization", since=9)
+def mean_variance_normalization(xp, X, *, axes=(0, 2, 3)):
+    """(x - E[x]) / (sqrt(E[x^2] - E[x]^2) + 1e-9), as the op's function body defines it
+    (13 only added bfloat16)."""
+    acc = _acc(X.dtype)
+    x = X.astype(acc, copy=False)
+    axes = tuple(norm_axis(int(a), X.ndim) for a in axes)
+    mean = xp.mean(x, axis=axes, keepdims=True)
+    var = xp.mean(x * x, axis=axes, keepdims=True) - mean * mean
+    y = (x - mean) / (xp.sqrt(xp.maximum(var, acc.type(0))) + acc.type(1e-9))
+    return y.astype(X.dtype, copy=False)
+
+
+# ----------------------------------------------------------------------------------------
+# Dropout
+
+
+def _dropout(xp, data, ratio, training, seed, num_outputs, mask_dtype=np.bool_):
+    """Identity (mask all true) unless training with ratio > 0; then keep each element with
+    probability 1 - ratio and scale the kept ones by 1 / (1 - ratio)."""
+    if not training or ratio == 0:
+        if num_outputs < 2:
+            return data
+        return data, xp.ones(data.shape, dtype=mask_dtype)
+    if not 0 <= ratio < 1:
+        raise ValueError(f"Dropout: ratio must be in [0, 1), got {ratio}")
+    # A given seed reproduces numpy's legacy generator, as onnx's reference does.
+    rng = np.random.RandomState(seed) if seed is not None else np.random.default_rng()
+    keep = rng.uniform(0.0, 1.0, data.shape) >= ratio
+    keep = xp.asarray(keep)
+    acc = _acc(data.dtype)
+    y = (data.astype(acc, copy=False) * keep * acc.type(1.0 / (1.0 - ratio))).astype(data.dtype, copy=False)
+    if num_outputs < 2:
+        return y
+    return y, keep.astype(mask_dtype, copy=False)
+
+
+@kernel("Dropout", since=1, families=("cpu",))
+class Dropout1:
+    """Dropout-1/6 (consumed_inputs, is_test): run as inference, i.e. identity, whatever
+    is_test says (onnxruntime has no kernel for these versions); mask of the data's type."""
+
+    def __init__(self, ctx, *, consumed_inputs=None, is_test=0, ratio=0.5):
+        self.num_outputs = ctx.num_outputs
+
+    def __call__(self, data):
+        return _dropout(np, data, 0.0, False, None, self.num_outputs, data.dtype)
+
+
+@kernel("Dropout", since=7, families=("cpu",))
+class Dropout7:
+    """Dropout-7: always inference (identity); mask of the data's type."""
+
+    def __init__(self, ctx, *, ratio=0.5):
+        self.num_outputs = ctx.num_outputs
+
+    def __call__(self, data):
+        return _dropout(np, data, 0.0, False, None, self.num_outputs, data.dtype)
+
+
+@kernel("Dropout", since=10, families=("cpu",))
+class Dropout10(Dropout7):
+    """Dropout-10: as 7, but the mask is bool."""
+
+    def __call__(self, data):
+        return _dropout(np, data, 0.0, False, None, self.num_outputs, np.bool_)
+
+
+@kernel("Dropout", since=12, families=("cpu",), host_inputs=(1, 2))
+class Dropout12:
+    """Dropout-12 .. 22: ratio and training_mode became optional inputs; seed attribute."""
+
+    def __init__(self, ctx, *, seed=None):
+        self.seed = seed
+        self.num_outputs = ctx.num_outputs
+
+    def __call__(self, data, ratio=None, training_mode=None):
+        r = 0.5 if ratio is None else float(np.asarray(ratio).reshape(-1)[0])
+        training = False if training_mode is None else bool(np.asarray(training_mode).reshape(-1)[0])
+        return _dropout(np, data, r, training, self.seed, self.num_outputs)

@@ -1,0 +1,141 @@
+"""The ``ortlite`` command: run a model, benchmark it against onnxruntime."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import numpy as np
+
+
+def _parse_shapes(items):
+    shapes = {}
+    for item in items or []:
+        name, _, dims = item.rpartition(":")
+        if not name:
+            raise SystemExit(f"--shape expects name:1x3x224x224, got '{item}'")
+        shapes[name] = [int(d) for d in dims.lower().split("x")]
+    return shapes
+
+
+def _load_model(path):
+    import onnx
+
+    from ortlite.loader import load_model
+
+    if path is None:
+        from ortlite import zoo
+
+        return zoo.demo(), "built-in demo model (ortlite.zoo.demo)"
+    model, _, label = load_model(path)
+    return model, label
+
+
+def _feeds(model, given, shapes, batch=None):
+    from ortlite import zoo
+
+    dims = dict(shapes)
+    feeds = zoo.example_inputs(model, dims=dims, batch=batch)
+    for name, arr in given.items():
+        if name not in feeds:
+            raise SystemExit(f"--input {name}: the model has no input of that name; inputs: {list(feeds)}")
+        feeds[name] = arr
+    return feeds
+
+
+def cmd_run(args):
+    import ortlite
+
+    model, label = _load_model(args.model)
+    given = {}
+    for item in args.input or []:
+        name, _, path = item.partition("=")
+        if not path:
+            raise SystemExit(f"--input expects name=file.npy, got '{item}'")
+        given[name] = np.load(path, allow_pickle=False)
+    providers = [_provider(p) for p in args.providers.split(",")] if args.providers else None
+    sess = ortlite.InferenceSession(model.SerializeToString(), providers=providers)
+    feeds = _feeds(model, given, _parse_shapes(args.shape))
+    outs = sess.run(None, feeds)
+    print(f"model: {label}")
+    print(f"providers: {sess.get_providers()}")
+    for a in sess.get_inputs():
+        v = feeds[a.name]
+        print(f"input  {a.name}: {a.type} {list(np.shape(v))}")
+    for o, v in zip(sess.get_outputs(), outs):
+        if isinstance(v, np.ndarray):
+            summary = ""
+            if v.size and v.dtype.kind in "fiub":
+                f = v.astype(np.float64)
+                summary = f" min {f.min():.6g} max {f.max():.6g} mean {f.mean():.6g}"
+            print(f"output {o.name}: {o.type} {list(v.shape)}{summary}")
+        else:
+            print(f"output {o.name}: {o.type} {type(v).__name__} of {len(v) if hasattr(v, '__len__') else '?'}")
+        if args.save:
+            np.save(f"{args.save}{o.name}.npy", v)
+    return 0
+
+
+def _provider(s):
+    from ortlite.bench import provider_name
+
+    return provider_name(s.strip())
+
+
+def cmd_bench(args):
+    from ortlite.bench import format_table, run_benchmark
+
+    model, label = _load_model(args.model)
+    feeds = _feeds(model, {}, _parse_shapes(args.shape), batch=args.batch)
+    providers = [_provider(p) for p in args.providers.split(",")] if args.providers else None
+    results, ref, notes = run_benchmark(model, feeds, providers, args.iterations, args.warmup,
+                                        args.threads, onnxruntime=not args.no_onnxruntime)
+    print(f"model: {label}")
+    print("inputs: " + ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in feeds.items()))
+    print(f"{args.iterations} runs each after {args.warmup} warm-up runs, alternating; threads={args.threads or 'default'}")
+    for n in notes:
+        print(f"note: {n}")
+    print()
+    print(format_table(results, ref))
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="ortlite", description="ortlite: ONNX inference with onnxruntime's API")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log placement and fallbacks at INFO")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="run a model once and print its outputs' names, shapes and a summary")
+    r.add_argument("model", nargs="?", help="an .onnx file (default: the built-in demo model)")
+    r.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="an input from a .npy file; others are random")
+    r.add_argument("--shape", action="append", metavar="NAME:1x3x224x224", help="a shape for an input with symbolic dims")
+    r.add_argument("--providers", help="comma-separated, e.g. cuda,cpu (default: cpu)")
+    r.add_argument("--save", metavar="PREFIX", help="save each output as PREFIX<name>.npy")
+    r.set_defaults(fn=cmd_run)
+
+    b = sub.add_parser("bench", help="latency on each available provider, side by side with onnxruntime")
+    b.add_argument("model", nargs="?", help="an .onnx file (default: the built-in demo model)")
+    b.add_argument("--providers", help="comma-separated (default: every available provider)")
+    b.add_argument("--iterations", type=int, default=50)
+    b.add_argument("--warmup", type=int, default=5)
+    b.add_argument("--threads", type=int, default=0, help="intra-op threads for both runtimes (0: default)")
+    b.add_argument("--batch", type=int, default=None, help="value for a symbolic batch dimension")
+    b.add_argument("--shape", action="append", metavar="NAME:1x3x224x224")
+    b.add_argument("--no-onnxruntime", action="store_true", help="skip the onnxruntime reference")
+    b.set_defaults(fn=cmd_bench)
+
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        return args.fn(args)
+    except Exception as e:  # noqa: BLE001 - the CLI prints one line, not a traceback
+        from ortlite.errors import OrtliteError
+
+        if isinstance(e, (OrtliteError, ValueError, FileNotFoundError)):
+            print(f"ortlite: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

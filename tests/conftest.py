@@ -1,0 +1,42 @@
+import os
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+
+def make_model(nodes, inputs, outputs, initializers=(), opset=17, ir_version=8, functions=(), extra_opsets=()):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
+    opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in extra_opsets]
+    m = helper.make_model(graph, opset_imports=opsets, functions=list(functions))
+    m.ir_version = ir_version
+    return m
+
+
+@pytest.fixture
+def mlp_model():
+    """y = relu(x @ W + b), x: [batch, 4] float; the batch dimension is symbolic."""
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((4, 3)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
+        helper.make_node("Add", ["h", "b"], ["hb"], name="add"),
+        helper.make_node("Relu", ["hb"], ["y"], name="relu"),
+    ]
+    m = make_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [onnx.numpy_helper.from_array(W, "W"), onnx.numpy_helper.from_array(b, "b")],
+    )
+    m.producer_name = "ortlite-tests"
+    return m, (W, b)
+
+
+def mlp_reference(x, W, b):
+    return np.maximum(x @ W + b, 0)

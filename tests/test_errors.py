@@ -1,0 +1,143 @@
+"""Bad input gets an error that names what was wrong and what was expected."""
+import numpy as np
+import onnx
+import pytest
+from conftest import make_model
+from onnx import TensorProto, helper
+
+import ortlite as ort
+
+
+@pytest.fixture
+def sess(mlp_model):
+    return ort.InferenceSession(mlp_model[0].SerializeToString())
+
+
+def fixed_model():
+    return make_model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+    )
+
+
+def test_unknown_input_name(sess):
+    with pytest.raises(ort.InvalidArgument, match=r"Invalid input name: 'z'. Valid inputs: \['x'\]"):
+        sess.run(None, {"x": np.ones((1, 4), np.float32), "z": np.ones(1)})
+
+
+def test_missing_input(sess):
+    with pytest.raises(ort.InvalidArgument, match=r"Required inputs \(\['x'\]\) are missing from input feed"):
+        sess.run(None, {})
+
+
+def test_wrong_dtype(sess):
+    with pytest.raises(ort.InvalidArgument, match=r"input 'x'. Actual: \(tensor\(double\)\) , expected: \(tensor\(float\)\)|input 'x'. Actual: \(tensor\(double\)\), expected: \(tensor\(float\)\)"):
+        sess.run(None, {"x": np.ones((1, 4), np.float64)})
+
+
+def test_wrong_rank(sess):
+    with pytest.raises(ort.InvalidArgument, match=r"Invalid rank for input: x Got: 3 Expected: 2 \(expected shape \[batch, 4\]"):
+        sess.run(None, {"x": np.ones((1, 4, 1), np.float32)})
+
+
+def test_wrong_fixed_dim(sess):
+    with pytest.raises(ort.InvalidArgument, match=r"invalid dimensions for input: x .*index: 1 Got: 5 Expected: 4"):
+        sess.run(None, {"x": np.ones((1, 5), np.float32)})
+
+
+def test_wrong_output_name(sess):
+    with pytest.raises(ort.InvalidArgument, match=r"Invalid output name: 'nope'. Valid outputs: \['y'\]"):
+        sess.run(["nope"], {"x": np.ones((1, 4), np.float32)})
+
+
+def test_feed_not_a_dict(sess):
+    with pytest.raises(ort.InvalidArgument, match="input_feed must be a dict"):
+        sess.run(None, [np.ones((1, 4), np.float32)])
+
+
+def test_not_an_array():
+    s = ort.InferenceSession(fixed_model().SerializeToString())
+    with pytest.raises(ort.InvalidArgument, match="input 'x' must be a numpy array"):
+        s.run(None, {"x": object()})
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ort.NoSuchFile, match=r"nothere.onnx failed: file doesn't exist"):
+        ort.InferenceSession(str(tmp_path / "nothere.onnx"))
+    with pytest.raises(FileNotFoundError):  # also a FileNotFoundError
+        ort.InferenceSession(str(tmp_path / "nothere.onnx"))
+
+
+def test_not_onnx(tmp_path):
+    p = tmp_path / "bad.onnx"
+    p.write_bytes(b"this is not a protobuf \x00\xff\xfe" * 10)
+    with pytest.raises(ort.InvalidProtobuf, match="not an ONNX model or truncated|hold no ONNX model"):
+        ort.InferenceSession(str(p))
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "empty.onnx"
+    p.write_bytes(b"")
+    with pytest.raises(ort.InvalidProtobuf, match="the file is empty"):
+        ort.InferenceSession(str(p))
+
+
+def test_truncated(tmp_path, mlp_model):
+    data = mlp_model[0].SerializeToString()
+    p = tmp_path / "trunc.onnx"
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises((ort.InvalidProtobuf, ort.InvalidGraph), match="truncated|invalid ONNX graph|no ONNX model"):
+        ort.InferenceSession(str(p))
+
+
+def test_invalid_graph_names_the_checker_problem():
+    m = make_model(
+        [helper.make_node("Relu", ["x_typo"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
+    with pytest.raises(ort.InvalidGraph, match="invalid ONNX graph:.*x_typo"):
+        ort.InferenceSession(m.SerializeToString())
+
+
+def test_ir_version_too_new():
+    m = fixed_model()
+    m.ir_version = onnx.IR_VERSION + 5
+    with pytest.raises(NotImplementedError, match=f"IR version {onnx.IR_VERSION + 5} is newer"):
+        ort.InferenceSession(m.SerializeToString())
+
+
+def test_opset_too_new():
+    m = fixed_model()
+    m.opset_import[0].version = onnx.defs.onnx_opset_version() + 3
+    with pytest.raises(NotImplementedError, match="opset .* is newer than the newest ortlite knows"):
+        ort.InferenceSession(m.SerializeToString())
+
+
+def test_op_without_kernel_names_op_domain_opset():
+    m = make_model(
+        [helper.make_node("FancyOp", ["x"], ["y"], domain="com.example")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        extra_opsets=[("com.example", 1)],
+    )
+    with pytest.raises(NotImplementedError, match=r"FancyOp.*domain 'com.example', opset 1 on \[CPUExecutionProvider\]; registered: none"):
+        ort.InferenceSession(m.SerializeToString())
+
+
+def test_kernel_failure_names_the_node():
+    m = make_model(
+        [helper.make_node("Reshape", ["x", "s"], ["y"], name="the_reshape")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None]), helper.make_tensor_value_info("s", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
+    )
+    sess = ort.InferenceSession(m.SerializeToString())
+    with pytest.raises(ort.RuntimeException, match="Reshape node. Name:'the_reshape'"):
+        sess.run(None, {"x": np.ones(5, np.float32), "s": np.array([3], np.int64)})
+
+
+def test_disable_cpu_fallback_with_cpu_only_is_fine(mlp_model):
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    ort.InferenceSession(mlp_model[0].SerializeToString(), so)
