@@ -85,14 +85,14 @@ def _fix_negative(xp, idx, dim):
 @kernel("Gather", since=1)  # opset 11 allows negative axis / indices; same code
 def gather(xp, data, indices, *, axis=0):
     axis = norm_axis(axis, data.ndim)
-    idx = _fix_negative(xp, indices, data.shape[axis])
-    return xp.asarray(xp.take(data, idx, axis=axis))
+    # take() reads negative indices from the end, as ONNX does (opset 11)
+    return xp.asarray(xp.take(data, indices, axis=axis))
 
 
 @kernel("GatherElements", since=11)
 def gather_elements(xp, data, indices, *, axis=0):
     axis = norm_axis(axis, data.ndim)
-    idx = _fix_negative(xp, indices, data.shape[axis])
+    idx = indices  # fancy indexing reads negative indices from the end, as ONNX does
     # indices may be smaller than data on the other axes: cut data down to them
     if any(i != axis and idx.shape[i] != data.shape[i] for i in range(data.ndim)):
         data = data[tuple(slice(None) if i == axis else slice(0, idx.shape[i]) for i in range(data.ndim))]

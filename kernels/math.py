@@ -207,16 +207,18 @@ def cumprod(xp, x, axis, *, exclusive=0, reverse=0):
 # --------------------------------------------------------------------------- softmax family
 
 def _softmax(xp, X, axes, log):
-    x = _to_work(xp, X)
-    m = xp.max(x, axis=axes, keepdims=True)
-    e = x - m  # fresh array, reused in place below
+    # Runs in the input dtype, op by op, as the spec's function body does: float16 sums
+    # accumulate in float32 inside numpy anyway; bfloat16 (ml_dtypes) rounds after every
+    # op, which is what the reference results carry.
+    m = xp.max(X, axis=axes, keepdims=True)
+    with np.errstate(invalid="ignore"):  # all -inf slices give NaN, as in onnxruntime
+        e = X - m  # fresh array, reused in place below
     if log:
-        s = xp.sum(xp.exp(e), axis=axes, keepdims=True)
-        e -= xp.log(s)
+        e -= xp.log(xp.sum(xp.exp(e), axis=axes, keepdims=True))
     else:
         xp.exp(e, out=e)
         e /= xp.sum(e, axis=axes, keepdims=True)
-    return e if e.dtype == X.dtype else e.astype(X.dtype)
+    return e
 
 
 def _trailing_axes(axis, ndim):

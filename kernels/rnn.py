@@ -261,19 +261,20 @@ class GRU(_Recurrent):
         if self.linear_before_reset:
             in_b = wb.copy()
             in_b[:, : 2 * hidden] += rb[:, : 2 * hidden]
-            return in_b.reshape(-1), rb.reshape(d, 1, 3 * hidden)
+            return in_b.reshape(-1), rb[:, 2 * hidden:].reshape(d, 1, hidden)
         return (wb + rb).reshape(-1), None
 
     def _step(self, xw_t, h, c, r_t, rec_bias, peep, H):
         xp = self.xp
         if self.linear_before_reset:
             hr = xp.matmul(h, r_t)
-            if rec_bias is not None:
-                hr += rec_bias
             zr = xw_t[..., : 2 * H] + hr[..., : 2 * H]
             zr = self._act(0, self._clip(zr))
             z, r = zr[..., :H], zr[..., H:]
-            hh = xw_t[..., 2 * H:] + r * hr[..., 2 * H:]
+            rh = hr[..., 2 * H:]
+            if rec_bias is not None:  # Rbh sits inside the reset product
+                rh = rh + rec_bias
+            hh = xw_t[..., 2 * H:] + r * rh
         else:
             zr = xw_t[..., : 2 * H] + xp.matmul(h, r_t[..., : 2 * H])
             zr = self._act(0, self._clip(zr))
@@ -299,6 +300,12 @@ class LSTM(_Recurrent):
     def _step(self, xw_t, h, c, r_t, rec_bias, peep, H):
         # Gate order in W/R/B is i, o, f, c; peepholes P are i, o, f.
         g = xw_t + self.xp.matmul(h, r_t)
+        if peep is None and not self.input_forget:
+            # No peepholes: the three sigmoid gates are one contiguous block, one activation call.
+            iof = self._act(0, self._clip(g[..., :3 * H]))
+            i, o, f = iof[..., :H], iof[..., H:2 * H], iof[..., 2 * H:]
+            c_new = f * c + i * self._act(1, self._clip(g[..., 3 * H:]))
+            return o * self._act(2, c_new), c_new
         i, o, f, cc = g[..., :H], g[..., H:2 * H], g[..., 2 * H:3 * H], g[..., 3 * H:]
         if peep is not None:
             i = i + peep[..., :H] * c

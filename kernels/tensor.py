@@ -192,7 +192,7 @@ class SplitV18:
 
 
 def _squeeze(xp, data, axes):
-    if axes is None:
+    if not axes:  # absent or empty (onnxruntime reads an empty axes tensor as absent)
         return xp.squeeze(data)
     axes = tuple(sorted({norm_axis(a, data.ndim) for a in axes}))
     for a in axes:

@@ -63,7 +63,8 @@ def string_concat(xp, X, Y):
 def string_split(xp, X, *, delimiter=None, maxsplit=None):
     sep = delimiter or None  # "" and absent both mean: split on runs of whitespace
     limit = -1 if maxsplit is None else maxsplit
-    parts = [s.split(sep, limit) for s in X.reshape(-1).tolist()]
+    # An empty string has no substrings (onnxruntime), whatever the delimiter.
+    parts = [s.split(sep, limit) if s else [] for s in X.reshape(-1).tolist()]
     counts = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
     width = int(counts.max()) if len(parts) else 0
     flat = [w for p in parts for w in p + [""] * (width - len(p))]
@@ -102,7 +103,11 @@ class TfIdfVectorizer:
         self.min_n, self.max_n, self.max_skip = min_gram_length, max_gram_length, max_skip_count
         self.indexes = np.asarray(ngram_indexes, dtype=np.int64)
         self.out_size = int(self.indexes.max()) + 1 if self.indexes.size else 0
-        self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
+        self.weights = None
+        if weights is not None:
+            # weights[i] belongs to the i-th pool n-gram, i.e. to output slot ngram_indexes[i].
+            self.weights = np.zeros(self.out_size, dtype=np.float32)
+            self.weights[self.indexes] = np.asarray(weights, dtype=np.float32)
         self.strings = pool_strings is not None
         pool = list(pool_strings) if self.strings else np.asarray(pool_int64s, dtype=np.int64)
         # Vocabulary of the pool's tokens.

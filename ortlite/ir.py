@@ -185,7 +185,7 @@ class Graph:
                 a = a2
             protos[a.name] = a
             if a.type == AttributeProto.GRAPH:
-                subgraphs[a.name] = a.g
+                subgraphs[a.name] = _rename_free(a.g, rename) if rename else a.g
             else:
                 attrs[a.name] = attribute_value(a, model_dir)
         inputs = [rename.get(n, n) if n else "" for n in np_.input]
@@ -308,6 +308,34 @@ class Graph:
             if state.get(id(n)) != 2:
                 visit(n)
         self.nodes = order
+
+
+def _rename_free(gp, rename):
+    """A copy of subgraph ``gp`` whose reads of outer-scope names follow ``rename``.
+
+    Names the subgraph defines itself (inputs, initializers, node outputs) shadow outer
+    ones and are left alone, at every nesting depth.
+    """
+    local = {v.name for v in gp.input} | {t.name for t in gp.initializer} | {o for n in gp.node for o in n.output}
+    live = {k: v for k, v in rename.items() if k not in local}
+    if not live:
+        return gp
+    g = onnx.GraphProto()
+    g.CopyFrom(gp)
+    for n in g.node:
+        for k, name in enumerate(n.input):
+            if name in live:
+                n.input[k] = live[name]
+        for a in n.attribute:
+            if a.type == AttributeProto.GRAPH:
+                a.g.CopyFrom(_rename_free(a.g, live))
+            elif a.type == AttributeProto.GRAPHS:
+                for k, sub in enumerate(a.graphs):
+                    a.graphs[k].CopyFrom(_rename_free(sub, live))
+    for o in g.output:
+        if o.name in live:
+            o.name = live[o.name]
+    return g
 
 
 def _has_schema(op_type, domain, version) -> bool:

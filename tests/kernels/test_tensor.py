@@ -384,13 +384,29 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [np.float16, BF16, np.bool_, object, np.int8, np.uint64], ids=str)
-@pytest.mark.parametrize("case", range(len(CASES)))
-def test_dtype_preserved(case, dtype):
+def _bind(op, attrs=None, opset=25, inputs=("x",), outputs=("y",)):
+    """The kernel callable for one node, bound as the session would (no session needed)."""
     from ortlite import registry
     from ortlite.context import KernelContext
 
+    registry.load_all_kernels()
+    k = registry.lookup(op, "", opset, "cpu")
+    attrs = attrs or {}
+    ir_node = type("N", (), dict(op_type=op, name="n", attrs=attrs, inputs=list(inputs),
+                                 outputs=list(outputs), domain=""))()
+    return k.bind(KernelContext(ir_node, opset, np, None, [], [], {}), attrs)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, BF16, np.bool_, object, np.int8, np.uint64], ids=str)
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_dtype_preserved(case, dtype):
     n, extra = CASES[case]
+    attrs = {}
+    for a in n.attribute:
+        v = helper.get_attribute_value(a)
+        attrs[a.name] = v.decode() if isinstance(v, bytes) else v
+    fn = _bind(n.op_type, attrs, 28, n.input, n.output)
+
     def run(x):
         feeds = []
         for name in n.input:
@@ -402,15 +418,7 @@ def test_dtype_preserved(case, dtype):
                 feeds.append(eval(extra[name], {"x": x}))  # noqa: S307 - test-local expression
             else:
                 feeds.append(extra[name])
-        registry.load_all_kernels()
-        k = registry.lookup(n.op_type, "", 28, "cpu")
-        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        attrs = {a: v.decode() if isinstance(v, bytes) else (list(v) if not isinstance(v, (int, float)) else v)
-                 for a, v in attrs.items()}
-        ir_node = type("N", (), dict(op_type=n.op_type, name="n", attrs=attrs, inputs=list(n.input),
-                                     outputs=list(n.output), domain=""))()
-        ctx = KernelContext(ir_node, 28, np, None, [], [], {})
-        out = k.bind(ctx, attrs)(*feeds)
+        out = fn(*feeds)
         return out if isinstance(out, tuple) else (out,)
 
     base = run(DATA)
@@ -440,18 +448,6 @@ def test_dtype_preserved(case, dtype):
 # views and no in-place writes
 
 
-def _bind(op, attrs=None, opset=25, n_out=1):
-    from ortlite import registry
-    from ortlite.context import KernelContext
-
-    registry.load_all_kernels()
-    k = registry.lookup(op, "", opset, "cpu")
-    attrs = attrs or {}
-    ir_node = type("N", (), dict(op_type=op, name="n", attrs=attrs, inputs=["x"],
-                                 outputs=[f"y{i}" for i in range(n_out)], domain=""))()
-    return k.bind(KernelContext(ir_node, opset, np, None, [], [], {}), attrs)
-
-
 def test_shape_ops_return_views():
     x = np.arange(24, dtype=np.float32).reshape(2, 1, 3, 4)
     views = [
@@ -462,7 +458,7 @@ def test_shape_ops_return_views():
         _bind("Flatten", {"axis": 2})(x),
         _bind("Slice")(x, i64(3), i64(0), i64(-1), i64(-1)),
         _bind("Identity")(x),
-        *_bind("Split", {"axis": 3, "num_outputs": 2}, n_out=2)(x),
+        *_bind("Split", {"axis": 3, "num_outputs": 2}, outputs=("a", "b"))(x),
     ]
     for v in views:
         assert np.shares_memory(v, x)
