@@ -163,8 +163,8 @@ _ERF32_SPLIT, _ERF32_SAT = 2.0, 3.92
 _ERF_BLOCK = 16384  # elements per block: the float64 temporaries stay in cache
 
 
-def _erf32_block(xp, xb):
-    """erf of a float64 block, good to float32 precision."""
+def _erf32_block(xp, xb, plus_one=False):
+    """erf (or 1 + erf, without cancellation for x << 0) of a float64 block, good to float32."""
     z = xb * xb
     c = _ERF32_SMALL
     p = c[0] * z
@@ -180,10 +180,32 @@ def _erf32_block(xp, xb):
         q += k
         q *= a
     q += c[-1]
-    q = 1.0 - xp.exp(q)
-    q = xp.copysign(q, xb)
-    r = xp.where(a <= _ERF32_SPLIT, p, q)
+    e = xp.exp(q)  # erfc(|x|)
+    if plus_one:
+        p += 1.0
+        big = xp.where(xb < 0, e, 2.0 - e)
+    else:
+        big = xp.copysign(1.0 - e, xb)
+    r = xp.where(a <= _ERF32_SPLIT, p, big)
+    if plus_one:
+        # far left tail: 1 + erf(x) = erfc(-x) is tiny but not 0; Cody's erfc for those
+        far = xb < -_ERF32_SAT
+        if xp is not np or far.any():
+            tail = _erfc_scaled_tail(xp, xp.minimum(-xp.where(far, xb, -5.0), 30.0))
+            r = xp.where(far, tail, r)
     return xp.where(xb != xb, xb, r)
+
+
+def _blockwise(xp, x, fn):
+    """``fn`` (float64 block -> float64 block) over x in cache-sized blocks; result in x.dtype."""
+    if xp is not np or x.size <= _ERF_BLOCK:
+        return xp.asarray(fn(x.astype(np.float64))).astype(x.dtype)
+    flat = x.reshape(-1)
+    out = np.empty(flat.shape, dtype=x.dtype)
+    for s in range(0, flat.size, _ERF_BLOCK):
+        e = s + _ERF_BLOCK
+        out[s:e] = fn(flat[s:e].astype(np.float64))
+    return out.reshape(x.shape)
 
 
 def erf(xp, x):
@@ -191,14 +213,7 @@ def erf(xp, x):
     float64-evaluated scheme (exact to float32 rounding) for float32/float16."""
     if x.dtype == np.float64:
         return _erf64(xp, x)
-    if xp is not np or x.size <= _ERF_BLOCK:
-        return _erf32_block(xp, x.astype(np.float64)).astype(x.dtype)
-    flat = x.reshape(-1)
-    out = np.empty(flat.shape, dtype=x.dtype)
-    for s in range(0, flat.size, _ERF_BLOCK):
-        e = s + _ERF_BLOCK
-        out[s:e] = _erf32_block(np, flat[s:e].astype(np.float64))
-    return out.reshape(x.shape)
+    return _blockwise(xp, x, lambda xb: _erf32_block(xp, xb))
 
 
 # ----------------------------------------------------------------------------- unary tables
@@ -342,13 +357,19 @@ def shrink(xp, X, *, bias=0.0, lambd=0.5):
 @kernel("Gelu", since=20)
 def gelu(xp, X, *, approximate="none"):
     if approximate == "tanh":
-        c = math.sqrt(2.0 / math.pi)
+        # 0.5 * x * (1 + tanh(u)) == x * sigmoid(2u): same value, no cancellation for x << 0
+        c = 2.0 * math.sqrt(2.0 / math.pi)
 
         def f(xp, x):
-            return 0.5 * x * (1 + xp.tanh(c * (x + 0.044715 * (x * x * x))))
+            return x * _sigmoid(xp, c * (x + 0.044715 * (x * x * x)))
     elif approximate == "none":
+        r2 = 1.0 / math.sqrt(2.0)
+
         def f(xp, x):
-            return (0.5 * x) * (1 + erf(xp, x * (1.0 / math.sqrt(2.0))))
+            if x.dtype == np.float64:
+                return (0.5 * x) * (1.0 + _erf64(xp, x * r2))
+            # 0.5 * x * (1 + erf(x / sqrt 2)), all in float64 before the one rounding
+            return _blockwise(xp, x, lambda xb: (0.5 * xb) * _erf32_block(xp, xb * r2, plus_one=True))
     else:
         from ortlite.errors import NotImplemented as OrtNotImplemented
 

@@ -272,26 +272,64 @@ def hardmax_v13(xp, input, *, axis=-1):
 
 # --------------------------------------------------------------------------- TopK
 
+def _sorted_order(xp, x, largest):
+    """Stable ordering along the last axis: by value, ties by smaller index first."""
+    if not largest:
+        return xp.argsort(x, axis=-1, kind="stable")
+    # Stable ascending sort of the reversed axis, read backwards: descending values, and
+    # among equal values the smaller original index first (the spec's tie rule).
+    n = x.shape[-1]
+    return (n - 1) - xp.flip(xp.argsort(xp.flip(x, -1), axis=-1, kind="stable"), -1)
+
+
+def _topk_select(xp, x, k, largest):
+    """Indices [rows, k] (ascending) of the k best elements of each row of the 2-D `x`.
+
+    argpartition finds the k best in O(n). When the k-th best value t is tied with
+    elements outside that set, the spec wants the smallest indices among the ties: then
+    every element strictly better than t is taken plus the first ties. Returns None when
+    NaNs upset the count (the caller then sorts fully).
+    """
+    n = x.shape[-1]
+    if largest:
+        sel = xp.argpartition(x, n - k, axis=-1)[:, n - k:]
+        t = xp.min(xp.take_along_axis(x, sel, axis=-1), axis=-1, keepdims=True)
+        at_least = x >= t
+    else:
+        sel = xp.argpartition(x, k - 1, axis=-1)[:, :k]
+        t = xp.max(xp.take_along_axis(x, sel, axis=-1), axis=-1, keepdims=True)
+        at_least = x <= t
+    if bool((xp.count_nonzero(at_least, axis=-1) == k).all()):
+        return xp.sort(sel, axis=-1)  # no tie crosses the boundary: the partition is the answer
+    equal = x == t
+    need = k - xp.count_nonzero(at_least & ~equal, axis=-1)[:, None]
+    take = (at_least & ~equal) | (equal & (xp.cumsum(equal, axis=-1) <= need))
+    rows, cols = xp.nonzero(take)
+    if cols.shape[0] != x.shape[0] * k:
+        return None
+    return cols.reshape(x.shape[0], k)  # nonzero is row-major: indices ascend within a row
+
+
 def _topk(xp, X, k, axis, largest, sorted_):
     axis = norm_axis(axis, X.ndim)
     n = X.shape[axis]
     if not 0 <= k <= n:
         raise ValueError(f"TopK: k={k} out of range for axis of size {n}")
-    if largest:
-        # Stable ascending sort of the flipped axis, read backwards: descending values,
-        # and among equal values the smaller original index comes first (spec tie rule).
-        order = xp.argsort(xp.flip(X, axis), axis=axis, kind="stable")
-        order = xp.flip(order, axis)
-        sl = [slice(None)] * X.ndim
-        sl[axis] = slice(0, k)
-        idx = (n - 1) - order[tuple(sl)]
-    else:
-        order = xp.argsort(X, axis=axis, kind="stable")
-        sl = [slice(None)] * X.ndim
-        sl[axis] = slice(0, k)
-        idx = order[tuple(sl)]
-    idx = xp.ascontiguousarray(idx).astype(np.int64, copy=False)
-    return xp.take_along_axis(X, idx, axis=axis), idx
+    x = xp.moveaxis(X, axis, -1)
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, n)
+    idx = None
+    if 0 < k and 4 * k <= n and n >= 64:
+        sel = _topk_select(xp, x2, k, largest)
+        if sel is not None:
+            vals = xp.take_along_axis(x2, sel, axis=-1)
+            idx = xp.take_along_axis(sel, _sorted_order(xp, vals, largest), axis=-1)
+    if idx is None:
+        idx = _sorted_order(xp, x2, largest)[:, :k]
+    idx = xp.ascontiguousarray(idx, dtype=np.int64)
+    vals = xp.take_along_axis(x2, idx, axis=-1)
+    shape = lead + (k,)
+    return (xp.moveaxis(vals.reshape(shape), -1, axis), xp.moveaxis(idx.reshape(shape), -1, axis))
 
 
 @kernel("TopK", since=1)  # 1: k is an attribute

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 from ortlite.types import np_dtype
 

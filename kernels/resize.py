@@ -27,26 +27,31 @@ _NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "s
 
 def _source_coords(ctm, in_len, out_len, scale, roi_start, roi_end):
     """Input coordinate of every output index along one axis (float64), and the
-    out-of-range mask for tf_crop_and_resize (else None)."""
+    out-of-range mask for tf_crop_and_resize (else None).
+
+    ``length_resized`` in the spec's formulas is in_len * scale, fractional when the
+    output size came from a scale (onnx's reference; equal to out_len for sizes).
+    """
     i = np.arange(out_len, dtype=np.float64)
+    length = in_len * scale
     outside = None
     if ctm == "half_pixel":
         x = (i + 0.5) / scale - 0.5
     elif ctm == "half_pixel_symmetric":
-        adjustment = out_len / (scale * in_len)
+        adjustment = out_len / length
         offset = in_len / 2 * (1 - adjustment)
         x = offset + (i + 0.5) / scale - 0.5
     elif ctm == "pytorch_half_pixel":
-        x = (i + 0.5) / scale - 0.5 if out_len > 1 else np.zeros(out_len)
+        x = (i + 0.5) / scale - 0.5 if length > 1 else np.zeros(out_len)
     elif ctm == "align_corners":
-        x = i * (in_len - 1) / (out_len - 1) if out_len > 1 else np.zeros(out_len)
+        x = i * (in_len - 1) / (length - 1) if length != 1 else np.zeros(out_len)
     elif ctm == "asymmetric":
         x = i / scale
     elif ctm == "tf_half_pixel_for_nn":
         x = (i + 0.5) / scale
     elif ctm == "tf_crop_and_resize":
-        if out_len > 1:
-            x = roi_start * (in_len - 1) + i * (roi_end - roi_start) * (in_len - 1) / (out_len - 1)
+        if length != 1:
+            x = roi_start * (in_len - 1) + i * (roi_end - roi_start) * (in_len - 1) / (length - 1)
         else:
             x = np.full(out_len, 0.5 * (roi_start + roi_end) * (in_len - 1))
         outside = (x < 0) | (x > in_len - 1)

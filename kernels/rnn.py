@@ -18,12 +18,20 @@ import numpy as np
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
+def _sigmoid(xp, x):
+    # 0.5 * (1 + tanh(x / 2)) is sigmoid without overflow in exp; in place on one temporary.
+    y = x * 0.5
+    xp.tanh(y, out=y)
+    y += 1
+    y *= 0.5
+    return y
+
+
 # name -> (function(xp, x, alpha, beta), default alpha, default beta); None = no parameter.
 _ACTIVATIONS = {
     "relu": (lambda xp, x, a, b: xp.maximum(x, 0), None, None),
     "tanh": (lambda xp, x, a, b: xp.tanh(x), None, None),
-    # 0.5 * (1 + tanh(x / 2)) is sigmoid without overflow in exp.
-    "sigmoid": (lambda xp, x, a, b: (xp.tanh(x * 0.5) + 1) * 0.5, None, None),
+    "sigmoid": (lambda xp, x, a, b: _sigmoid(xp, x), None, None),
     "affine": (lambda xp, x, a, b: x * a + b, 1.0, 0.0),
     "leakyrelu": (lambda xp, x, a, b: xp.where(x >= 0, x, x * a), 0.01, None),
     "thresholdedrelu": (lambda xp, x, a, b: xp.where(x > a, x, 0).astype(x.dtype), 1.0, None),
@@ -73,22 +81,19 @@ class _Recurrent:
 
     def __init__(self, ctx, *, activation_alpha=None, activation_beta=None, activations=None, clip=None,
                  direction="forward", hidden_size=None, layout=0, output_sequence=0):
-        self.xp = xp = ctx.xp
+        self.xp = ctx.xp
         if direction not in ("forward", "reverse", "bidirectional"):
             raise OrtNotImplemented(f"{self.op}: direction '{direction}' not supported "
                                     "(forward, reverse, bidirectional)")
         self.direction = direction
         self.num_dirs = 2 if direction == "bidirectional" else 1
-        self.hidden_size = hidden_size
         self.layout = layout
         self.clip = clip
         self.acts = _parse_activations(self.op, activations, activation_alpha, activation_beta, self.num_dirs)
         # Same activations in both directions: apply them to the stacked state in one go.
         keys = [[(a[3], a[1], a[2]) for a in d] for d in self.acts]
         self.shared_acts = all(k == keys[0] for k in keys)
-        self.want_y = ctx.has_output(0)
-        self.want_yh = ctx.has_output(1)
-        self.want_yc = ctx.has_output(2)
+        self.want_y = ctx.has_output(0)  # Y is the big one: skip storing it when unused
         self.G = _GATES[self.op]
         w, r, b = ctx.const(1), ctx.const(2), ctx.const(3)
         self.w_t = self._pack_w(w) if w is not None else None
@@ -97,7 +102,6 @@ class _Recurrent:
         self.bias = None
         if r is not None and (b is not None or not ctx.has_input(3)):
             self.bias = self._pack_b(b, r.shape[-1])
-        self.p = None
 
     # -- weight packing (prepare step when constant, else per call) ---------------------------------------
     def _ctype(self, dtype):
@@ -117,9 +121,9 @@ class _Recurrent:
         return xp.ascontiguousarray(r.astype(self._ctype(r.dtype), copy=False).transpose(0, 2, 1))
 
     def _pack_b(self, b, hidden):
-        """B [D, 2*G*H] -> (input bias [D*G*H], recurrent bias [D, 1, G*H] or None)."""
+        """B [D, 2*G*H] -> (input bias [D*G*H], bias kept inside the recurrence or None)."""
         xp = self.xp
-        d, g = self.num_dirs, self.G
+        g = self.G
         if b is None:
             return None, None
         b = xp.asarray(b)

@@ -94,8 +94,11 @@ def test_gemm(trans_a, trans_b, const):
 
 
 def test_gemm_old_opset_broadcast_and_no_c():
-    node = helper.make_node("Gemm", ["A", "B", "C"], ["Y"], broadcast=1, transB=1)
-    check(node, {"A": f32(3, 4), "B": f32(2, 4), "C": f32(1, 2)}, 6)
+    node = helper.make_node("Gemm", ["A", "B", "C"], ["Y"], broadcast=1, transB=1, beta=0.5)
+    feeds = {"A": f32(3, 4), "B": f32(2, 4), "C": f32(1, 2)}  # onnxruntime has no Gemm-6 kernel
+    (y,) = run_ortlite(node, feeds, 6, like=[feeds["A"]])
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, feeds["A"] @ feeds["B"].T + 0.5 * feeds["C"], rtol=1e-5, atol=1e-6)
     node = helper.make_node("Gemm", ["A", "B"], ["Y"], alpha=3.0)
     check(node, {"A": f32(3, 4).astype(np.float16)}, 13, inits={"B": f32(4, 2).astype(np.float16)}, rtol=2e-3, atol=2e-3)
 
@@ -128,14 +131,25 @@ def test_matmul_integer_zero_points():
 
 def test_einsum_forms():
     for eq, shapes in [
-        ("...ij, ...jk -> ...ik", [(2, 3, 4), (2, 4, 5)]),
+        ("...ij,...jk->...ik", [(2, 3, 4), (2, 4, 5)]),
+        ("...ij,jk", [(2, 3, 4), (4, 5)]),
         ("bhqd,bhkd->bhqk", [(2, 3, 4, 5), (2, 3, 6, 5)]),
         ("ii", [(4, 4)]),
-        ("Ab,bC", [(3, 4), (4, 2)]),
+        ("ab,bc", [(3, 4), (4, 2)]),
         ("i,j,k->ijk", [(2,), (3,), (4,)]),
     ]:
         node = helper.make_node("Einsum", [f"x{i}" for i in range(len(shapes))], ["Y"], equation=eq)
         check(node, {f"x{i}": f32(*s) for i, s in enumerate(shapes)}, 12, rtol=1e-5, atol=1e-5)
+    # spaces are allowed by the spec (onnxruntime rejects them)
+    node = helper.make_node("Einsum", ["a", "b"], ["Y"], equation="... i j , ...jk -> ... ik")
+    a, b = f32(2, 3, 4), f32(2, 4, 5)
+    (y,) = run_ortlite(node, {"a": a, "b": b}, 12, like=[a])
+    np.testing.assert_allclose(y, a @ b, rtol=1e-5, atol=1e-5)
+    # upper-case labels, implicit output (sorted: upper case first)
+    node = helper.make_node("Einsum", ["a", "b"], ["Y"], equation="Ab,bC")
+    a, b = f32(3, 4), f32(4, 2)
+    (y,) = run_ortlite(node, {"a": a, "b": b}, 12, like=[a])
+    np.testing.assert_allclose(y, np.einsum("ab,bc->ac", a, b), rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- softmax, topk, arg, cum
@@ -215,7 +229,7 @@ def test_reduce_empty_set_identities():
             "ReduceLogSumExp": -np.inf, "ReduceL2": 0}
     for op, v in want.items():
         node = helper.make_node(op, ["X", "axes"], ["Y"], keepdims=0)
-        (y,) = run_ortlite(node, {"X": x, "axes": np.array([1], np.int64)}, 18, like=[x[:, 0]])
+        (y,) = run_ortlite(node, {"X": x, "axes": np.array([1], np.int64)}, 18, like=[np.zeros((2, 3), np.float32)])
         assert y.shape == (2, 3) and y.dtype == np.float32
         np.testing.assert_array_equal(y, np.full((2, 3), v, np.float32))
     node = helper.make_node("ReduceMax", ["X", "axes"], ["Y"], keepdims=1)

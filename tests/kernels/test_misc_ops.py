@@ -7,7 +7,6 @@ seed reproducibility, against onnxruntime on one-node models (against numpy wher
 """
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -332,3 +331,27 @@ def test_nms_random(center):
     inits = {"m": np.array(25, np.int64), "iou": np.array(0.4, np.float32), "st": np.array(0.2, np.float32)}
     got, want = run_both(node, {"b": boxes, "s": scores}, 11, inits=inits)
     assert_same(got, want, atol=0)
+
+
+@pytest.mark.parametrize("opset", [10, 13, 19])
+def test_quant_older_opsets(opset):
+    x = (rng.standard_normal((3, 4)) * 5).astype(np.float32)
+    per_axis = opset >= 13
+    scale = np.array([0.1, 0.2, 0.3], np.float32) if per_axis else np.array(0.07, np.float32)
+    zp = np.array([1, 2, 3], np.uint8) if per_axis else np.array(9, np.uint8)
+    attrs = {"axis": 0} if per_axis else {}
+    q = helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["y"], **attrs)
+    got, want = run_both(q, {"x": x}, opset, inits={"s": scale, "zp": zp})
+    assert_same(got, want, atol=0)
+    dq = helper.make_node("DequantizeLinear", ["y", "s", "zp"], ["x"], **attrs)
+    got, want = run_both(dq, {"y": got[0]}, opset, inits={"s": scale, "zp": zp})
+    assert_same(got, want)
+
+
+@pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])
+def test_rnn_opset7(op):
+    X, W, R, Bi, _, h0 = _rnn_inputs(op, 1, 4, 2, 3, 5, 0, with_lens=False)
+    outs = ["Y", "Y_h", "Y_c"] if op == "LSTM" else ["Y", "Y_h"]
+    node = helper.make_node(op, ["X", "W", "R", "B", "", "initial_h"], outs, hidden_size=5, direction="reverse")
+    got, want = run_both(node, {"X": X, "initial_h": h0}, 7, inits={"W": W, "R": R, "B": Bi})
+    assert_same(got, want, rtol=1e-4, atol=1e-5)
