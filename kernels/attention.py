@@ -4,7 +4,8 @@ These ops have ONNX function bodies, but transformer models spend their time in
 them, so they get direct kernels: attention is two batched GEMMs per (batch,
 kv-head) with grouped-query heads folded into the GEMM's row dimension, one
 additive bias built from the mask/causal/window/padding constraints, and an
-in-place softmax. 16-bit floats compute in float32 and are cast back.
+in-place softmax. float16 computes in float32 and is cast back; bfloat16 runs op by
+op in bfloat16 like the function body (see Attention.__call__).
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ class Attention:  # spells out bottom-right causal alignment; one kernel handles
         """Softmax over the last axis, in place on `s`; fully-masked rows give zeros, not NaN."""
         xp = self.xp
         m = xp.max(s, axis=-1, keepdims=True)
-        m = xp.where(xp.isneginf(m), s.dtype.type(0), m)
+        m = xp.where(m == -np.inf, s.dtype.type(0), m)
         s -= m
         xp.exp(s, out=s)
         tot = xp.sum(s, axis=-1, keepdims=True)
@@ -109,7 +110,7 @@ class Attention:  # spells out bottom-right causal alignment; one kernel handles
         if bias is not None:
             # A row whose bias is -inf everywhere has no attendable key: zero it, decided on
             # the bias so NaN logits (inf + -inf) cannot leak into the output.
-            dead = xp.isneginf(xp.max(bias, axis=-1, keepdims=True))
+            dead = xp.max(bias, axis=-1, keepdims=True) == -np.inf
             if bool(dead.any()):
                 s = xp.where(dead, s.dtype.type(0), s)
         return s
@@ -213,14 +214,17 @@ def rotary_embedding(xp, X, cos_cache, sin_cache, position_ids=None, *, interlea
         raise ValueError(f"RotaryEmbedding: cache last dim {cos_cache.shape[-1]} != rotary_embedding_dim/2 = {half}")
     cos = xp.expand_dims(cos_cache, head_axis).astype(X.dtype, copy=False)
     sin = xp.expand_dims(sin_cache, head_axis).astype(X.dtype, copy=False)
-    out = x.copy()
     if interleaved:
         first, second = slice(0, rd, 2), slice(1, rd, 2)
     else:
         first, second = slice(0, half), slice(half, rd)
+    out = xp.empty_like(x) if rd == x.shape[-1] else x.copy()  # the unrotated tail is copied as is
     x1, x2 = x[..., first], x[..., second]
-    out[..., first] = cos * x1 - sin * x2
-    out[..., second] = sin * x1 + cos * x2
+    o1, o2 = out[..., first], out[..., second]
+    xp.multiply(x1, cos, out=o1)
+    o1 -= sin * x2
+    xp.multiply(x1, sin, out=o2)
+    o2 += cos * x2
     return out.reshape(X.shape)
 
 
@@ -230,10 +234,17 @@ def rotary_embedding(xp, X, cos_cache, sin_cache, position_ids=None, *, interlea
 def rms_normalization(xp, X, scale, *, axis=-1, epsilon=1e-5, stash_type=1):
     wd = _work_dtype(X.dtype)  # stash_type 1: float32 (float64 inputs keep float64)
     x = X.astype(wd, copy=False)
-    axes = tuple(range(norm_axis(axis, X.ndim), X.ndim))
-    ms = xp.mean(x * x, axis=axes, keepdims=True)
+    a = norm_axis(axis, X.ndim)
+    flat = x.reshape(x.shape[:a] + (-1,))  # normalized dims folded into one
+    vecdot = getattr(xp, "vecdot", None)
+    if vecdot is not None and wd.kind == "f":
+        ms = vecdot(flat, flat)[..., None]  # sum of squares in one pass, no x*x temporary
+    else:
+        ms = xp.sum(flat * flat, axis=-1, keepdims=True)
+    ms *= wd.type(1.0 / max(flat.shape[-1], 1))
     ms += wd.type(epsilon)
-    y = x * (1 / xp.sqrt(ms))
+    xp.sqrt(ms, out=ms)
+    y = (flat / ms).reshape(x.shape)
     y *= scale.astype(wd, copy=False)
     return y.astype(X.dtype, copy=False)
 

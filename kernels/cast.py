@@ -69,7 +69,7 @@ def _to_string(X):
     return out.astype(object)
 
 
-def _parse_strings(X, dtype):
+def _parse_strings(X, dtype, saturate=1, round_mode="up"):
     """Python strings to numbers of ``dtype``: strtod for floats, strtoll-like for integers."""
     s = np.asarray(X, dtype=np.str_)
     s = np.char.strip(s)
@@ -84,7 +84,7 @@ def _parse_strings(X, dtype):
         return vals.astype(dtype)
     # float("inf"/"INF"/"+inf"/"Infinity"/"nan"/"NaN"/"1e-5") - numpy's str->float parser
     vals = s.astype(np.float64)
-    return _cast_numeric(vals, dtype, saturate=1, round_mode="up")
+    return _cast_numeric(vals, dtype, saturate, round_mode)
 
 
 # ----------------------------------------------------------------------------- float8 E8M0
@@ -118,7 +118,7 @@ def _to_e8m0(X, saturate, round_mode):
 def _cast_numeric(X, dtype, saturate, round_mode):
     src = X.dtype
     if dtype in _F8_SATURATING:
-        f = X if src.kind == "f" and src != np.float16 else X.astype(np.float32)
+        f = X if src in (np.float32, np.float64) else X.astype(np.float32)
         if saturate:
             m = float(ml_dtypes.finfo(dtype).max)
             f = np.clip(f, -m, m)  # NaN stays NaN, +-inf -> +-max
@@ -127,14 +127,10 @@ def _cast_numeric(X, dtype, saturate, round_mode):
         if src == _E8M0:
             return X.copy()
         return _to_e8m0(X.astype(np.float32), saturate, round_mode)
-    if _is_ml(dtype) or _is_ml(src):
-        # ml_dtypes converts through float32 reliably; int4/uint4 from ints go via int64
-        if _is_ml(dtype) and src.kind in "iub":
-            return X.astype(np.int64).astype(dtype) if dtype.kind == "V" and "int" in dtype.name else X.astype(np.float32).astype(dtype)
-        if _is_ml(src) and dtype.kind in "iub" and "int" in src.name:
-            return X.astype(np.int64).astype(dtype)
-        mid = X.astype(np.float32) if src != np.float64 and dtype != np.float64 else X
-        return mid.astype(dtype)
+    if _is_ml(src) and _is_ml(dtype):
+        # ml_dtypes lacks some conversions between two of its own types: go through a wide one
+        both_int = src.name.startswith(("int", "uint")) and dtype.name.startswith(("int", "uint"))
+        X = X.astype(np.int64 if both_int else np.float32)
     return X.astype(dtype)
 
 
@@ -145,7 +141,7 @@ def _cast(xp, X, dtype, saturate=1, round_mode="up"):
         if dtype == _STRING:
             return _to_string(np.asarray(X))
         if X.dtype == _STRING:
-            return _parse_strings(X, dtype)
+            return _parse_strings(X, dtype, saturate, round_mode)
         if xp is not np:
             return X.astype(dtype)
         return np.asarray(_cast_numeric(X, dtype, saturate, round_mode))

@@ -410,3 +410,29 @@ class DeformConv:
         if B is not None:
             y += B.astype(cdtype, copy=False).reshape(m, 1, 1)
         return y.astype(X.dtype, copy=False)
+
+
+@kernel("CausalConvWithState", since=27)
+def causal_conv_with_state(xp, input, weight, bias=None, past_state=None, *, activation="none"):
+    """Causal depthwise 1-D conv over (batch, channels, length), prefixed by the carried state
+    (zeros when absent); returns (output, present_state = the last k-1 positions).
+    The sum runs over the k taps, each a shifted view of the whole sequence."""
+    if activation not in ("none", "silu", "swish"):
+        raise OrtNotImplemented(f"CausalConvWithState: activation={activation!r} is not supported (none, silu, swish)")
+    b, c, length = input.shape
+    k = weight.shape[2]
+    if past_state is None:
+        past_state = xp.zeros((b, c, k - 1), dtype=input.dtype)
+    padded = xp.concatenate([past_state.astype(input.dtype, copy=False), input], axis=2)
+    acc = _compute_dtype(input.dtype)
+    pa = padded.astype(acc, copy=False)
+    w = weight.astype(acc, copy=False).reshape(c, k)
+    y = pa[:, :, 0:length] * w[:, 0:1]
+    for t in range(1, k):
+        y += pa[:, :, t:t + length] * w[:, t:t + 1]
+    if bias is not None:
+        y += bias.astype(acc, copy=False).reshape(c, 1)
+    if activation != "none":  # silu / swish: y * sigmoid(y)
+        y = y / (1 + xp.exp(-y))
+    present = xp.ascontiguousarray(padded[:, :, padded.shape[2] - (k - 1):])
+    return y.astype(input.dtype, copy=False), present

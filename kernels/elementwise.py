@@ -21,9 +21,6 @@ import numpy as np
 
 from ortlite.registry import kernel
 
-_FLT_MAX = float(np.finfo(np.float32).max)
-
-
 # ----------------------------------------------------------------------------- helpers
 
 def _quiet(xp):
@@ -44,15 +41,21 @@ def _is_ml(dtype) -> bool:
     return dtype.kind == "V"
 
 
-def _float_math(fn):
-    """Run ``fn(xp, X, ...)`` in float32 for ml_dtypes inputs, cast back; keep other dtypes."""
+def _float_math(fn, quiet=True):
+    """Run ``fn(xp, X, ...)`` in float32 for ml_dtypes inputs, cast back; keep other dtypes.
+
+    ``quiet`` silences floating-point warnings (np.errstate costs ~2 us a call: ops that only
+    warn on overflow, like Add or Relu, skip it)."""
 
     def run(xp, X, *args):
-        with _quiet(xp):
-            if _is_ml(X.dtype):
+        if _is_ml(X.dtype):
+            with _quiet(xp):
                 args = tuple(a.astype(np.float32) if hasattr(a, "dtype") and _is_ml(a.dtype) else a for a in args)
                 return _arr(xp, fn(xp, X.astype(np.float32), *args), X.dtype)
-            return _arr(xp, fn(xp, X, *args), X.dtype)
+        if quiet:
+            with _quiet(xp):
+                return _arr(xp, fn(xp, X, *args), X.dtype)
+        return _arr(xp, fn(xp, X, *args), X.dtype)
 
     return run
 
@@ -164,36 +167,40 @@ _ERF_BLOCK = 16384  # elements per block: the float64 temporaries stay in cache
 
 
 def _erf32_block(xp, xb, plus_one=False):
-    """erf (or 1 + erf, without cancellation for x << 0) of a float64 block, good to float32."""
-    z = xb * xb
+    """erf (or 1 + erf, without cancellation for x << 0) of a float64 block, good to float32.
+
+    Branch-free (np.where on a data-dependent mask is slow): both pieces are evaluated and
+    blended; NaN propagates through minimum/polynomials on its own."""
+    a = xp.minimum(xp.abs(xb), _ERF32_SAT)
+    xc = xp.copysign(a, xb)  # clamped x keeps the small-|x| polynomial finite
+    z = xc * xc
     c = _ERF32_SMALL
     p = c[0] * z
     for k in c[1:-1]:
         p += k
         p *= z
     p += c[-1]
-    p *= xb
-    a = xp.minimum(xp.abs(xb), _ERF32_SAT)  # also turns NaN into 3.92: restored below
+    p *= xc
     c = _ERF32_LOGERFC
     q = c[0] * a
     for k in c[1:-1]:
         q += k
         q *= a
     q += c[-1]
-    e = xp.exp(q)  # erfc(|x|)
+    e = xp.exp(q)  # erfc(|x|) for |x| > 2
+    big = xp.copysign(1.0 - e, xb)
+    small = a <= _ERF32_SPLIT
+    p *= small  # p*m + big*(1-m): exact for either piece (p - big would cancel tiny p)
+    big *= ~small
+    p += big
     if plus_one:
         p += 1.0
-        big = xp.where(xb < 0, e, 2.0 - e)
-    else:
-        big = xp.copysign(1.0 - e, xb)
-    r = xp.where(a <= _ERF32_SPLIT, p, big)
-    if plus_one:
         # far left tail: 1 + erf(x) = erfc(-x) is tiny but not 0; Cody's erfc for those
         far = xb < -_ERF32_SAT
         if xp is not np or far.any():
             tail = _erfc_scaled_tail(xp, xp.minimum(-xp.where(far, xb, -5.0), 30.0))
-            r = xp.where(far, tail, r)
-    return xp.where(xb != xb, xb, r)
+            p = xp.where(far, tail, p)
+    return p
 
 
 def _blockwise(xp, x, fn):
@@ -219,10 +226,14 @@ def erf(xp, x):
 # ----------------------------------------------------------------------------- unary tables
 
 def _sigmoid(xp, x):
-    # exp of a non-positive argument only: no overflow for large |x|
-    e = xp.exp(-xp.abs(x))
-    r = 1.0 / (1.0 + e)
-    return xp.where(x >= 0, r, e * r)
+    # 1 / (1 + exp(-x)) keeps full relative precision on both sides; exp overflows to inf
+    # for x << 0, giving the right limit 0 (warnings are silenced by the caller).
+    # float16 goes through float32 so that small results do not flush to 0 at x < -11.
+    if x.dtype == np.float16:
+        return _sigmoid(xp, x.astype(np.float32)).astype(np.float16)
+    e = xp.asarray(xp.exp(-x))  # (0-d inputs give numpy scalars, which have no out=)
+    e += 1
+    return xp.reciprocal(e, out=e)
 
 
 def _softplus(xp, x):
@@ -273,14 +284,18 @@ _UNARY_ANY = {
 _BOOL_RESULT = {"Not", "IsNaN"}
 
 
+# ops that never raise floating-point warnings on finite or infinite inputs
+_NO_WARNINGS = {"Abs", "Neg", "Relu", "Sign", "Ceil", "Floor", "Round", "Tanh", "Atan", "Asinh",
+                "Softsign", "Not", "BitwiseNot", "IsNaN"}
+
+
 def _register_unary(name, since, fn, bool_result):
-    run = _float_math(fn)
+    run = _float_math(fn, quiet=name not in _NO_WARNINGS)
 
     if bool_result:
         def unary(xp, X, *, consumed_inputs=None):
-            with _quiet(xp):
-                x = X.astype(np.float32) if _is_ml(X.dtype) else X
-                return _arr(xp, fn(xp, x))
+            x = X.astype(np.float32) if _is_ml(X.dtype) else X
+            return _arr(xp, fn(xp, x))
     elif since == 1:
         # opset 1 carried a 'consumed_inputs' attribute (legacy in-place hint): accepted, ignored
         def unary(xp, X, *, consumed_inputs=None):
@@ -314,7 +329,7 @@ def is_inf(xp, X, *, detect_negative=1, detect_positive=1):
 
 @kernel("Elu", since=1)
 def elu(xp, X, *, alpha=1.0, consumed_inputs=None):
-    return _float_math(lambda xp, x: xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0))))(xp, X)
+    return _float_math(lambda xp, x: xp.maximum(x, 0) + alpha * xp.expm1(xp.minimum(x, 0)))(xp, X)
 
 
 @kernel("Celu", since=12)
@@ -327,13 +342,19 @@ def celu(xp, X, *, alpha=1.0):
 @kernel("Selu", since=1)
 def selu(xp, X, *, alpha=1.67326319217681884765625, gamma=1.05070102214813232421875, consumed_inputs=None):
     def f(xp, x):
-        return gamma * xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
+        return gamma * (xp.maximum(x, 0) + alpha * xp.expm1(xp.minimum(x, 0)))
     return _float_math(f)(xp, X)
 
 
 @kernel("LeakyRelu", since=1)
 def leaky_relu(xp, X, *, alpha=0.01, consumed_inputs=None):
-    return _float_math(lambda xp, x: xp.where(x >= 0, x, x * alpha))(xp, X)
+    # max(x, 0) + alpha * min(x, 0): same as where(x >= 0, x, alpha * x), faster
+    def f(xp, x):
+        out = xp.minimum(x, 0)
+        out *= alpha
+        out += xp.maximum(x, 0)
+        return out
+    return _float_math(f)(xp, X)
 
 
 @kernel("ThresholdedRelu", since=10)
@@ -391,14 +412,20 @@ def prelu_legacy(xp, X, slope, *, consumed_inputs=None):
 
 @kernel("PRelu", since=7)  # v7: slope broadcasts to X numpy-style (unidirectional)
 def prelu(xp, X, slope):
-    return _float_math(lambda xp, x, s: xp.where(x < 0, x * s, x))(xp, X, slope)
+    return _float_math(lambda xp, x, s: xp.maximum(x, 0) + s * xp.minimum(x, 0))(xp, X, slope)
 
 
 # ----------------------------------------------------------------------------- Clip
 
-@kernel("Clip", since=1)  # v1/v6: bounds are attributes
-def clip_legacy(xp, X, *, max=_FLT_MAX, min=-_FLT_MAX, consumed_inputs=None):  # noqa: A002
-    return _float_math(lambda xp, x: xp.minimum(xp.maximum(x, min), max))(xp, X)
+@kernel("Clip", since=1)  # v1/v6: bounds are attributes (absent: -FLT_MAX / FLT_MAX, i.e. none)
+def clip_legacy(xp, X, *, max=None, min=None, consumed_inputs=None):  # noqa: A002
+    def f(xp, x):
+        if min is not None:
+            x = xp.maximum(x, min)
+        if max is not None:
+            x = xp.minimum(x, max)
+        return x
+    return _float_math(f)(xp, X)
 
 
 @kernel("Clip", since=11)  # v11: bounds are optional inputs (v12 adds integer types)
@@ -450,21 +477,26 @@ _BINARY_NEW = {
 }
 
 
-def _binary_compute(fn, bool_result):
+def _binary_compute(fn, bool_result, quiet=False):
+    """``fn(xp, A, B)``; ml_dtypes inputs computed in float32; only ``quiet`` ops (Div) pay
+    for silencing warnings."""
+    def compute(xp, A, B):
+        if _is_ml(A.dtype):
+            dt = None if bool_result else A.dtype
+            return _arr(xp, fn(xp, A.astype(np.float32), B.astype(np.float32)), dt)
+        return _arr(xp, fn(xp, A, B))
+
+    if not quiet:
+        return compute
+
     def run(xp, A, B):
         with _quiet(xp):
-            if bool_result:
-                if _is_ml(A.dtype):
-                    A, B = A.astype(np.float32), B.astype(np.float32)
-                return _arr(xp, fn(xp, A, B))
-            if _is_ml(A.dtype):
-                return _arr(xp, fn(xp, A.astype(np.float32), B.astype(np.float32)), A.dtype)
-            return _arr(xp, fn(xp, A, B))
+            return compute(xp, A, B)
     return run
 
 
 def _register_binary(name, fn, bool_result):
-    run = _binary_compute(fn, bool_result)
+    run = _binary_compute(fn, bool_result, quiet=name == "Div")
 
     # v1-v6: the 'broadcast'/'axis' attributes (v1 also 'consumed_inputs')
     def binary_legacy(xp, A, B, *, axis=None, broadcast=0, consumed_inputs=None):
@@ -579,11 +611,10 @@ def _variadic(fn):
             raise ValueError("variadic op needs at least one input")
         if len(inputs) == 1:
             return inputs[0]
-        with _quiet(xp):
-            dt = inputs[0].dtype
-            if _is_ml(dt):
-                return _arr(xp, _fold(xp, fn(xp), [x.astype(np.float32) for x in inputs]), dt)
-            return _arr(xp, _fold(xp, fn(xp), inputs), dt)
+        dt = inputs[0].dtype
+        if _is_ml(dt):
+            return _arr(xp, _fold(xp, fn(xp), [x.astype(np.float32) for x in inputs]), dt)
+        return _arr(xp, _fold(xp, fn(xp), inputs), dt)
     return run
 
 

@@ -2,9 +2,9 @@
 
 MatMul and Gemm are the hot ops: they run as one BLAS call on contiguous
 operands, with constant weights transposed/cast once in the prepare step.
-Half-precision operands (float16, bfloat16) are computed in float32 and cast
-back: numpy has no half-precision BLAS and float32 accumulation is what
-onnxruntime does too.
+Half-precision matmul operands (float16, bfloat16) are computed in float32 and
+cast back: numpy has no half-precision BLAS and float32 accumulation is what
+onnxruntime does too. The softmax family runs in the input dtype (see _softmax).
 """
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ def _to_work(xp, x):
 
 def _matmul(xp, a, b):
     """ONNX MatMul (numpy.matmul semantics) with the batch folded into one GEMM when B is 2-D."""
-    if a.ndim > 2 and b.ndim == 2:
-        k = a.shape[-1]
-        y = xp.matmul(a.reshape(-1, k), b)
+    if a.ndim > 2 and b.ndim == 2 and (a.flags.c_contiguous if xp is np else True):
+        rows = int(np.prod(a.shape[:-1], dtype=np.int64))
+        y = xp.matmul(a.reshape(rows, a.shape[-1]), b)
         return y.reshape(a.shape[:-1] + (b.shape[1],))
     return xp.matmul(a, b)
 
@@ -59,8 +59,15 @@ class MatMul:
     def __init__(self, ctx):
         self.xp = ctx.xp
         b = ctx.const(1)
-        # A constant weight is cast to the compute dtype and made contiguous once.
-        self.B = None if b is None else self.xp.ascontiguousarray(self.xp.asarray(_to_work(np, b)))
+        # A constant weight is cast to the compute dtype once. A 2-D one is kept in Fortran
+        # order (each output column's weights contiguous): BLAS then takes it as a transposed
+        # operand at no cost, and every output column is accumulated the same way, so equal
+        # columns of weights give bit-identical outputs (as onnxruntime's do).
+        if b is None:
+            self.B = None
+        else:
+            bw = _to_work(np, b)
+            self.B = self.xp.asarray(np.asfortranarray(bw) if bw.ndim == 2 else np.ascontiguousarray(bw))
 
     def __call__(self, A, B):
         xp = self.xp
@@ -78,7 +85,8 @@ class Gemm:  # broadcasting; 11: C optional; 9/13: types. One kernel covers them
         # Constant operands: transpose and cast once, so a run is one contiguous GEMM.
         a, b, c = ctx.const(0), ctx.const(1), ctx.const(2)
         self.A = None if a is None else xp.ascontiguousarray(xp.asarray(_to_work(np, a.T if self.transA else a)))
-        self.B = None if b is None else xp.ascontiguousarray(xp.asarray(_to_work(np, b.T if self.transB else b)))
+        # Fortran order for B: see MatMul.
+        self.B = None if b is None else xp.asarray(np.asfortranarray(_to_work(np, b.T if self.transB else b)))
         self.C = None
         if c is not None and self.beta != 0.0:
             cw = _to_work(np, c)
@@ -163,6 +171,8 @@ class Einsum:
             key = tuple(x.shape for x in ops)
             path = self._paths.get(key)
             if path is None:
+                if len(self._paths) > 64:  # dynamic shapes: keep the cache bounded
+                    self._paths.clear()
                 path = self._paths[key] = np.einsum_path(self.eq, *ops, optimize="greedy")[0]
             y = np.einsum(self.eq, *ops, optimize=path)
         else:
@@ -172,7 +182,7 @@ class Einsum:
 
 @kernel("Det", since=11)  # 22 only adds bfloat16
 def det(xp, X):
-    y = xp.linalg.det(_to_work(xp, X).astype(np.float32) if X.dtype.itemsize < 4 else X)
+    y = xp.linalg.det(_to_work(xp, X))  # numpy's linalg has no float16/bfloat16
     return xp.asarray(y, dtype=X.dtype)
 
 
@@ -250,10 +260,8 @@ def log_softmax_v13(xp, input, *, axis=-1):
 
 def _hardmax_last(xp, x2):
     """One-hot of the first maximum along the last axis."""
-    idx = xp.argmax(x2, axis=-1)
-    out = xp.zeros(x2.shape, dtype=x2.dtype)
-    xp.put_along_axis(out, idx[..., None], x2.dtype.type(1), axis=-1)
-    return out
+    idx = xp.argmax(x2, axis=-1)[..., None]
+    return (xp.arange(x2.shape[-1]) == idx).astype(x2.dtype)
 
 
 @kernel("Hardmax", since=1)  # 1/11: coerce to 2-D at axis

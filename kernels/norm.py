@@ -45,7 +45,7 @@ class _BatchNormBase:
         consts = [ctx.const(i) for i in range(1, 5)]
         self.folded = None
         if not self.training and all(c is not None for c in consts):
-            self.folded = self._fold(np, *consts)
+            self.folded = tuple(self.xp.asarray(v) for v in self._fold(np, *consts))
 
     def _fold(self, xp, scale, b, mean, var):
         acc = _acc(scale.dtype)
@@ -130,6 +130,17 @@ class BatchNormalization14(_BatchNormBase):
 def _normalize(xp, xa, axes, epsilon):
     """(x - mean) / sqrt(var + eps) over ``axes`` of xa (already in the accumulation dtype);
     returns (normalized, mean, inv_std) with kept dims."""
+    if axes == tuple(range(xa.ndim - len(axes), xa.ndim)) and xa.size:
+        # trailing axes (the usual case): rows of a 2-D view, the variance as one dot per row
+        kept = xa.shape[: xa.ndim - len(axes)]
+        rows = xa.reshape(-1, int(np.prod(xa.shape[xa.ndim - len(axes):])))
+        mean = rows.mean(axis=1, keepdims=True)
+        d = rows - mean
+        var = xp.einsum("ij,ij->i", d, d).reshape(-1, 1) / xa.dtype.type(rows.shape[1])
+        inv = 1 / xp.sqrt(var + xa.dtype.type(epsilon))
+        d *= inv
+        stat_shape = kept + (1,) * len(axes)
+        return d.reshape(xa.shape), mean.reshape(stat_shape), inv.reshape(stat_shape)
     mean = xp.mean(xa, axis=axes, keepdims=True)
     d = xa - mean
     var = xp.mean(d * d, axis=axes, keepdims=True)
@@ -326,21 +337,28 @@ class Dropout1:
 
 @kernel("Dropout", since=7, families=("cpu",))
 class Dropout7:
-    """Dropout-7: always inference (identity); mask of the data's type."""
+    """Dropout-7: always inference (identity); mask of the data's type.
+
+    The spec leaves the inference mask open; onnxruntime returns all zeros for
+    versions 7-11 (all ones from 12), and so do we.
+    """
+
+    mask_dtype = None  # the data's dtype
 
     def __init__(self, ctx, *, ratio=0.5):
         self.num_outputs = ctx.num_outputs
 
     def __call__(self, data):
-        return _dropout(np, data, 0.0, False, None, self.num_outputs, data.dtype)
+        if self.num_outputs < 2:
+            return data
+        return data, np.zeros(data.shape, dtype=self.mask_dtype or data.dtype)
 
 
 @kernel("Dropout", since=10, families=("cpu",))
 class Dropout10(Dropout7):
     """Dropout-10: as 7, but the mask is bool."""
 
-    def __call__(self, data):
-        return _dropout(np, data, 0.0, False, None, self.num_outputs, np.bool_)
+    mask_dtype = np.bool_
 
 
 @kernel("Dropout", since=12, families=("cpu",), host_inputs=(1, 2))

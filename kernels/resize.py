@@ -128,20 +128,10 @@ def _apply(xp, X, plan, extrapolation_value):
         return X.copy()
     nearest = all(w is None for _, _, w in plan.tables)
     if nearest:
-        index = [slice(None)] * X.ndim
-        n_ax = len(plan.tables)
-        for k, (axis, idx, _) in enumerate(plan.tables):
-            shape = [1] * n_ax
-            shape[k] = idx.shape[0]
-            index[axis] = xp.asarray(idx[:, 0].reshape(shape))
-        # fancy indices on several axes move them together: put them back in order
-        axes = [a for a, _, _ in plan.tables]
-        if axes == list(range(axes[0], axes[0] + n_ax)):
-            y = X[tuple(index)]
-        else:
-            y = X
-            for axis, idx, _ in plan.tables:
-                y = xp.take(y, xp.asarray(idx[:, 0]), axis=axis)
+        # one take per axis: a contiguous gather, faster than a broadcast fancy index
+        y = X
+        for axis, idx, _ in plan.tables:
+            y = xp.take(y, xp.asarray(idx[:, 0]), axis=axis)
     else:
         dtype = np.dtype(X.dtype)
         acc = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)

@@ -79,11 +79,12 @@ def _grid_sample(xp, X, grid, mode, padding_mode, align_corners):
             lo, hi = -0.5, size - 0.5
         if mode == "nearest":
             x = xp.rint(x)
-        if padding_mode == "border":
-            x = xp.clip(x, 0, size - 1)
-        elif padding_mode == "reflection":
-            x = _reflect(xp, x, lo, hi)
         coords.append((x, lo, hi))
+    # Reflection folds coordinates past the borders back in; border padding moves no
+    # coordinate but clamps the pixel indices the taps read (as onnxruntime does: for
+    # linear and nearest that equals clamping the coordinate, for cubic it does not).
+    if padding_mode == "reflection":
+        coords = [(_reflect(xp, x, lo, hi), lo, hi) for x, lo, hi in coords]
 
     def resolve(idx, i):
         """Index along axis i after the padding rule, and whether it reads real data."""

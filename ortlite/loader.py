@@ -94,7 +94,8 @@ def check_model(model: onnx.ModelProto, label: str) -> None:
         onnx.checker.check_model(model, full_check=False)
     except onnx.checker.ValidationError as e:
         msg = str(e).strip().splitlines()
-        benign = ("Field 'shape' of 'type' is required", "Unrecognized type value case")
+        benign = ("Field 'shape' of 'type' is required", "Unrecognized type value case",
+                  "Field 'type' of 'value_info' is required")
         if any(b in m for m in msg[:2] for b in benign):
             return  # an output without a shape or type: onnxruntime accepts it, and so do we
         raise InvalidGraph(f"{label}: invalid ONNX graph: {' '.join(m.strip() for m in msg[:6])}") from None

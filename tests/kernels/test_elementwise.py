@@ -261,7 +261,8 @@ def test_cast_numbers_to_strings_like_ort():
         x = np.array([0.1, 1 / 3, -2.0, 1e10, 1e-7, np.inf, -np.inf, np.nan, 0.0, 123456789.0])
         if np.dtype(dt).kind in "bi":
             x = x[np.isfinite(x)]
-        x = x.astype(dt)
+        with np.errstate(over="ignore"):  # 1e10 -> float16 inf, on purpose
+            x = x.astype(dt)
         ours, ref = run_both("Cast", {"x": x}, 21, object, x.shape, to=TensorProto.STRING)
         assert ours.dtype == object
         assert ours.tolist() == ref.tolist()
