@@ -3,4 +3,4 @@
 # pytest exits 5 when it collects nothing; that is a failure here, as any non-zero code is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec python -m pytest -q -ra "$@"
+exec python -m pytest -q -rfEsX "$@"

@@ -59,8 +59,10 @@ class _Runner:
 def run_benchmark(model, feeds, providers=None, iterations=50, warmup=5, threads=0, onnxruntime=True):
     """Benchmark ``model`` (ModelProto or bytes); returns (results, notes)."""
     import ortlite
+    import ortlite.registry
 
     model_bytes = model if isinstance(model, (bytes, bytearray)) else model.SerializeToString()
+    ortlite.registry.load_all_kernels()  # as importing onnxruntime loads its kernels: not session time
     if providers is None:
         providers = ortlite.get_available_providers()
     notes = []

@@ -32,10 +32,29 @@ def _load_model(path):
 
 
 def _feeds(model, given, shapes, batch=None):
+    """Random feeds for the model's inputs; --shape / --batch fill symbolic dimensions."""
     from ortlite import zoo
 
-    dims = dict(shapes)
-    feeds = zoo.example_inputs(model, dims=dims, batch=batch)
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [vi for vi in model.graph.input if vi.name not in inits]
+    unknown = sorted(set(shapes) - {vi.name for vi in inputs})
+    if unknown:
+        raise SystemExit(f"--shape {unknown[0]}: the model has no input of that name; inputs: {[v.name for v in inputs]}")
+    dims = {}
+    for vi in inputs:
+        dd = list(vi.type.tensor_type.shape.dim)
+        if batch and dd and dd[0].dim_param:
+            dims[dd[0].dim_param] = batch
+        if vi.name in shapes:
+            want = shapes[vi.name]
+            if len(want) != len(dd):
+                raise SystemExit(f"--shape {vi.name}: rank {len(want)} given, the input has rank {len(dd)}")
+            for d, v in zip(dd, want):
+                if d.dim_param:
+                    dims[d.dim_param] = v
+                elif d.HasField("dim_value") and d.dim_value != v:
+                    raise SystemExit(f"--shape {vi.name}: dimension fixed at {d.dim_value} by the model, got {v}")
+    feeds = zoo.example_inputs(model, dims=dims)
     for name, arr in given.items():
         if name not in feeds:
             raise SystemExit(f"--input {name}: the model has no input of that name; inputs: {list(feeds)}")

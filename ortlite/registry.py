@@ -78,12 +78,7 @@ def kernel(op_type: str, since: int = 1, domain: str = "", families=ALL_FAMILIES
     families = (families,) if isinstance(families, str) else tuple(families)
 
     def deco(impl):
-        src = inspect.getsourcefile(impl) or "?"
-        try:
-            line = inspect.getsourcelines(impl)[1]
-        except (OSError, TypeError):
-            line = 0
-        where = f"{os.path.relpath(src) if os.path.isabs(src) else src}:{line}"
+        where = _where(impl)
         is_class = inspect.isclass(impl)
         sig = inspect.signature(impl.__init__ if is_class else impl)
         params = list(sig.parameters.values())
@@ -109,6 +104,18 @@ def kernel(op_type: str, since: int = 1, domain: str = "", families=ALL_FAMILIES
         return impl
 
     return deco
+
+
+def _where(impl) -> str:
+    """'kernels/math.py:57' for error messages; cheap (no source parsing at import)."""
+    import sys
+
+    mod = sys.modules.get(impl.__module__)
+    path = getattr(mod, "__file__", None) or "?"
+    code = getattr(impl, "__code__", None) or getattr(getattr(impl, "__init__", None), "__code__", None)
+    line = code.co_firstlineno if code is not None else 0
+    parts = path.replace(os.sep, "/").split("/")
+    return f"{'/'.join(parts[-2:])}:{line}"
 
 
 def schema_since(op_type: str, domain: str, opset: int):
