@@ -58,8 +58,8 @@ class ModelMetadata:
 
 def _resolve_providers(providers, provider_options):
     """[(canonical name, options)] that are available, warning once for each skipped one."""
-    if providers is None:
-        providers = ["CPUExecutionProvider"]
+    if providers is None:  # every available provider, in default priority order (GPU first)
+        providers = prov_mod.available_provider_names()
     if isinstance(providers, str):
         providers = [providers]
     if provider_options is not None and len(provider_options) != len(providers):
@@ -139,6 +139,7 @@ class InferenceSession:
                                    [v.name for v in graph.outputs], (), top=True)
         self._output_index = {n: k for k, n in enumerate(self._plan.output_names)}
         self._input_info = {v.name: v for v in graph.inputs}
+        self._feedable = frozenset([a.name for a in self._inputs] + self._overridable_names)
         self._threads = int(self._sess_options.intra_op_num_threads or 0)
         self._thread_limiter = _thread_limiter(self._threads)
         self._profiling_start_ns = time.perf_counter_ns()
@@ -325,8 +326,8 @@ class InferenceSession:
     def _check_feed(self, input_feed):
         feeds = {}
         for name, value in input_feed.items():
-            info = self._input_info.get(name)
-            if info is None or (name not in {a.name for a in self._inputs} and name not in self._overridable_names):
+            info = self._input_info.get(name) if name in self._feedable else None
+            if info is None:
                 raise InvalidArgument(
                     f"Invalid input name: '{name}'. Valid inputs: {[a.name for a in self._inputs]}"
                 )
