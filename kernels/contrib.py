@@ -1,0 +1,155 @@
+"""com.microsoft fused ops from onnxruntime's graph optimizer: FusedConv, FusedGemm,
+FusedMatMul, and the com.microsoft Trilu (the ONNX Trilu-14 kernel under another domain).
+
+The quantization contrib ops live in contrib_quant.py, the transformer ones in
+contrib_transformer.py. FusedConv and FusedGemm are the ONNX Conv / Gemm kernels
+(kernels.conv.Conv, kernels.math.Gemm, constant weights pre-packed the same way) followed
+by the fused activation, applied in place on the fresh result.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ortlite.errors import NotImplemented as OrtNotImplemented
+from ortlite.registry import kernel
+
+from .conv import Conv as _Conv
+from .math import Gemm as _Gemm
+from .tensor import trilu as _trilu
+
+MS = "com.microsoft"
+
+
+def _sigmoid(xp, y):
+    with np.errstate(over="ignore"):
+        e = xp.exp(-y)
+    e += 1
+    return xp.reciprocal(e, out=e)
+
+
+def _softplus(xp, y):
+    return xp.logaddexp(y, y.dtype.type(0))
+
+
+# name -> (fn(xp, y, alpha, beta, gamma), default alpha, default beta, default gamma).
+# The parameters are those of the ONNX op of the same name (onnxruntime builds the fused
+# activation from that op's functor).
+_ACTS = {
+    "Relu": (lambda xp, y, a, b, g: xp.maximum(y, 0, out=y), None, None, None),
+    "Tanh": (lambda xp, y, a, b, g: xp.tanh(y, out=y), None, None, None),
+    "Sigmoid": (lambda xp, y, a, b, g: _sigmoid(xp, y), None, None, None),
+    "LeakyRelu": (lambda xp, y, a, b, g: xp.where(y >= 0, y, y * y.dtype.type(a)), 0.01, None, None),
+    "HardSigmoid": (lambda xp, y, a, b, g: xp.clip(y * y.dtype.type(a) + y.dtype.type(b), 0, 1), 0.2, 0.5, None),
+    "Clip": (lambda xp, y, a, b, g: xp.clip(y, y.dtype.type(a), y.dtype.type(b)),
+             float(np.finfo(np.float32).min), float(np.finfo(np.float32).max), None),
+    "Elu": (lambda xp, y, a, b, g: xp.where(y >= 0, y, (xp.exp(xp.minimum(y, 0)) - 1) * y.dtype.type(a)),
+            1.0, None, None),
+    "Selu": (lambda xp, y, a, b, g: y.dtype.type(g) * xp.where(y > 0, y, (xp.exp(xp.minimum(y, 0)) - 1)
+                                                              * y.dtype.type(a)),
+             1.67326319217681884765625, None, 1.05070102214813232421875),
+    "Softplus": (lambda xp, y, a, b, g: _softplus(xp, y), None, None, None),
+    "Softsign": (lambda xp, y, a, b, g: y / (1 + xp.abs(y)), None, None, None),
+    "ThresholdedRelu": (lambda xp, y, a, b, g: xp.where(y > a, y, y.dtype.type(0)), 1.0, None, None),
+    "ScaledTanh": (lambda xp, y, a, b, g: y.dtype.type(a) * xp.tanh(y * y.dtype.type(b)), 1.0, 1.0, None),
+    "ParametricSoftplus": (lambda xp, y, a, b, g: y.dtype.type(a) * _softplus(xp, y * y.dtype.type(b)),
+                           1.0, 1.0, None),
+}
+
+
+def _activation(op, name, alpha=None, beta=None, gamma=None):
+    """A callable y -> act(y), or None for no activation."""
+    if not name:
+        return None
+    entry = _ACTS.get(name)
+    if entry is None:
+        raise OrtNotImplemented(f"{op}: activation '{name}' not supported; supported: {sorted(_ACTS)}")
+    fn, da, db, dg = entry
+    a = da if alpha is None else alpha
+    b = db if beta is None else beta
+    g = dg if gamma is None else gamma
+    return lambda xp, y: fn(xp, y, a, b, g)
+
+
+@kernel("FusedConv", since=1, domain=MS)
+class FusedConv:
+    """act(Conv(X, W, B) + Z): activation Relu, Tanh, Sigmoid, LeakyRelu (activation_params =
+    [alpha]), Clip ([min, max]) or HardSigmoid ([alpha, beta])."""
+
+    def __init__(self, ctx, *, activation="", activation_params=None, auto_pad="NOTSET", dilations=None, group=1,
+                 kernel_shape=None, pads=None, strides=None):
+        params = list(activation_params or [])
+        if activation and activation not in ("Relu", "Tanh", "Sigmoid", "LeakyRelu", "Clip", "HardSigmoid"):
+            raise OrtNotImplemented(f"FusedConv: activation '{activation}' not supported "
+                                    "(Relu, Tanh, Sigmoid, LeakyRelu, Clip, HardSigmoid)")
+        self.xp = ctx.xp
+        self.act = _activation("FusedConv", activation, *(params + [None, None])[:2])
+        self.conv = _Conv(ctx, auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
+                          pads=pads, strides=strides)
+
+    def __call__(self, X, W, B=None, Z=None):
+        xp = self.xp
+        y = self.conv.core.run(X, W, B)  # compute dtype (float32/64), a fresh array
+        if Z is not None:
+            y += Z.astype(y.dtype, copy=False)
+        if self.act is not None:
+            y = self.act(xp, y)
+        return y.astype(X.dtype, copy=False)
+
+
+@kernel("FusedGemm", since=1, domain=MS)
+class FusedGemm:
+    """act(alpha * A' @ B' + beta * C) with activation_alpha / _beta / _gamma as the activation
+    op's alpha / beta / gamma."""
+
+    def __init__(self, ctx, *, activation="", activation_alpha=None, activation_beta=None, activation_gamma=None,
+                 alpha=1.0, beta=1.0, transA=0, transB=0):
+        self.xp = ctx.xp
+        self.act = _activation("FusedGemm", activation, activation_alpha, activation_beta, activation_gamma)
+        self.gemm = _Gemm(ctx, alpha=alpha, beta=beta, transA=transA, transB=transB)
+
+    def __call__(self, A, B, C=None):
+        y = self.gemm(A, B, C)
+        if self.act is None:
+            return y
+        if y.dtype.kind != "f":  # integer Gemm: the activation runs in float64
+            return self.act(self.xp, y.astype(np.float64)).astype(y.dtype)
+        wd = np.float64 if y.dtype == np.float64 else np.float32
+        return self.act(self.xp, y.astype(wd, copy=False)).astype(A.dtype, copy=False)
+
+
+@kernel("FusedMatMul", since=1, domain=MS)
+class FusedMatMul:
+    """alpha * A' @ B' (numpy matmul broadcasting). transBatchX moves X's first dim to just
+    before the last one ([d0, d1.., dn-1] -> [d1.., d0, dn-1], both inputs of rank >= 3);
+    transX then swaps the last two dims (onnxruntime's MatMulComputeHelper)."""
+
+    def __init__(self, ctx, *, alpha=1.0, transA=0, transB=0, transBatchA=0, transBatchB=0):
+        self.xp = ctx.xp
+        self.alpha = float(alpha)
+        self.trans = (bool(transA), bool(transB))
+        self.batch = (bool(transBatchA), bool(transBatchB))
+        b = ctx.const(1)
+        self.B = None if b is None else self.xp.asarray(self._prep(np, b, 1))
+
+    def _prep(self, xp, x, which):
+        if self.batch[which]:
+            if x.ndim < 3:
+                raise ValueError("FusedMatMul: transBatchA/transBatchB need inputs of rank >= 3")
+            x = x.transpose(list(range(1, x.ndim - 1)) + [0, x.ndim - 1])
+        if self.trans[which]:
+            x = x.swapaxes(-1, -2) if x.ndim >= 2 else x
+        wd = np.float64 if x.dtype == np.float64 else np.float32
+        return x.astype(wd, copy=False)
+
+    def __call__(self, A, B):
+        xp = self.xp
+        b = self.B if self.B is not None else self._prep(xp, B, 1)
+        y = xp.asarray(xp.matmul(self._prep(xp, A, 0), b))
+        if self.alpha != 1.0:
+            y = y * y.dtype.type(self.alpha)
+        return y.astype(A.dtype, copy=False)
+
+
+@kernel("Trilu", since=1, domain=MS, host_inputs=(1,))
+def trilu(xp, X, k=None, *, upper=1):
+    return _trilu(xp, X, k, upper=upper)

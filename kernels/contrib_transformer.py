@@ -1,0 +1,561 @@
+"""com.microsoft transformer ops (what onnxruntime's transformer optimizer emits).
+
+Gelu family (Gelu, FastGelu, BiasGelu, QuickGelu, BiasSplitGelu), BiasAdd, BiasSoftmax,
+the fused normalizations (SkipLayerNormalization, SimplifiedLayerNormalization - which
+onnxruntime registers in the default ONNX domain, onnx.defs has no op of that name -,
+SkipSimplifiedLayerNormalization, EmbedLayerNormalization) and the attention family
+(Attention, MultiHeadAttention, GroupQueryAttention, RotaryEmbedding).
+
+Semantics are onnxruntime's CPU kernels (docs/ContribOperators.md, checked against
+onnxruntime 1.32). The numerics reuse the ONNX-domain kernels: erf/Gelu from
+kernels.elementwise, layer-norm statistics from kernels.norm, rotary from kernels.attention.
+Attention masks follow onnxruntime's PrepareMask: masked keys get ``mask_filter_value``
+(replacing, not adding), causal-masked keys get float32's lowest, and the mask is added
+to scale * Q @ K^T before an ordinary softmax - so a fully masked row is uniform, as in
+onnxruntime, not zero.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ortlite.errors import NotImplemented as OrtNotImplemented
+from ortlite.registry import kernel
+
+from ._common import norm_axis
+from .attention import rotary_embedding as _onnx_rotary
+from .elementwise import gelu as _onnx_gelu
+from .norm import LayerNormalization as _LayerNormalization17
+from .norm import _normalize
+
+MS = "com.microsoft"
+_LOWEST = float(np.finfo(np.float32).min)
+
+
+def _wd(dt):
+    """Compute dtype: float32 for half types, float64 stays."""
+    dt = np.dtype(dt)
+    return dt if dt == np.float64 else np.dtype(np.float32)
+
+
+def _sigmoid(xp, x):
+    with np.errstate(over="ignore"):
+        e = xp.exp(-x)
+    e += 1
+    return xp.reciprocal(e, out=e)
+
+
+# --------------------------------------------------------------------------- Gelu family
+
+@kernel("Gelu", since=1, domain=MS)
+def gelu(xp, X):
+    return _onnx_gelu(xp, X)  # exact erf form, as ONNX Gelu-20 approximate='none'
+
+
+@kernel("BiasGelu", since=1, domain=MS)
+def bias_gelu(xp, A, B):
+    return _onnx_gelu(xp, A + B)
+
+
+@kernel("FastGelu", since=1, domain=MS)
+def fast_gelu(xp, X, bias=None):
+    # 0.5x(1 + tanh(0.7978845608 (x + 0.044715 x^3))): ONNX Gelu's tanh approximation
+    return _onnx_gelu(xp, X if bias is None else X + bias, approximate="tanh")
+
+
+@kernel("QuickGelu", since=1, domain=MS)
+def quick_gelu(xp, X, *, alpha=1.702):
+    x = X.astype(_wd(X.dtype), copy=False)
+    return (x * _sigmoid(xp, x * x.dtype.type(alpha))).astype(X.dtype, copy=False)
+
+
+@kernel("BiasSplitGelu", since=1, domain=MS)
+def bias_split_gelu(xp, X, bias):
+    # (X + bias) split in halves on the last axis: left * Gelu(right)
+    x = X + bias
+    half = x.shape[-1] // 2
+    return x[..., :half] * _onnx_gelu(xp, xp.ascontiguousarray(x[..., half:]))
+
+
+@kernel("BiasAdd", since=1, domain=MS)
+def bias_add(xp, X, bias, skip):
+    return X + bias + skip
+
+
+@kernel("BiasSoftmax", since=1, domain=MS)
+def bias_softmax(xp, data, bias, *, axis=1, is_inner_broadcast=None):
+    # softmax over the dims from `axis` on (flattened) of data + bias; the bias broadcasts
+    # numpy-style (is_inner_broadcast only says which of its leading dims are 1).
+    wd = _wd(data.dtype)
+    x = data.astype(wd) + bias.astype(wd, copy=False)
+    a = norm_axis(axis, data.ndim)
+    flat = x.reshape(x.shape[:a] + (-1,))
+    flat -= flat.max(axis=-1, keepdims=True)
+    xp.exp(flat, out=flat)
+    flat /= flat.sum(axis=-1, keepdims=True)
+    return flat.reshape(data.shape).astype(data.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------- normalizations
+
+def _layer_norm(xp, x, gamma, beta, epsilon):
+    """LayerNorm over the last axis in x's dtype (float32/64); returns (y, mean, inv_std)."""
+    y, mean, inv = _normalize(xp, x, (x.ndim - 1,), epsilon)
+    y *= gamma.astype(x.dtype, copy=False)
+    if beta is not None:
+        y += beta.astype(x.dtype, copy=False)
+    return y, mean, inv
+
+
+def _rms_norm(xp, x, gamma, epsilon, axis=-1):
+    """x / sqrt(mean(x^2) + eps) * gamma over the axes from `axis` on; returns (y, inv_std)."""
+    a = norm_axis(axis, x.ndim)
+    flat = x.reshape(x.shape[:a] + (-1,))
+    ms = xp.einsum("...i,...i->...", flat, flat)[..., None] / x.dtype.type(max(flat.shape[-1], 1))
+    inv = 1 / xp.sqrt(ms + x.dtype.type(epsilon))
+    y = (flat * inv).reshape(x.shape)
+    y *= gamma.astype(x.dtype, copy=False)
+    return y, inv.reshape(x.shape[:a] + (1,) * (x.ndim - a))
+
+
+class _SkipNormBase:
+    simplified = False
+
+    def __init__(self, ctx, epsilon):
+        self.xp = ctx.xp
+        self.epsilon = float(epsilon)
+        self.num_outputs = ctx.num_outputs
+
+    def run(self, input, skip, gamma, beta, bias):
+        xp = self.xp
+        wd = _wd(input.dtype)
+        s = input.astype(wd) + skip.astype(wd, copy=False)  # skip may be (1, S, H) or (S, H)
+        if bias is not None:
+            s += bias.astype(wd, copy=False)
+        if self.simplified:
+            y, inv = _rms_norm(xp, s, gamma, self.epsilon)
+            mean = xp.zeros_like(inv)  # onnxruntime leaves the mean output at 0 for the RMS form
+        else:
+            y, mean, inv = _layer_norm(xp, s, gamma, beta, self.epsilon)
+        outs = (y.astype(input.dtype, copy=False), mean.astype(np.float32, copy=False),
+                inv.astype(np.float32, copy=False), s.astype(input.dtype, copy=False))
+        return outs[0] if self.num_outputs == 1 else outs[: self.num_outputs]
+
+
+@kernel("SkipLayerNormalization", since=1, domain=MS)
+class SkipLayerNormalization(_SkipNormBase):
+    """LayerNorm(input + skip + bias) * gamma + beta; optional outputs mean, inv_std_var
+    (shape [..., 1], float32) and the pre-norm sum input_skip_bias_sum."""
+
+    def __init__(self, ctx, *, epsilon=1e-12):
+        super().__init__(ctx, epsilon)
+
+    def __call__(self, input, skip, gamma, beta=None, bias=None):
+        return self.run(input, skip, gamma, beta, bias)
+
+
+@kernel("SkipSimplifiedLayerNormalization", since=1, domain=MS)
+class SkipSimplifiedLayerNormalization(_SkipNormBase):
+    """RMSNorm(input + skip + bias) * gamma; same outputs as SkipLayerNormalization."""
+
+    simplified = True
+
+    def __init__(self, ctx, *, epsilon=1e-12):
+        super().__init__(ctx, epsilon)
+
+    def __call__(self, input, skip, gamma, bias=None):
+        return self.run(input, skip, gamma, None, bias)
+
+
+# onnxruntime registers this contrib op in the default ONNX domain; onnx.defs has no schema of
+# that name (checked: onnx.defs.has("SimplifiedLayerNormalization") is False), so the lookup
+# falls back to the model's opset and this since=1 kernel serves every opset.
+@kernel("SimplifiedLayerNormalization", since=1)
+class SimplifiedLayerNormalization:
+    def __init__(self, ctx, *, axis=-1, epsilon=1e-5, stash_type=1):
+        self.xp = ctx.xp
+        self.axis, self.epsilon = int(axis), float(epsilon)
+        self.num_outputs = ctx.num_outputs
+        self.inv_dtype = ctx.output_dtype(1) if ctx.num_outputs > 1 else None
+
+    def __call__(self, X, scale):
+        wd = _wd(X.dtype)
+        y, inv = _rms_norm(self.xp, X.astype(wd, copy=False), scale, self.epsilon, self.axis)
+        y = y.astype(scale.dtype, copy=False)  # Y has the scale's type (V)
+        if self.num_outputs == 1:
+            return y
+        return y, inv.astype(self.inv_dtype or wd, copy=False)
+
+
+# onnxruntime also registers LayerNormalization in the default domain from opset 1 (its fusions
+# emit it into models older than opset 17, where ONNX added it with the same meaning). Below 17
+# onnx.defs has no schema, so the lookup uses the model's opset and finds this kernel; from 17 on
+# the schema's since_version picks kernels.norm's.
+@kernel("LayerNormalization", since=1)
+class LayerNormalizationContrib(_LayerNormalization17):
+    pass
+
+
+@kernel("EmbedLayerNormalization", since=1, domain=MS)
+class EmbedLayerNormalization:
+    """LayerNorm(word[ids] + position[pos] + segment[seg]); mask_index = number of 1s per row of
+    mask (0 without a mask); embedding_sum = the sum before the norm."""
+
+    def __init__(self, ctx, *, epsilon=1e-12, mask_index_type=1):
+        self.xp = ctx.xp
+        self.epsilon = float(epsilon)
+        self.num_outputs = ctx.num_outputs
+
+    def __call__(self, input_ids, segment_ids, word_embedding, position_embedding, segment_embedding=None,
+                 gamma=None, beta=None, mask=None, position_ids=None):
+        xp = self.xp
+        b, s = input_ids.shape
+        for name, ids, table in (("input_ids", input_ids, word_embedding),
+                                 ("segment_ids", segment_ids, segment_embedding),
+                                 ("position_ids", position_ids, position_embedding)):
+            if ids is not None and table is not None and ids.size and (
+                    int(ids.min()) < 0 or int(ids.max()) >= table.shape[0]):
+                raise ValueError(f"EmbedLayerNormalization: {name} out of range [0, {table.shape[0]})")
+        wd = _wd(word_embedding.dtype)
+        emb = xp.take(word_embedding, input_ids.astype(np.int64), axis=0).astype(wd)
+        if position_ids is None:
+            if s > position_embedding.shape[0]:
+                raise ValueError("EmbedLayerNormalization: sequence longer than the position table")
+            emb += position_embedding[:s].astype(wd, copy=False)
+        else:
+            emb += xp.take(position_embedding, position_ids.astype(np.int64), axis=0).astype(wd, copy=False)
+        if segment_ids is not None and segment_embedding is not None:
+            emb += xp.take(segment_embedding, segment_ids.astype(np.int64), axis=0).astype(wd, copy=False)
+        y, _, _ = _layer_norm(xp, emb, gamma, beta, self.epsilon)  # emb is left as is
+        if mask is not None:
+            mask_index = xp.sum(mask == 1, axis=1).astype(np.int32)
+        else:
+            mask_index = xp.zeros((b,), dtype=np.int32)
+        outs = (y.astype(word_embedding.dtype, copy=False), mask_index,
+                emb.astype(word_embedding.dtype, copy=False))
+        return outs[0] if self.num_outputs == 1 else outs[: self.num_outputs]
+
+
+# --------------------------------------------------------------------------- attention core
+
+def _heads(x, n):
+    """[B, S, N*D] -> [B, N, S, D] (a view)."""
+    b, s, h = x.shape
+    if h % n:
+        raise ValueError(f"attention: hidden size {h} is not a multiple of num_heads {n}")
+    return x.reshape(b, s, n, h // n).transpose(0, 2, 1, 3)
+
+
+def _mask_bias(xp, mask, batch, sq, total, past, causal, filter_value, op):
+    """onnxruntime's PrepareMask: an additive float32 bias [B, 1, Sq, T] (or None)."""
+    bias = None
+    if mask is not None:
+        m = xp.asarray(mask)
+        fv = np.float32(filter_value)
+        j = xp.arange(total).reshape(1, total)
+        if m.ndim == 1:
+            # right padding: keys at or after end[b] are masked; a (2B) index adds start positions
+            keep = j < m[:batch].astype(np.int64).reshape(batch, 1)
+            if m.shape[0] == 2 * batch:
+                keep &= j >= xp.minimum(m[batch:].astype(np.int64), total).reshape(batch, 1)
+            keep = keep.reshape(batch, 1, 1, total)
+        elif m.ndim == 2:  # raw mask [B, T]
+            keep = (m > 0).reshape(batch, 1, 1, total)
+        elif m.ndim == 3:  # [B, Sq, T]
+            keep = (m > 0).reshape(batch, 1, sq, total)
+        elif m.ndim == 4:  # Megatron [B, 1, max_S, max_S]: the rows of this step's queries
+            keep = m[:, :, past:past + sq, :total] > 0
+        else:
+            raise ValueError(f"{op}: mask of rank {m.ndim} not supported")
+        bias = xp.where(keep, np.float32(0), fv).astype(np.float32)
+        bias = xp.broadcast_to(bias, (batch, 1, sq, total))
+    if causal:
+        i = xp.arange(sq).reshape(sq, 1)
+        j = xp.arange(total).reshape(1, total)
+        future = (j > i + past).reshape(1, 1, sq, total)
+        if bias is None:
+            bias = xp.where(future, np.float32(_LOWEST), np.float32(0)).astype(np.float32)
+        else:
+            bias = xp.where(future, np.float32(_LOWEST), bias)
+    return bias
+
+
+def _attend(xp, q, k, v, scale, bias=None, attention_bias=None, want_scores=False, softcap=0.0):
+    """softmax(scale * q @ k^T + bias) @ v with q [B, N, S, D], k/v [B, N(kv), T, D].
+
+    Grouped heads (N a multiple of the kv heads) share their kv head. Returns (out [B, N, S, Dv],
+    the pre-softmax scores or None)."""
+    b, n, s, d = q.shape
+    nkv, t = k.shape[1], k.shape[2]
+    rep = n // nkv
+    wd = np.dtype(np.float32) if q.dtype != np.float64 else q.dtype
+    qw = q.astype(wd, copy=False).reshape(b, nkv, rep * s, d)
+    sc = xp.matmul(qw, k.astype(wd, copy=False).transpose(0, 1, 3, 2)).reshape(b, n, s, t)
+    sc *= wd.type(scale)
+    if softcap > 0:
+        c = wd.type(softcap)
+        sc /= c
+        xp.tanh(sc, out=sc)
+        sc *= c
+    if bias is not None:
+        sc += bias
+    if attention_bias is not None:
+        sc += attention_bias.astype(wd, copy=False)
+    scores = sc.copy() if want_scores else None
+    sc -= sc.max(axis=-1, keepdims=True)
+    xp.exp(sc, out=sc)
+    sc /= sc.sum(axis=-1, keepdims=True)
+    out = xp.matmul(sc.reshape(b, nkv, rep * s, t), v.astype(wd, copy=False))
+    return out.reshape(b, n, s, v.shape[-1]), scores
+
+
+def _merge(out, dtype):
+    """[B, N, S, D] -> [B, S, N*D] in dtype."""
+    b, n, s, d = out.shape
+    return out.transpose(0, 2, 1, 3).reshape(b, s, n * d).astype(dtype, copy=False)
+
+
+# --------------------------------------------------------------------------- Attention
+
+@kernel("Attention", since=1, domain=MS)
+class Attention:
+    """BERT/GPT-2 attention with the merged QKV projection, optional past/present
+    ([2, B, N, P, D]), mask_index in every form PrepareMask knows (1-D end / end+start
+    positions, 2-D raw, 3-D, and 4-D Megatron, which onnxruntime's CPU kernel rejects)."""
+
+    def __init__(self, ctx, *, num_heads, qkv_hidden_sizes=None, unidirectional=0, scale=0.0,
+                 mask_filter_value=-10000.0, do_rotary=0, past_present_share_buffer=0, rotary_embedding_dim=0):
+        if do_rotary:
+            raise OrtNotImplemented("Attention (com.microsoft): do_rotary=1 is not supported on CPU "
+                                    "(as in onnxruntime: fuse to MultiHeadAttention + RotaryEmbedding)")
+        if past_present_share_buffer:
+            raise OrtNotImplemented("Attention (com.microsoft): past_present_share_buffer=1 is not supported")
+        self.xp = ctx.xp
+        self.n = int(num_heads)
+        self.sizes = list(qkv_hidden_sizes) if qkv_hidden_sizes else None
+        self.causal = bool(unidirectional)
+        self.scale = float(scale or 0.0)
+        self.filter_value = float(mask_filter_value)
+        self.want_present = ctx.has_output(1)
+        w = ctx.const(1)
+        self.W = None if w is None else self.xp.asarray(np.asfortranarray(w.astype(_wd(w.dtype))))
+
+    def __call__(self, input, weights, bias=None, mask_index=None, past=None, attention_bias=None,
+                 past_sequence_length=None):
+        xp = self.xp
+        b, s, _ = input.shape
+        wd = _wd(input.dtype)
+        w = self.W if self.W is not None else weights.astype(wd, copy=False)
+        qkv = xp.matmul(input.astype(wd, copy=False).reshape(b * s, -1), w)
+        if bias is not None:
+            qkv += bias.astype(wd, copy=False)
+        total = qkv.shape[-1]
+        hq, hk, hv = self.sizes if self.sizes else (total // 3,) * 3
+        if hq + hk + hv != total:
+            raise ValueError(f"Attention: qkv_hidden_sizes {[hq, hk, hv]} do not add up to weights dim {total}")
+        qkv = qkv.reshape(b, s, total)
+        q = _heads(qkv[..., :hq], self.n)
+        k = _heads(qkv[..., hq:hq + hk], self.n)
+        v = _heads(qkv[..., hq + hk:], self.n)
+        p = 0
+        if past is not None:
+            p = past.shape[3]
+            k = xp.concatenate([past[0].astype(wd, copy=False), k], axis=2)
+            v = xp.concatenate([past[1].astype(wd, copy=False), v], axis=2)
+        t = k.shape[2]
+        mbias = _mask_bias(xp, mask_index, b, s, t, p, self.causal, self.filter_value, "Attention")
+        scale = self.scale or 1.0 / np.sqrt(q.shape[-1])
+        out, _ = _attend(xp, q, k, v, scale, mbias, attention_bias)
+        y = _merge(out, input.dtype)
+        if not self.want_present:
+            return y
+        return y, xp.stack([k, v]).astype(input.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------- MultiHeadAttention
+
+@kernel("MultiHeadAttention", since=1, domain=MS)
+class MultiHeadAttention:
+    """Self/cross attention on projected Q, K, V: separate [B, S, H] inputs, packed QKV
+    [B, S, N, 3, D] / KV [B, L, N, 2, D] (onnxruntime's CPU kernel rejects both packed forms),
+    or K/V already in BNSH [B, N, L, D] (then the bias applies to Q only)."""
+
+    def __init__(self, ctx, *, num_heads, scale=0.0, mask_filter_value=-10000.0, unidirectional=0):
+        self.xp = ctx.xp
+        self.n = int(num_heads)
+        self.scale = float(scale or 0.0)
+        self.filter_value = float(mask_filter_value)
+        self.causal = bool(unidirectional)
+        self.num_outputs = ctx.num_outputs
+        self.want_qk = ctx.has_output(3)
+
+    def __call__(self, query, key=None, value=None, bias=None, key_padding_mask=None, attention_bias=None,
+                 past_key=None, past_value=None, past_sequence_length=None, cache_indirection=None):
+        xp = self.xp
+        n = self.n
+        wd = _wd(query.dtype)
+        b, s = query.shape[:2]
+        kv_bnsh = False
+        if query.ndim == 5:  # packed QKV [B, S, N, 3, D]
+            qkv = query.astype(wd, copy=False)
+            q, k, v = (qkv[:, :, :, i, :].reshape(b, s, -1) for i in range(3))
+        else:
+            q = query.astype(wd, copy=False)
+            if key is None:
+                raise ValueError("MultiHeadAttention: key is required unless query is packed QKV")
+            if key.ndim == 5:  # packed KV [B, L, N, 2, D]
+                kw = key.astype(wd, copy=False)
+                k, v = (kw[:, :, :, i, :].reshape(b, key.shape[1], -1) for i in range(2))
+            elif key.ndim == 4:  # BNSH, already projected
+                kv_bnsh = True
+                k, v = key.astype(wd, copy=False), value.astype(wd, copy=False)
+            else:
+                k, v = key.astype(wd, copy=False), value.astype(wd, copy=False)
+        hq = q.shape[-1]
+        if bias is not None:
+            bw = bias.astype(wd, copy=False)
+            q = q + bw[:hq]
+            if not kv_bnsh:
+                hk = k.shape[-1]
+                k = k + bw[hq:hq + hk]
+                v = v + bw[hq + hk:]
+        q = _heads(q, n)
+        if not kv_bnsh:
+            k, v = _heads(k, n), _heads(v, n)
+        p = 0
+        if past_key is not None and not kv_bnsh:
+            p = past_key.shape[2]
+            k = xp.concatenate([past_key.astype(wd, copy=False), k], axis=2)
+            v = xp.concatenate([past_value.astype(wd, copy=False), v], axis=2)
+        t = k.shape[2]
+        mbias = _mask_bias(xp, key_padding_mask, b, s, t, p, self.causal, self.filter_value, "MultiHeadAttention")
+        scale = self.scale or 1.0 / np.sqrt(q.shape[-1])
+        out, scores = _attend(xp, q, k, v, scale, mbias, attention_bias, self.want_qk)
+        dt = query.dtype
+        outs = (_merge(out, dt), k.astype(dt, copy=False), v.astype(dt, copy=False),
+                None if scores is None else scores.astype(dt, copy=False))
+        return outs[0] if self.num_outputs == 1 else outs[: self.num_outputs]
+
+
+# --------------------------------------------------------------------------- RotaryEmbedding
+
+def _positions(xp, position_ids, b, s):
+    """position_ids of shape (1) mean 'offset + arange(S)' for every batch entry; else [B, S]."""
+    pid = position_ids.astype(np.int64)
+    if pid.size == 1:
+        return xp.broadcast_to(pid.reshape(1, 1) + xp.arange(s).reshape(1, s), (b, s))
+    return pid.reshape(b, s)
+
+
+@kernel("RotaryEmbedding", since=1, domain=MS)
+def rotary_embedding(xp, input, position_ids, cos_cache, sin_cache, *, interleaved=0, num_heads=0,
+                     rotary_embedding_dim=0, scale=1.0, is_packed_batching=0):
+    # Input [B, S, N*D] or [B, N, S, D]; the caches are [max_pos, rotary_dim/2]. Without
+    # rotary_embedding_dim the head size is twice the cache width (onnxruntime's rule).
+    if is_packed_batching:
+        raise OrtNotImplemented("RotaryEmbedding (com.microsoft): is_packed_batching=1 is not supported")
+    if input.ndim == 4:
+        b, _, s, _ = input.shape
+        heads = input.shape[1]
+    elif input.ndim == 3:
+        b, s, hidden = input.shape
+        heads = num_heads or hidden // (rotary_embedding_dim or 2 * cos_cache.shape[1])
+    else:
+        raise ValueError(f"RotaryEmbedding: input must be 3-D or 4-D, got shape {input.shape}")
+    pos = _positions(xp, position_ids, b, s)
+    if int(pos.max()) >= cos_cache.shape[0] or int(pos.min()) < 0:
+        raise ValueError("RotaryEmbedding: position_ids out of the caches' range")
+    return _onnx_rotary(xp, input, cos_cache, sin_cache, pos, interleaved=interleaved, num_heads=heads,
+                        rotary_embedding_dim=rotary_embedding_dim)
+
+
+# --------------------------------------------------------------------------- GroupQueryAttention
+
+@kernel("GroupQueryAttention", since=1, domain=MS)
+class GroupQueryAttention:
+    """Grouped-query attention with a BNSH KV cache (float caches only).
+
+    Per batch entry: T = seqlens_k[b] + 1 keys after this step, of which the last S are new
+    (past P = T - S); new K/V are written after the P cached ones; queries sit at absolute
+    positions P..T-1 (causal, local window of local_window_size keys ending at the query, rotary).
+    Rows past T in the present cache are 0."""
+
+    def __init__(self, ctx, *, num_heads, kv_num_heads, scale=0.0, softcap=0.0, local_window_size=-1,
+                 do_rotary=0, rotary_interleaved=0, smooth_softmax=-1, causal=1, qk_output=0,
+                 k_quant_type="NONE", v_quant_type="NONE", kv_cache_bit_width=0, sliding_window_cache=0,
+                 qk_norm_epsilon=1e-6, q_norm_epsilon=None, k_norm_epsilon=None):
+        if k_quant_type != "NONE" or v_quant_type != "NONE":
+            raise OrtNotImplemented("GroupQueryAttention: quantized KV cache is not supported")
+        if sliding_window_cache:
+            raise OrtNotImplemented("GroupQueryAttention: sliding_window_cache=1 is not supported")
+        if smooth_softmax not in (-1, 0) or qk_output:
+            raise OrtNotImplemented("GroupQueryAttention: smooth_softmax / qk_output are not supported")
+        self.xp = ctx.xp
+        self.n, self.nkv = int(num_heads), int(kv_num_heads)
+        self.scale = float(scale or 0.0)
+        self.softcap = float(softcap or 0.0)
+        self.window = int(local_window_size)
+        self.rotary = bool(do_rotary)
+        self.interleaved = int(rotary_interleaved)
+        self.causal = bool(causal)
+        self.num_outputs = ctx.num_outputs
+
+    def __call__(self, query, key=None, value=None, past_key=None, past_value=None, seqlens_k=None,
+                 total_sequence_length=None, cos_cache=None, sin_cache=None, position_ids=None,
+                 attention_bias=None, head_sink=None, k_scale=None, v_scale=None, q_norm_weight=None,
+                 k_norm_weight=None, query_seqlens=None):
+        xp = self.xp
+        if head_sink is not None or q_norm_weight is not None or query_seqlens is not None:
+            raise OrtNotImplemented("GroupQueryAttention: head_sink / q_norm_weight / query_seqlens not supported")
+        wd = _wd(query.dtype)
+        b, s = query.shape[:2]
+        if key is None:  # packed QKV [B, S, (N + 2 Nkv) D]
+            d = query.shape[-1] // (self.n + 2 * self.nkv)
+            hq, hk = self.n * d, self.nkv * d
+            q, k, v = query[..., :hq], query[..., hq:hq + hk], query[..., hq + hk:]
+        else:
+            q, k, v = query, key, value
+        d = q.shape[-1] // self.n
+        q = _heads(q.astype(wd, copy=False), self.n)
+        k = _heads(k.astype(wd, copy=False), self.nkv)
+        v = _heads(v.astype(wd, copy=False), self.nkv)
+        tot = (seqlens_k.astype(np.int64).reshape(-1) + 1)  # keys per batch entry after this step
+        past = tot - s
+        if self.rotary:
+            if position_ids is not None:
+                pos = position_ids.astype(np.int64).reshape(b, s)
+            else:
+                pos = past.reshape(b, 1) + xp.arange(s).reshape(1, s)
+            kw = dict(interleaved=self.interleaved, num_heads=0, rotary_embedding_dim=0)
+            q = _onnx_rotary(xp, q, cos_cache.astype(wd), sin_cache.astype(wd), pos, **kw)
+            k = _onnx_rotary(xp, k, cos_cache.astype(wd), sin_cache.astype(wd), pos, **kw)
+        cap = max(int(total_sequence_length.reshape(-1)[0]) if total_sequence_length is not None else 0,
+                  int(tot.max()), past_key.shape[2] if past_key is not None else 0)
+        present_k = xp.zeros((b, self.nkv, cap, d), dtype=wd)
+        present_v = xp.zeros((b, self.nkv, cap, v.shape[-1]), dtype=wd)
+        for i in range(b):  # small loop over the batch: each entry has its own past length
+            pi = int(past[i])
+            if pi > 0:
+                present_k[i, :, :pi] = past_key[i, :, :pi]
+                present_v[i, :, :pi] = past_value[i, :, :pi]
+            present_k[i, :, pi:pi + s] = k[i]
+            present_v[i, :, pi:pi + s] = v[i]
+        # Additive mask per batch entry: key j visible to query row r (absolute P + r) when
+        # j < T, and with causal j <= P + r, and inside the local window.
+        j = xp.arange(cap).reshape(1, 1, cap)
+        row = past.reshape(b, 1, 1) + xp.arange(s).reshape(1, s, 1)
+        keep = (j < tot.reshape(b, 1, 1)) & (row >= 0)  # [B, S, cap]
+        if self.causal:
+            keep &= j <= row
+        if self.window >= 0:  # the window counts the query's own position: W keys in all
+            keep &= j > row - self.window
+        bias = xp.where(keep, np.float32(0), np.float32(-np.inf)).astype(np.float32).reshape(b, 1, s, cap)
+        ab = None
+        if attention_bias is not None:
+            ab = attention_bias.astype(np.float32)
+            if ab.shape[-1] < cap:
+                ab = xp.concatenate([ab, xp.zeros(ab.shape[:-1] + (cap - ab.shape[-1],), np.float32)], axis=-1)
+        scale = self.scale or 1.0 / np.sqrt(d)
+        out, _ = _attend(xp, q, present_k, present_v, scale, bias, ab, softcap=self.softcap)
+        dt = query.dtype
+        outs = (_merge(out, dt), present_k.astype(dt, copy=False), present_v.astype(dt, copy=False))
+        return outs[0] if self.num_outputs == 1 else outs[: self.num_outputs]
