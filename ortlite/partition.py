@@ -72,7 +72,7 @@ def _as_function(fp):
     return fp
 
 
-def assign(graph: Graph, providers, disable_cpu_fallback=False) -> list:
+def assign(graph: Graph, providers) -> list:
     """Place every node of ``graph`` (not its subgraphs) on a provider; returns Placements."""
     placements = []
     i = 0

@@ -171,12 +171,16 @@ class InferenceSession:
         constants = dict(graph.initializers)
         for n in input_names:  # fed values shadow initializers of the same name
             constants.pop(n, None)
-        from ortlite.optimizer import optimize
+        from ortlite.optimizer import PassContext, optimize_basic, optimize_extended
 
-        optimize(graph, level, constants, set(input_names) | set(outer_names), output_names,
-                 self._disabled_optimizers)
+        ctx = PassContext(graph, constants, set(input_names) | set(outer_names), output_names, level,
+                          self._providers)
+        optimize_basic(ctx, self._disabled_optimizers)
         graph.toposort()
-        placements = assign(graph, self._providers, self._disable_cpu_fallback)
+        placements = assign(graph, self._providers)
+        if optimize_extended(ctx, self._disabled_optimizers):
+            graph.toposort()
+            placements = assign(graph, self._providers)  # fused nodes get their provider
         if self._disable_cpu_fallback:
             first = self._providers[0].name
             cpu = [p.node for p in placements if p.provider.name == "CPUExecutionProvider"]

@@ -52,7 +52,8 @@ def lower_constants(graph, constants, fed):
 class ConstantFolding:
     name = "ConstantFolding"
 
-    def apply(self, graph, constants, fed, outputs) -> bool:
+    def apply(self, ctx) -> bool:
+        graph, constants, fed = ctx.graph, ctx.constants, ctx.fed
         changed = False
         keep = []
         for node in graph.nodes:
@@ -81,3 +82,6 @@ class ConstantFolding:
             changed = True
         graph.nodes = keep
         return changed
+
+
+PASSES = [ConstantFolding]
