@@ -18,6 +18,7 @@ from ortlite.errors import (  # noqa: F401
 from ortlite.iobinding import IOBinding
 from ortlite.options import ExecutionMode, ExecutionOrder, GraphOptimizationLevel, RunOptions, SessionOptions
 from ortlite.ortvalue import OrtDevice, OrtValue
+from ortlite.report import NodePlacement, PlacementReport
 from ortlite.session import InferenceSession, ModelMetadata, NodeArg, ProviderFallbackWarning
 
 
@@ -59,5 +60,5 @@ __all__ = [
     "__version__", "InferenceSession", "SessionOptions", "RunOptions", "GraphOptimizationLevel",
     "ExecutionMode", "ExecutionOrder", "OrtValue", "OrtDevice", "IOBinding", "NodeArg", "ModelMetadata",
     "get_all_providers", "get_available_providers", "get_device", "get_version_string", "get_build_info",
-    "set_default_logger_severity", "ProviderFallbackWarning",
+    "set_default_logger_severity", "ProviderFallbackWarning", "PlacementReport", "NodePlacement",
 ]

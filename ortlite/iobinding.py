@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ortlite.errors import InvalidArgument
-from ortlite.ortvalue import OrtDevice, OrtValue, _device_module, array_from_pointer
+from ortlite.ortvalue import OrtDevice, OrtValue, _device_module, array_from_pointer, device_provider
 
 
 class IOBinding:
@@ -96,6 +96,12 @@ class IOBinding:
         results = []
         for name, v in zip(names, values):
             device, bound = self._outputs.get(name, (OrtDevice("cpu", 0), None))
+            prov = device_provider(device)
+            if prov is None:  # wanted on the host: bring device results back (counted)
+                v = s._output_to_host(v)
+            elif not prov.is_on_device(v):  # wanted on a device, computed on the host
+                s._copy_stats.add(v)
+                v = prov.to_device(v)
             if bound is not None and bound.is_tensor():
                 dst = bound._value
                 if tuple(dst.shape) != tuple(np.shape(v)):
@@ -107,3 +113,4 @@ class IOBinding:
             else:
                 results.append(OrtValue(np.asarray(v) if isinstance(v, np.generic) else v, device))
         self._results = results
+        s._last_copies = (s._copy_stats.count, s._copy_stats.bytes)

@@ -44,13 +44,29 @@ class OrtDevice:
 CPU = OrtDevice("cpu", 0)
 
 
+_device_providers: dict = {}
+
+
+def device_provider(device: OrtDevice):
+    """The provider instance owning memory of ``device`` (None for the CPU)."""
+    if device.device_type() == "cpu":
+        return None
+    key = (device.device_type(), device.device_id())
+    prov = _device_providers.get(key)
+    if prov is None:
+        from ortlite.providers import provider_for_device
+
+        cls, why = provider_for_device(device.device_type())
+        if cls is None:
+            raise ValueError(f"device '{device.device_type()}' is not available: {why}")
+        prov = _device_providers[key] = cls({"device_id": device.device_id()})
+    return prov
+
+
 def _device_module(device: OrtDevice):
     if device.device_type() == "cpu":
         return np
-    from ortlite.providers import availability
-
-    ok, why = availability("CUDAExecutionProvider")
-    raise ValueError(f"device '{device.device_type()}' is not available: {why}")
+    return device_provider(device).xp
 
 
 def _element_dtype(element_type):
@@ -76,8 +92,8 @@ class OrtValue:
         if arr.dtype.kind == "U":
             arr = arr.astype(object)
         device = OrtDevice(device_type, device_id)
-        xp = _device_module(device)
-        return OrtValue(arr if xp is np else xp.asarray(arr), device)
+        prov = device_provider(device)
+        return OrtValue(arr if prov is None else prov.to_device(arr), device)
 
     @staticmethod
     def ortvalue_from_numpy_with_onnx_type(data, onnx_element_type: int) -> "OrtValue":
@@ -144,9 +160,10 @@ class OrtValue:
         v = self._value
         if self._device.device_type() == "cpu" or v is None:
             return v
+        prov = device_provider(self._device)
         if isinstance(v, list):
-            return [x.get() for x in v]
-        return v.get()
+            return [prov.to_host(x) for x in v]
+        return prov.to_host(v)
 
     def update_inplace(self, np_arr) -> None:
         """Copy new contents into the existing buffer (its address does not change)."""

@@ -72,9 +72,14 @@ def _as_function(fp):
     return fp
 
 
-def assign(graph: Graph, providers) -> list:
-    """Place every node of ``graph`` (not its subgraphs) on a provider; returns Placements."""
+def assign(graph: Graph, providers, fallback_disabled=False) -> list:
+    """Place every node of ``graph`` (not its subgraphs) on a provider; returns Placements.
+
+    With ``fallback_disabled`` (no implicit CPU provider), every node no provider takes
+    is listed in one error.
+    """
     placements = []
+    leftovers = []
     i = 0
     while i < len(graph.nodes):
         node = graph.nodes[i]
@@ -91,10 +96,26 @@ def assign(graph: Graph, providers) -> list:
             if fp is not None and fp.node:
                 expand_function(graph, node, fp)
                 continue  # place the body's nodes, starting at the same index
-            raise OrtNotImplemented(_no_kernel_message(node, providers, refused))
+            if not fallback_disabled:
+                raise OrtNotImplemented(_no_kernel_message(node, providers, refused))
+            leftovers.append((node, refused))
+            i += 1
+            continue
         node.provider = chosen[0].name
         placements.append(Placement(node, chosen[0], chosen[1], refused))
         i += 1
+    if leftovers:
+        from ortlite.errors import Fail
+
+        lines = "; ".join(
+            f"{n.op_type} '{n.name}' ({', '.join(f'{p}: {r}' for p, r in refused) or 'no provider'})"
+            for n, refused in leftovers[:30]
+        )
+        raise Fail(
+            f"{len(leftovers)} node(s) have no kernel on the requested providers "
+            f"[{', '.join(p.name for p in providers)}] and fallback to CPUExecutionProvider is disabled "
+            f"(session.disable_cpu_ep_fallback=1): {lines}"
+        )
     return placements
 
 
@@ -109,3 +130,71 @@ def _no_kernel_message(node, providers, refused):
         f"'{node.name}': no kernel for op {node.op_type}{what}, domain '{domain}', opset {node.opset} "
         f"on [{names}]; registered: {known}"
     )
+
+
+# Ops that read only their input's shape: running them on the host needs no copy of a device input.
+METADATA_ONLY_OPS = {("", "Shape"), ("", "Size")}
+
+HOST_REASON = "kept on the host: it computes values that host-only inputs (shapes, axes) read"
+
+
+def host_inputs(placement) -> tuple:
+    return placement.kernel.host_inputs if placement.kernel is not None else ()
+
+
+def prefer_host_for_shape_math(placements, providers) -> int:
+    """Move small shape computations off a device when all they feed is host-only inputs.
+
+    A device node is moved to the CPU provider when every reader of its outputs reads them
+    through a host-only input or by host nodes that themselves only feed such inputs, and its
+    own inputs are constants,
+    host values, or only their shape is read (Shape/Size). Then the run never copies a shape
+    from the device to the host (a hidden sync). Returns the number of nodes moved.
+    """
+    cpu = next((p for p in providers if p.device_type == "cpu"), None)
+    if cpu is None:
+        return 0
+    producer = {o: p for p in placements for o in p.node.outputs if o}
+    readers: dict[str, list] = {}
+    for p in placements:
+        for k, name in enumerate(list(p.node.inputs) + list(p.node.implicit_inputs)):
+            if name:
+                readers.setdefault(name, []).append((p, k))
+    moved_ids = set()
+    host_math = set()  # host nodes whose results only feed host-only inputs (directly or not)
+    changed = True
+    while changed:
+        changed = False
+        for p in reversed(placements):
+            if id(p.node) in host_math:
+                continue
+            outs = [o for o in p.node.outputs if o]
+            if not outs or not all(readers.get(o) for o in outs):
+                continue
+            ok = all(
+                id(r.node) in host_math or k in host_inputs(r)
+                for o in outs for r, k in readers[o]
+            )
+            if not ok:
+                continue
+            if p.provider.device_type == "cpu":
+                host_math.add(id(p.node))
+                changed = True
+                continue
+            meta = (p.node.domain, p.node.op_type) in METADATA_ONLY_OPS
+            ins_ok = meta or all(
+                not name or name not in producer or producer[name].provider.device_type == "cpu"
+                for name in p.node.inputs
+            )
+            if not ins_ok:
+                continue
+            kdef = registry.lookup(p.node.op_type, p.node.domain, p.node.opset, cpu.family)
+            if kdef is None:
+                continue
+            p.refused.append((p.provider.name, HOST_REASON))
+            p.provider, p.kernel = cpu, kdef
+            p.node.provider = cpu.name
+            moved_ids.add(id(p.node))
+            host_math.add(id(p.node))
+            changed = True
+    return len(moved_ids)

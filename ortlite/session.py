@@ -18,7 +18,9 @@ from ortlite.iobinding import IOBinding
 from ortlite.loader import check_model, load_model
 from ortlite.options import GraphOptimizationLevel, RunOptions, SessionOptions
 from ortlite.ortvalue import OrtValue
-from ortlite.partition import assign
+from ortlite.copies import CopyStats, insert_copies
+from ortlite.report import NodePlacement, PlacementReport
+from ortlite.partition import Placement, assign, prefer_host_for_shape_math
 from ortlite.plan import Plan, Subgraph, as_output
 
 log = logging.getLogger("ortlite")
@@ -56,8 +58,12 @@ class ModelMetadata:
         self.custom_metadata_map = {p.key: p.value for p in model.metadata_props}
 
 
-def _resolve_providers(providers, provider_options):
-    """[(canonical name, options)] that are available, warning once for each skipped one."""
+def _resolve_providers(providers, provider_options, cpu_fallback=True):
+    """[(canonical name, options)] that are available, warning once for each skipped one.
+
+    The CPU provider is appended as the fallback unless ``cpu_fallback`` is off (the user's
+    session.disable_cpu_ep_fallback); naming it in the list always keeps it.
+    """
     if providers is None:  # every available provider, in default priority order (GPU first)
         providers = prov_mod.available_provider_names()
     if isinstance(providers, str):
@@ -87,8 +93,14 @@ def _resolve_providers(providers, provider_options):
         if any(name == c[0] for c in chosen):
             continue
         chosen.append((name, opts))
-    if not any(n == "CPUExecutionProvider" for n, _ in chosen):
+    if not any(n == "CPUExecutionProvider" for n, _ in chosen) and cpu_fallback:
         chosen.append(("CPUExecutionProvider", {}))
+    if not chosen:
+        asked = ", ".join(str(p[0] if isinstance(p, (tuple, list)) else p) for p in providers)
+        raise Fail(
+            f"no execution provider is available from [{asked}] (see the warnings for why) and "
+            "fallback to CPUExecutionProvider is disabled (session.disable_cpu_ep_fallback=1)"
+        )
     return chosen
 
 
@@ -116,11 +128,15 @@ class InferenceSession:
         self._meta = ModelMetadata(model)
         registry.load_all_kernels()
 
-        chosen = _resolve_providers(providers, provider_options)
-        self._providers = [prov_mod.provider_class(n)(o) for n, o in chosen]
         self._disable_cpu_fallback = (
             self._sess_options._config.get("session.disable_cpu_ep_fallback", "0") == "1"
         )
+        chosen = _resolve_providers(providers, provider_options, not self._disable_cpu_fallback)
+        self._providers = [prov_mod.provider_class(n)(o) for n, o in chosen]
+        self._device_providers = [p for p in self._providers if p.device_type != "cpu"]
+        self._copy_stats = CopyStats()
+        self._copies = []
+        self._last_copies = (0, 0)
 
         opsets = {("" if op.domain == "ai.onnx" else op.domain): op.version for op in model.opset_import}
         if "" not in opsets and model.ir_version < 3:
@@ -177,36 +193,26 @@ class InferenceSession:
                           self._providers)
         optimize_basic(ctx, self._disabled_optimizers)
         graph.toposort()
-        placements = assign(graph, self._providers)
+        strict = self._disable_cpu_fallback
+        placements = assign(graph, self._providers, strict)
         if optimize_extended(ctx, self._disabled_optimizers):
             graph.toposort()
-            placements = assign(graph, self._providers)  # fused nodes get their provider
-        if self._disable_cpu_fallback:
-            first = self._providers[0].name
-            cpu = [p.node for p in placements if p.provider.name == "CPUExecutionProvider"]
-            if first != "CPUExecutionProvider" and cpu:
-                raise Fail(
-                    "This session contains graph nodes that are assigned to the default CPU EP, but "
-                    "fallback to CPU EP has been explicitly disabled by the user: "
-                    + ", ".join(f"{n.op_type} '{n.name}'" for n in cpu[:20])
-                )
-        if top:
-            self._placements = placements
-        self._report_placement(placements, top)
+            placements = assign(graph, self._providers, strict)  # fused nodes get their provider
+        prefer_host_for_shape_math(placements, self._providers)
         bound = []
         for pl in placements:
             node = pl.node
             attrs = dict(node.attrs)
             for an, sg in node.subgraphs.items():
                 attrs[an] = self._compile_subgraph(sg, graph)
-            ctx = KernelContext(
+            kctx = KernelContext(
                 node, node.opset, pl.provider.xp, pl.provider,
                 [_info(graph, n, constants) for n in node.inputs],
                 [_info(graph, n, constants) for n in node.outputs],
                 constants, node.implicit_inputs,
             )
             try:
-                fn = pl.kernel.bind(ctx, attrs)
+                fn = pl.kernel.bind(kctx, attrs)
             except (Fail, InvalidArgument, NotImplementedError):
                 raise
             except Exception as e:  # noqa: BLE001
@@ -214,7 +220,16 @@ class InferenceSession:
                     f"preparing {node.op_type} node '{node.name}' ({pl.kernel.where}) failed: "
                     f"{type(e).__name__}: {e}"
                 ) from e
-            bound.append((node, fn, pl.provider.name))
+            bound.append((node, pl.provider.wrap_kernel(fn, node, pl.kernel), pl.provider.name))
+        # Copies go in after binding: kernels prepared with the host values of their constants.
+        steps, copies, host_feeds = insert_copies(graph, placements, self._providers, constants, self._copy_stats)
+        fn_of = {id(b[0]): b for b in bound}
+        bound = [fn_of[id(s.node)] if isinstance(s, Placement) else s for s in steps]
+        if top:
+            self._placements = placements
+            self._copies = copies
+            self._host_read_feeds = host_feeds
+        self._report_placement(placements, top)
         return Plan(bound, list(input_names) + list(outer_names), output_names, constants, graph.name)
 
     def _compile_subgraph(self, sg: Graph, parent: Graph) -> Subgraph:
@@ -273,8 +288,10 @@ class InferenceSession:
         return self._profiling_start_ns
 
     def get_placement(self):
-        """Per node of the main graph: (node name, op type, provider, [(refusing provider, reason)])."""
-        return [(p.node.name, p.node.op_type, p.provider.name, list(p.refused)) for p in self._placements]
+        """Where each node of the main graph runs and why (an ``ortlite.PlacementReport``)."""
+        nodes = [NodePlacement(p.node.name, p.node.op_type, p.node.domain, p.provider.name, tuple(p.refused))
+                 for p in self._placements]
+        return PlacementReport(nodes, self._copies, self.get_providers(), self)
 
     def end_profiling(self):
         """Profiling is not implemented yet: returns None (onnxruntime returns the trace file name)."""
@@ -293,7 +310,20 @@ class InferenceSession:
         feeds = self._check_feed(input_feed)
         fetch = self._fetch_slots(output_names)
         values = self._run_plan(feeds, fetch, run_options)
-        return [as_output(_to_host(v)) for v in values]
+        if self._device_providers:
+            stats = self._copy_stats
+            values = [self._output_to_host(v) for v in values]
+            self._last_copies = (stats.count, stats.bytes)
+        return [as_output(v) for v in values]
+
+    def _output_to_host(self, v):
+        for p in self._device_providers:
+            if p.is_on_device(v):
+                self._copy_stats.add(v)
+                return p.to_host(v)
+        if isinstance(v, list):
+            return [self._output_to_host(x) for x in v]
+        return v
 
     def run_with_ort_values(self, output_names, input_dict_ort_values, run_options=None):
         feeds = {k: (v._value if isinstance(v, OrtValue) else v) for k, v in input_dict_ort_values.items()}
@@ -320,12 +350,19 @@ class InferenceSession:
     def _run_plan(self, feeds, fetch, run_options):
         if run_options is not None and run_options.terminate:
             raise Fail("Exiting due to terminate flag being set to true.")
+        self._copy_stats.reset()
         defaults = self._graph.initializers  # overridable initializers not fed keep their value
         vals = [feeds[n] if n in feeds else defaults.get(n) for n in self._plan.input_names]
+        if self._device_providers and self._host_read_feeds:
+            vals = [self._output_to_host(v) if n in self._host_read_feeds else v
+                    for n, v in zip(self._plan.input_names, vals)]
         if self._thread_limiter is not None:
             with self._thread_limiter():
-                return self._plan.run(vals, fetch)
-        return self._plan.run(vals, fetch)
+                out = self._plan.run(vals, fetch)
+        else:
+            out = self._plan.run(vals, fetch)
+        self._last_copies = (self._copy_stats.count, self._copy_stats.bytes)
+        return out
 
     def _check_feed(self, input_feed):
         feeds = {}

@@ -14,6 +14,45 @@ _ALIASES = {"TensorRTExecutionProvider": "TensorrtExecutionProvider"}
 _availability_cache: dict[str, tuple[bool, str]] = {}
 
 
+_registered_classes: dict[str, type] = {}
+
+
+def register_provider(cls, priority: int | None = None) -> None:
+    """Add an execution provider class (plugins, and the tests' pretend device).
+
+    ``priority`` is its index in the default order (default: just before the CPU provider).
+    """
+    name = cls.name
+    _registered_classes[name] = cls
+    names = [n for n in _PROVIDERS if n != name]
+    pos = len(names) - 1 if priority is None else priority
+    names.insert(pos, name)
+    mods = {n: _PROVIDERS.get(n, "") for n in names}
+    _PROVIDERS.clear()
+    _PROVIDERS.update(mods)
+    _availability_cache.pop(name, None)
+
+
+def unregister_provider(name: str) -> None:
+    _registered_classes.pop(name, None)
+    _PROVIDERS.pop(name, None)
+    _availability_cache.pop(name, None)
+
+
+def provider_for_device(device_type: str):
+    """An available provider class whose values live on ``device_type``, or (None, reason)."""
+    reasons = []
+    for n in _PROVIDERS:
+        cls = provider_class(n)
+        if cls.device_type != device_type:
+            continue
+        ok, why = availability(n)
+        if ok:
+            return cls, ""
+        reasons.append(f"{n}: {why}")
+    return None, "; ".join(reasons) or f"no execution provider has device '{device_type}'"
+
+
 def all_provider_names() -> list:
     return list(_PROVIDERS)
 
@@ -31,6 +70,8 @@ def canonical_name(name: str) -> str:
 
 def provider_class(name: str):
     name = canonical_name(name)
+    if name in _registered_classes:
+        return _registered_classes[name]
     mod = importlib.import_module(_PROVIDERS[name])
     return getattr(mod, name)
 

@@ -51,7 +51,15 @@ class ExecutionProvider:
                                      f"(domain '{node.domain or 'ai.onnx'}', opset {node.opset})")
         return Claim(node, k)
 
+    def wrap_kernel(self, fn, node, kdef):
+        """Hook: the callable a run invokes for ``node`` (providers may wrap kernels)."""
+        return fn
+
     # ---- memory ------------------------------------------------------------
+    def is_on_device(self, value) -> bool:
+        """Whether ``value`` lives in this provider's device memory (False on the CPU)."""
+        return False
+
     def to_device(self, host_array):
         return host_array
 
