@@ -119,6 +119,49 @@ def cmd_bench(args):
     return 0
 
 
+def cmd_info(args):
+    import collections
+    import warnings
+
+    import ortlite
+
+    model, label = _load_model(args.model)
+    print(f"model: {label}")
+    print(f"ir_version: {model.ir_version}; producer: {model.producer_name} {model.producer_version}".rstrip())
+    print("opsets: " + ", ".join(f"{op.domain or 'ai.onnx'} {op.version}" for op in model.opset_import))
+    hist = collections.Counter((n.domain or "", n.op_type) for n in model.graph.node)
+    print(f"nodes: {len(model.graph.node)} (main graph); initializers: {len(model.graph.initializer)}")
+    for (dom, op), n in hist.most_common():
+        print(f"  {n:5d}  {op}" + (f" ({dom})" if dom else ""))
+    providers = [_provider(p) for p in args.providers.split(",")] if args.providers else None
+    so = ortlite.SessionOptions()
+    so.graph_optimization_level = _LEVELS[args.level]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sess = ortlite.InferenceSession(model.SerializeToString(), so, providers=providers)
+    for w in caught:
+        print(f"warning: {w.message}")
+    for a in sess.get_inputs():
+        print(f"input  {a.name}: {a.type} {a.shape}")
+    for a in sess.get_outputs():
+        print(f"output {a.name}: {a.type} {a.shape}")
+    print(f"after optimization ({args.level}): {len(sess._graph.nodes)} nodes")
+    rep = sess.get_placement()
+    if args.run:
+        sess.run(None, _feeds(model, {}, {}))
+        print(f"last run: {rep.last_run_copies} copies, {rep.last_run_copy_bytes} bytes")
+    print(rep.summary())
+    if args.nodes:
+        for n in rep:
+            print(f"  {n.provider:32s} {n.op_type:24s} {n.name}")
+    return 0
+
+
+_LEVELS = {
+    "disable": 0, "basic": 1, "extended": 2, "all": 99,
+}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="ortlite", description="ortlite: ONNX inference with onnxruntime's API")
     ap.add_argument("-v", "--verbose", action="store_true", help="log placement and fallbacks at INFO")
@@ -142,6 +185,14 @@ def main(argv=None):
     b.add_argument("--shape", action="append", metavar="NAME:1x3x224x224")
     b.add_argument("--no-onnxruntime", action="store_true", help="skip the onnxruntime reference")
     b.set_defaults(fn=cmd_bench)
+
+    i = sub.add_parser("info", help="op histogram, opsets, and where each node runs (with copies)")
+    i.add_argument("model", nargs="?", help="an .onnx file (default: the built-in demo model)")
+    i.add_argument("--providers", help="comma-separated priority list, e.g. tensorrt,cuda,cpu")
+    i.add_argument("--level", choices=list(_LEVELS), default="all", help="graph optimization level")
+    i.add_argument("--nodes", action="store_true", help="list every node with its provider")
+    i.add_argument("--run", action="store_true", help="run once on random inputs and count the copies")
+    i.set_defaults(fn=cmd_info)
 
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")

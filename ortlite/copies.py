@@ -11,13 +11,14 @@ after a run.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from ortlite.ir import Node
-from ortlite.partition import METADATA_ONLY_OPS, host_inputs
+from ortlite.partition import METADATA_ONLY_OPS, Placement, host_inputs
 
 COPY_DOMAIN = "ortlite"
 HOST = "cpu"
@@ -126,7 +127,9 @@ def insert_copies(graph, placements, providers, constants, stats):
                 copies[key] = cname
                 location[cname] = need
             new_inputs[k] = copies[key]
-        node.inputs = new_inputs
+        if new_inputs != node.inputs:  # the plan reads the copies; the IR keeps its names
+            pl = Placement(dataclasses.replace(node, inputs=new_inputs), pl.provider, pl.kernel, pl.refused)
+            pl.original = node
         steps.append(pl)
     return steps, infos, host_read_feeds
 

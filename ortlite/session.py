@@ -88,7 +88,7 @@ def _resolve_providers(providers, provider_options, cpu_fallback=True):
         if not ok:
             msg = f"{name} is not available here and is skipped: {why}"
             warnings.warn(msg, ProviderFallbackWarning, stacklevel=3)
-            log.warning(msg)
+            log.info(msg)
             continue
         if any(name == c[0] for c in chosen):
             continue
@@ -199,6 +199,8 @@ class InferenceSession:
             graph.toposort()
             placements = assign(graph, self._providers, strict)  # fused nodes get their provider
         prefer_host_for_shape_math(placements, self._providers)
+        if top and self._sess_options.optimized_model_filepath:
+            self._save_optimized(graph, constants, ctx.fed, placements)
         bound = []
         for pl in placements:
             node = pl.node
@@ -223,14 +225,29 @@ class InferenceSession:
             bound.append((node, pl.provider.wrap_kernel(fn, node, pl.kernel), pl.provider.name))
         # Copies go in after binding: kernels prepared with the host values of their constants.
         steps, copies, host_feeds = insert_copies(graph, placements, self._providers, constants, self._copy_stats)
-        fn_of = {id(b[0]): b for b in bound}
-        bound = [fn_of[id(s.node)] if isinstance(s, Placement) else s for s in steps]
+        fn_of = {id(b[0]): b[1] for b in bound}
+        bound = [
+            (s.node, fn_of[id(getattr(s, "original", s.node))], s.provider.name) if isinstance(s, Placement) else s
+            for s in steps
+        ]
         if top:
             self._placements = placements
             self._copies = copies
             self._host_read_feeds = host_feeds
         self._report_placement(placements, top)
         return Plan(bound, list(input_names) + list(outer_names), output_names, constants, graph.name)
+
+    def _save_optimized(self, graph, constants, fed, placements):
+        compiled = sorted({p.provider.name for p in placements if getattr(p.provider, "compiles", False)})
+        if compiled:
+            raise Fail(
+                f"optimized_model_filepath: the graph holds subgraphs compiled by {', '.join(compiled)}, "
+                "which cannot be saved as ONNX; drop that provider or the option"
+            )
+        from ortlite.optimizer.export import save_optimized
+
+        save_optimized(self._sess_options.optimized_model_filepath, graph, constants, fed, self._model)
+        log.info("optimized model written to %s", self._sess_options.optimized_model_filepath)
 
     def _compile_subgraph(self, sg: Graph, parent: Graph) -> Subgraph:
         # Outer-scope values the body reads come through ``outer``; types known in the parent

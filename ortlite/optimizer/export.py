@@ -1,0 +1,79 @@
+"""Writing the optimized IR back to an ONNX file (SessionOptions.optimized_model_filepath).
+
+Fused nodes carry onnxruntime's com.microsoft op names, so the saved model runs
+on onnxruntime as well. Initializers of 1 MiB and more go to an external data
+file beside the model when the weights total more than 100 MiB (protobuf caps a
+model at 2 GiB).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+_EXTERNAL_TOTAL = 100 << 20
+_EXTERNAL_MIN = 1 << 20
+
+
+def _tensor(name, value):
+    arr = np.asarray(value)
+    if arr.dtype == object:
+        return helper.make_tensor(name, onnx.TensorProto.STRING, arr.shape, [str(s).encode() for s in arr.reshape(-1)])
+    return numpy_helper.from_array(arr, name)
+
+
+def graph_to_proto(graph, constants, fed=()):
+    """GraphProto of an IR graph; ``constants`` become initializers (device copies left out)."""
+    used = set()
+    for n in graph.nodes:
+        used.update(i for i in n.inputs if i)
+        used.update(n.implicit_inputs)
+    used.update(v.name for v in graph.outputs)
+    nodes = []
+    for n in graph.nodes:
+        attrs = [a for k, a in n.attr_protos.items() if k not in n.subgraphs]
+        for an, sg in n.subgraphs.items():
+            g = graph_to_proto(sg, sg.initializers)
+            attrs.append(helper.make_attribute(an, g))
+        p = helper.make_node(n.op_type, n.inputs, n.outputs, name=n.name, domain=n.domain)
+        p.attribute.extend(attrs)
+        nodes.append(p)
+    inputs = [_value_info(v) for v in graph.inputs]
+    outputs = [_value_info(v) for v in graph.outputs]
+    inits = [_tensor(k, v) for k, v in constants.items()
+             if k in used and "@" not in k and k not in fed and hasattr(v, "dtype")]
+    return helper.make_graph(nodes, graph.name, inputs, outputs, initializer=inits)
+
+
+def _value_info(v):
+    if v.type_proto is not None:
+        vi = onnx.ValueInfoProto(name=v.name)
+        vi.type.CopyFrom(v.type_proto)
+        return vi
+    return onnx.ValueInfoProto(name=v.name)
+
+
+def save_optimized(path, graph, constants, fed, model: onnx.ModelProto):
+    gp = graph_to_proto(graph, constants, fed)
+    domains = {n.domain for n in graph.nodes} | set(graph.opsets)
+    opsets = [helper.make_opsetid(d, graph.opsets.get(d, 1)) for d in sorted(domains)]
+    out = helper.make_model(gp, opset_imports=opsets, producer_name="ortlite", producer_version=_version())
+    out.ir_version = max(model.ir_version, 7)
+    out.metadata_props.extend(model.metadata_props)
+    out.doc_string = model.doc_string
+    total = sum(t.ByteSize() for t in gp.initializer)
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    if total > _EXTERNAL_TOTAL:
+        onnx.save_model(out, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=os.path.basename(path) + ".data", size_threshold=_EXTERNAL_MIN)
+    else:
+        onnx.save_model(out, path)
+    return path
+
+
+def _version():
+    from ortlite import __version__
+
+    return __version__
