@@ -56,6 +56,30 @@ class _Runner:
         self.result.latencies_ms.append((time.perf_counter() - t0) * 1e3)
 
 
+def alternate(runners, iterations, warmup):
+    """Warm up, then time ``runners`` in turn (A B A B ...), ``iterations`` rounds."""
+    for _ in range(warmup):
+        for r in runners:
+            r.sess.run(None, r.feeds)
+    for _ in range(iterations):
+        for r in runners:
+            r.once()
+
+
+def onnxruntime_runner(model_bytes, feeds, threads=0, level=None, label=None):
+    """An onnxruntime CPU session set up for fair side-by-side timing (no idle spinning)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    # ORT's idle worker threads spin by default and would steal cores from ortlite's runs.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if level is not None:
+        so.graph_optimization_level = level
+    label = label or f"onnxruntime {ort.__version__} CPUExecutionProvider"
+    return _Runner(label, lambda: ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"]), feeds)
+
+
 def run_benchmark(model, feeds, providers=None, iterations=50, warmup=5, threads=0, onnxruntime=True):
     """Benchmark ``model`` (ModelProto or bytes); returns (results, notes)."""
     import ortlite
@@ -81,25 +105,14 @@ def run_benchmark(model, feeds, providers=None, iterations=50, warmup=5, threads
     ort_runner = None
     if onnxruntime:
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401
         except ImportError:
             notes.append("onnxruntime: not installed, no reference (pip install 'ortlite[bench]')")
         else:
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = threads
-            # ORT's idle worker threads spin by default and would steal cores from ortlite's runs.
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            ort_runner = _Runner(f"onnxruntime {ort.__version__} CPUExecutionProvider",
-                                 lambda: ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"]),
-                                 feeds)
+            ort_runner = onnxruntime_runner(model_bytes, feeds, threads)
             notes.append("onnxruntime runs with session.intra_op.allow_spinning=0")
             runners.append(ort_runner)
-    for _ in range(warmup):
-        for r in runners:
-            r.sess.run(None, feeds)
-    for _ in range(iterations):
-        for r in runners:
-            r.once()
+    alternate(runners, iterations, warmup)
     if ort_runner is not None:
         for r in runners:
             if r is not ort_runner:
