@@ -90,9 +90,9 @@ def attribute_value(attr: AttributeProto, model_dir=None):
     if t == A.TYPE_PROTO:
         return attr.tp
     if t == A.FLOATS:
-        return [float(v) for v in attr.floats]
+        return list(attr.floats)  # protobuf hands out Python floats / ints already
     if t == A.INTS:
-        return [int(v) for v in attr.ints]
+        return list(attr.ints)
     if t == A.STRINGS:
         return [s.decode("utf-8", errors="replace") for s in attr.strings]
     if t == A.TENSORS:

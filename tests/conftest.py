@@ -8,13 +8,7 @@ from onnx import TensorProto, helper
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-
-def make_model(nodes, inputs, outputs, initializers=(), opset=17, ir_version=8, functions=(), extra_opsets=()):
-    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
-    opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in extra_opsets]
-    m = helper.make_model(graph, opset_imports=opsets, functions=list(functions))
-    m.ir_version = ir_version
-    return m
+from helpers import make_model  # noqa: E402
 
 
 @pytest.fixture
@@ -37,6 +31,3 @@ def mlp_model():
     m.producer_name = "ortlite-tests"
     return m, (W, b)
 
-
-def mlp_reference(x, W, b):
-    return np.maximum(x @ W + b, 0)

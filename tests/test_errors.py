@@ -2,7 +2,7 @@
 import numpy as np
 import onnx
 import pytest
-from conftest import make_model
+from helpers import make_model
 from onnx import TensorProto, helper
 
 import ortlite as ort

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import onnx
 import pytest
-from conftest import make_model, mlp_reference
+from helpers import make_model, mlp_reference
 from onnx import TensorProto, helper
 
 import ortlite as ort
