@@ -59,6 +59,30 @@ def const_ints(ctx, name):
     return [int(v) for v in a.reshape(-1)]
 
 
+class GraphIndex:
+    """Readers and producers of the graph's values, computed when first asked for and again
+    after ``invalidate()`` (call it after every edit)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self._consumers = self._producers = None
+
+    @property
+    def consumers(self) -> dict:
+        if self._consumers is None:
+            self._consumers = self.ctx.consumers()
+        return self._consumers
+
+    @property
+    def producers(self) -> dict:
+        if self._producers is None:
+            self._producers = self.ctx.producers()
+        return self._producers
+
+    def invalidate(self):
+        self._consumers = self._producers = None
+
+
 def used(ctx, name, consumers=None) -> bool:
     """Whether value ``name`` is read by a node (or a subgraph) or is a graph output."""
     if not name:
@@ -164,10 +188,12 @@ class EliminateIdentity:
 
     def apply(self, ctx) -> bool:
         changed = False
+        idx = GraphIndex(ctx)
         for node in first_plain(ctx.graph.nodes, "Identity"):
             if len(node.inputs) != 1 or len(node.outputs) != 1:
                 continue
-            if bypass(ctx, node.outputs[0], node.inputs[0], [node]):
+            if bypass(ctx, node.outputs[0], node.inputs[0], [node], idx.consumers):
+                idx.invalidate()
                 changed = True
         return changed
 
@@ -195,15 +221,16 @@ class EliminateDropout:
 
     def apply(self, ctx) -> bool:
         changed = False
+        idx = GraphIndex(ctx)
         for node in first_plain(ctx.graph.nodes, "Dropout"):
             if not node.inputs or not node.inputs[0] or not node.outputs or not node.outputs[0]:
                 continue
-            consumers = ctx.consumers()
-            if any(used(ctx, o, consumers) for o in node.outputs[1:]):
+            if any(used(ctx, o, idx.consumers) for o in node.outputs[1:]):
                 continue
             if len(node.inputs) > 2 and not _false_constant(ctx, node.inputs[2]):
                 continue
-            if bypass(ctx, node.outputs[0], node.inputs[0], [node], consumers):
+            if bypass(ctx, node.outputs[0], node.inputs[0], [node], idx.consumers):
+                idx.invalidate()
                 changed = True
         return changed
 

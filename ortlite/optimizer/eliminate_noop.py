@@ -5,12 +5,12 @@ import numpy as np
 
 from ortlite import types as ot
 from ortlite.optimizer.eliminate_identity import (
+    GraphIndex,
     bypass,
     const_ints,
     sole_reader,
     used,
     value_elem_type,
-    value_rank,
     value_shape,
 )
 
@@ -91,22 +91,26 @@ class NoopElimination:
 
     def apply(self, ctx) -> bool:
         changed = False
+        idx = GraphIndex(ctx)
+        removed = set()
+        handlers = {"Add": self._add, "Sub": self._sub, "Mul": self._mul, "Div": self._div, "Pad": self._pad,
+                    "Slice": self._slice, "Expand": self._expand, "Cast": self._cast, "Squeeze": self._squeeze,
+                    "Unsqueeze": self._unsqueeze}
         for node in list(ctx.graph.nodes):
             if node.domain != "" or node.subgraphs or not node.outputs or not node.outputs[0]:
                 continue
-            if not any(n is node for n in ctx.graph.nodes):
-                continue  # removed with an earlier pair
-            fn = getattr(self, "_" + node.op_type.lower(), None)
+            if id(node) in removed:
+                continue  # went with an earlier pair
+            fn = handlers.get(node.op_type)
             if fn is None:
                 continue
-            consumers = ctx.consumers()
-            if not _outputs_unused(ctx, node, consumers):
-                continue
-            r = fn(ctx, node, consumers)
-            if r is None:
+            r = fn(ctx, node, idx)
+            if r is None or not _outputs_unused(ctx, node, idx.consumers):
                 continue
             src, remove = r
-            if bypass(ctx, node.outputs[0], src, remove, consumers):
+            if bypass(ctx, node.outputs[0], src, remove, idx.consumers):
+                removed.update(id(n) for n in remove)
+                idx.invalidate()
                 changed = True
         return changed
 
@@ -235,7 +239,7 @@ class NoopElimination:
         if not second.inputs or not second.inputs[0]:
             return None
         mid = second.inputs[0]
-        first = ctx.producers().get(mid)
+        first = consumers.producers.get(mid)
         if first is None or first.op_type != first_op or first.domain != "" or first.subgraphs:
             return None
         if not first.inputs or not first.inputs[0] or len(first.outputs) != 1:
@@ -275,7 +279,7 @@ class NoopElimination:
             if n2 is None or sorted(n1) != sorted(n2):
                 return None
         remove = [second]
-        if sole_reader(ctx, mid, second, consumers):
+        if sole_reader(ctx, mid, second, consumers.consumers):
             remove.append(first)
         return x, remove
 

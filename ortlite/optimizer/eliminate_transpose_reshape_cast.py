@@ -3,8 +3,10 @@ ReshapeFusion / CastElimination, in their simple forms)."""
 from __future__ import annotations
 
 from onnx import TensorProto as TP
+from onnx import helper
 
 from ortlite.optimizer.eliminate_identity import (
+    GraphIndex,
     bypass,
     const_ints,
     sole_reader,
@@ -67,8 +69,10 @@ class TransposeReshapeCastElimination:
        nothing else reads it (-1 is fine: the element count is the same).
     4. ``Cast(Cast(x, T1), T2)`` where ``x``'s type T0 is known and every T0 value is exact in
        T1: the second becomes ``Cast(x, T2)``, or is removed when T2 == T0; the first goes when
-       nothing else reads it. (float -> double -> float is such a chain; double -> float ->
-       double is not, nor is anything through a narrower type.)
+       nothing else reads it. float -> double -> float is such a chain (every float is a
+       double: the pair is removed); double -> float -> double is not, nor is anything through a
+       narrower type. Also kept: T0 an integer type and T2 a float type that cannot hold it
+       exactly (a direct int -> float16 cast may round twice where the chain rounds once).
 
     Graph outputs keep their names; the first node of a chain that is a graph output stays.
     """
@@ -77,21 +81,23 @@ class TransposeReshapeCastElimination:
 
     def apply(self, ctx) -> bool:
         changed = False
+        self.idx = GraphIndex(ctx)
+        handlers = {"Transpose": self._transpose, "Reshape": self._reshape, "Cast": self._cast}
         for node in list(ctx.graph.nodes):
-            if node.domain != "" or node.subgraphs or len(node.outputs) != 1 or not node.outputs[0]:
+            fn = handlers.get(node.op_type)
+            if fn is None or node.domain != "" or node.subgraphs or len(node.outputs) != 1 or not node.outputs[0]:
                 continue
             if not node.inputs or not node.inputs[0]:
                 continue
             if not any(n is node for n in ctx.graph.nodes):
-                continue
-            fn = {"Transpose": self._transpose, "Reshape": self._reshape, "Cast": self._cast}.get(node.op_type)
-            if fn is not None and fn(ctx, node):
+                continue  # went with an earlier chain
+            if fn(ctx, node):
+                self.idx.invalidate()
                 changed = True
         return changed
 
-    @staticmethod
-    def _first(ctx, node):
-        p = ctx.producers().get(node.inputs[0])
+    def _first(self, ctx, node):
+        p = self.idx.producers.get(node.inputs[0])
         if p is None or p.op_type != node.op_type or p.domain != "" or p.subgraphs or len(p.outputs) != 1:
             return None
         if not p.inputs or not p.inputs[0]:
@@ -132,8 +138,6 @@ class TransposeReshapeCastElimination:
         if q == list(range(len(q))):
             return bypass(ctx, node.outputs[0], x0, self._removal(ctx, first, node))
         node.attrs = dict(node.attrs, perm=q)
-        from onnx import helper
-
         node.attr_protos = dict(node.attr_protos, perm=helper.make_attribute("perm", q))
         self._shorten(ctx, first, node, x0)
         return True
@@ -160,6 +164,8 @@ class TransposeReshapeCastElimination:
             return False
         if not exact_cast(t0, t1) or not (t2 in _INTS or t2 in _FLOAT_BITS):
             return False
+        if t0 in _INTS and t0 != TP.BOOL and t2 in _FLOAT_BITS and not exact_cast(t0, t2):
+            return False  # a direct int -> narrower float cast may round twice (via float32)
         if t2 == t0:
             return bypass(ctx, node.outputs[0], x, self._removal(ctx, first, node))
         self._shorten(ctx, first, node, x)

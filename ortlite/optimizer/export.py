@@ -40,10 +40,14 @@ def graph_to_proto(graph, constants, fed=()):
         p = helper.make_node(n.op_type, n.inputs, n.outputs, name=n.name, domain=n.domain)
         p.attribute.extend(attrs)
         nodes.append(p)
-    inputs = [_value_info(v) for v in graph.inputs]
+    # Initializers listed as graph inputs (IR < 4 does that for every weight) stay inputs only
+    # when they can still be fed (overridable); folded-away ones disappear with their inputs.
+    overridable = [v for v in graph.inputs if v.name in graph.initializers and v.name in fed]
+    inputs = [_value_info(v) for v in graph.inputs if v.name not in graph.initializers or v.name in fed]
     outputs = [_value_info(v) for v in graph.outputs]
     inits = [_tensor(k, v) for k, v in constants.items()
              if k in used and "@" not in k and k not in fed and hasattr(v, "dtype")]
+    inits += [_tensor(v.name, graph.initializers[v.name]) for v in overridable]
     return helper.make_graph(nodes, graph.name, inputs, outputs, initializer=inits)
 
 

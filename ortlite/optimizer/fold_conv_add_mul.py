@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ortlite.optimizer.eliminate_identity import sole_reader
+from ortlite.optimizer.eliminate_identity import GraphIndex, sole_reader
 
 _FLOATS = (np.float16, np.float32, np.float64)
 
 
-def _match(ctx, node, op_type):
+def _match(ctx, node, idx):
     """For ``Conv -> op_type(z, c)`` (either operand order): (conv, W, B, c as [M] float64), or None.
 
     ``c`` must be a finite constant of W's dtype whose shape, aligned to the output
@@ -18,13 +18,12 @@ def _match(ctx, node, op_type):
     """
     if node.domain != "" or len(node.inputs) != 2 or len(node.outputs) != 1 or not node.outputs[0]:
         return None
-    producers = ctx.producers()
     for zi in (0, 1):
         z, cn = node.inputs[zi], node.inputs[1 - zi]
-        conv = producers.get(z)
+        conv = idx.producers.get(z)
         if conv is None or conv.op_type != "Conv" or conv.domain != "" or len(conv.outputs) != 1:
             continue
-        if len(conv.inputs) < 2 or not sole_reader(ctx, z, node):
+        if len(conv.inputs) < 2 or not sole_reader(ctx, z, node, idx.consumers):
             continue
         W = ctx.const(conv.inputs[1])
         c = ctx.const(cn)
@@ -70,8 +69,9 @@ class ConvAddFusion:
 
     def apply(self, ctx) -> bool:
         changed = False
+        idx = GraphIndex(ctx)
         for node in [n for n in ctx.graph.nodes if n.op_type == "Add"]:
-            m = _match(ctx, node, "Add")
+            m = _match(ctx, node, idx)
             if m is None:
                 continue
             conv, W, B, cv = m
@@ -79,6 +79,7 @@ class ConvAddFusion:
             base = conv.inputs[2] if B is not None else conv.name + ".bias"
             b_name = ctx.add_constant(base + "_add", (b0 + cv).astype(W.dtype))
             _rebuild(ctx, conv, node, conv.inputs[1], b_name)
+            idx.invalidate()
             changed = True
         return changed
 
@@ -95,8 +96,9 @@ class ConvMulFusion:
 
     def apply(self, ctx) -> bool:
         changed = False
+        idx = GraphIndex(ctx)
         for node in [n for n in ctx.graph.nodes if n.op_type == "Mul"]:
-            m = _match(ctx, node, "Mul")
+            m = _match(ctx, node, idx)
             if m is None:
                 continue
             conv, W, B, cv = m
@@ -106,6 +108,7 @@ class ConvMulFusion:
             if B is not None:
                 b_name = ctx.add_constant(conv.inputs[2] + "_mul", (B.astype(np.float64) * cv).astype(W.dtype))
             _rebuild(ctx, conv, node, w_name, b_name)
+            idx.invalidate()
             changed = True
         return changed
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ortlite.optimizer.eliminate_identity import sole_reader, used, value_rank
+from ortlite.optimizer.eliminate_identity import GraphIndex, sole_reader, used, value_rank
 
 _FLOATS = (np.float16, np.float32, np.float64)
 
 
-def _bn_params(ctx, bn, channels):
+def _bn_params(ctx, bn, channels, consumers):
     """(scale, bias, mean, var, eps) in float64 for an inference-mode BatchNormalization whose
     extra outputs are unused, or None."""
     if bn.domain != "" or bn.subgraphs or len(bn.inputs) != 5 or not bn.outputs[0]:
@@ -26,7 +26,6 @@ def _bn_params(ctx, bn, channels):
     else:
         if int(bn.attrs.get("training_mode", 0)):
             return None
-        consumers = ctx.consumers()
         if any(used(ctx, o, consumers) for o in extra):
             return None
     vals = [ctx.const(n) for n in bn.inputs[1:]]
@@ -61,11 +60,12 @@ class ConvBNFusion:
 
     def apply(self, ctx) -> bool:
         changed = False
+        idx = GraphIndex(ctx)
         for conv in [n for n in ctx.graph.nodes if n.op_type == "Conv" and n.domain == ""]:
             if len(conv.inputs) < 2 or len(conv.outputs) != 1 or not conv.outputs[0]:
                 continue
             z = conv.outputs[0]
-            consumers = ctx.consumers()
+            consumers = idx.consumers
             readers = consumers.get(z, [])
             if len(readers) != 1 or readers[0].op_type != "BatchNormalization":
                 continue
@@ -81,7 +81,7 @@ class ConvBNFusion:
                 B = ctx.const(conv.inputs[2])
                 if B is None or np.asarray(B).shape != (W.shape[0],):
                     continue
-            p = _bn_params(ctx, bn, W.shape[0])
+            p = _bn_params(ctx, bn, W.shape[0], consumers)
             if p is None:
                 continue
             s, off = _fold(*p)
@@ -93,6 +93,7 @@ class ConvBNFusion:
             new = ctx.make_node("Conv", [conv.inputs[0], wn, bname], [bn.outputs[0]], name=conv.name)
             new.attrs, new.attr_protos, new.opset = dict(conv.attrs), dict(conv.attr_protos), conv.opset
             ctx.replace([conv, bn], [new])
+            idx.invalidate()
             changed = True
         return changed
 
@@ -112,11 +113,12 @@ class MatmulBNFusion:
         changed = False
         if ctx.opset("") < 7:
             return False
+        idx = GraphIndex(ctx)
         for mm in [n for n in ctx.graph.nodes if n.op_type == "MatMul" and n.domain == ""]:
             if len(mm.inputs) != 2 or len(mm.outputs) != 1 or not mm.outputs[0]:
                 continue
             z = mm.outputs[0]
-            consumers = ctx.consumers()
+            consumers = idx.consumers
             readers = consumers.get(z, [])
             if len(readers) != 1 or readers[0].op_type != "BatchNormalization":
                 continue
@@ -129,7 +131,7 @@ class MatmulBNFusion:
             if value_rank(ctx, mm.inputs[0]) != 2:
                 continue
             W = np.asarray(W)
-            p = _bn_params(ctx, bn, W.shape[1])
+            p = _bn_params(ctx, bn, W.shape[1], consumers)
             if p is None:
                 continue
             s, off = _fold(*p)
@@ -138,6 +140,7 @@ class MatmulBNFusion:
             bname = ctx.add_constant(mm.name + ".bias_bn", off.astype(W.dtype))
             new = ctx.make_node("Gemm", [mm.inputs[0], wn, bname], [bn.outputs[0]], name=mm.name)
             ctx.replace([mm, bn], [new])
+            idx.invalidate()
             changed = True
         return changed
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto
 
-from ortlite.optimizer.eliminate_identity import sole_reader, value_elem_type, value_shape
+from ortlite.optimizer.eliminate_identity import GraphIndex, sole_reader, value_elem_type, value_shape
 
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16}
 
@@ -27,16 +27,16 @@ class MatMulAddFusion:
         if ctx.opset("") < 7:
             return False
         changed = False
+        idx = GraphIndex(ctx)
         for add in [n for n in ctx.graph.nodes if n.op_type == "Add" and n.domain == ""]:
             if len(add.inputs) != 2 or len(add.outputs) != 1 or not add.outputs[0]:
                 continue
-            producers = ctx.producers()
             for zi in (0, 1):
                 z, cn = add.inputs[zi], add.inputs[1 - zi]
-                mm = producers.get(z)
+                mm = idx.producers.get(z)
                 if mm is None or mm.op_type != "MatMul" or mm.domain != "" or len(mm.inputs) != 2:
                     continue
-                if not sole_reader(ctx, z, add):
+                if not sole_reader(ctx, z, add, idx.consumers):
                     continue
                 a, b = mm.inputs
                 sa, sb = value_shape(ctx, a), value_shape(ctx, b)
@@ -52,6 +52,7 @@ class MatMulAddFusion:
                     continue
                 gemm = ctx.make_node("Gemm", [a, b, cn], [add.outputs[0]], name=mm.name)
                 ctx.replace([mm, add], [gemm])
+                idx.invalidate()
                 changed = True
                 break
         return changed
