@@ -16,7 +16,6 @@ import numpy as np
 from onnx import TensorProto
 
 MS = "com.microsoft"
-FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16)
 _FLOAT_NP = (np.dtype(np.float32), np.dtype(np.float16))
 
 
@@ -159,16 +158,6 @@ def other_input(node, name):
     return None
 
 
-def is_op(node, op_type, domain=""):
-    if node is None or node.subgraphs or node.domain != domain:
-        return False
-    return node.op_type == op_type if isinstance(op_type, str) else node.op_type in op_type
-
-
-def near(value, target, rel=1e-3) -> bool:
-    return value is not None and abs(value - target) <= rel * abs(target)
-
-
 def common_provider(nodes):
     """The provider all ``nodes`` were placed on, or None when they differ or are unplaced."""
     provs = {n.provider for n in nodes}
@@ -242,16 +231,20 @@ def rewrite_each(ctx, anchors, fn) -> bool:
     return changed
 
 
-def absorb(view, core, roots, max_depth=12):
+def absorb(view, core, roots, protect=(), max_depth=12):
     """``core`` plus the ancestors of ``roots`` that only feed ``core`` (shape chains, a
-    Shape of a core value...): what may be deleted together with ``core``. A list of nodes."""
+    Shape of a core value...): what may be deleted together with ``core``. Producers of the
+    ``protect`` names (what the replacement reads) are never taken. A list of nodes."""
     keep = {id(n): n for n in core}
     cand = {}
+    protect = set(protect)
     stack = [(r, 0) for r in roots if r]
     while stack:
         name, d = stack.pop()
         p = view.producer(name)
         if p is None or id(p) in keep or id(p) in cand or p.subgraphs or d > max_depth:
+            continue
+        if any(o in protect for o in p.outputs):
             continue
         cand[id(p)] = p
         stack.extend((i, d + 1) for i in p.inputs if i)
