@@ -153,7 +153,10 @@ so.intra_op_num_threads = int(threads)
 s = rt.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 for _ in range(int(runs)):
     s.run(None, feeds)
-print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would start at the parent's size.
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+kb = int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rss_mb": kb / 1024}))
 """
 
 

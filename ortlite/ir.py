@@ -144,24 +144,29 @@ class Graph:
 
     # ---- building -------------------------------------------------------
     @classmethod
-    def from_proto(cls, gp, opsets, functions=None, model_dir=None, parent=None, namer=None) -> "Graph":
+    def from_proto(cls, gp, opsets, functions=None, model_dir=None, parent=None, namer=None,
+                   init_source=None, drop_inputs=()) -> "Graph":
+        """Build from GraphProto ``gp``; initializers come from ``init_source`` when given (the
+        original graph, when ``gp`` is a shape-inferred copy without weight data, whose graph
+        inputs ``drop_inputs`` stood in for weights)."""
         g = cls(gp.name or "graph")
         g.parent = parent
         g.opsets = dict(opsets)
         namer = namer or _Namer()
         functions = functions or {}
-        for init in gp.initializer:
+        for init in (init_source if init_source is not None else gp).initializer:
             g.initializers[init.name] = tensor_to_array(init, model_dir)
         for sp in gp.sparse_initializer:
             g.initializers[sp.values.name] = sparse_to_dense(sp, model_dir)
         for vi in gp.input:
-            g.inputs.append(ValueInfo.from_proto(vi))
+            if vi.name not in drop_inputs:
+                g.inputs.append(ValueInfo.from_proto(vi))
         for vi in gp.output:
             g.outputs.append(ValueInfo.from_proto(vi))
         for vi in gp.value_info:
             g.value_info[vi.name] = ValueInfo.from_proto(vi)
         for vi in itertools.chain(gp.input, gp.output):
-            g.value_info.setdefault(vi.name, ValueInfo.from_proto(vi))
+            g.value_info.setdefault(vi.name, ValueInfo.from_proto(vi))  # weights' types included
         for i, np_ in enumerate(gp.node):
             g._add_proto_node(np_, functions, model_dir, namer, i)
         g.compute_implicit_inputs()
@@ -274,39 +279,40 @@ class Graph:
         return {o: n for n in self.nodes for o in n.outputs if o}
 
     def toposort(self):
-        """Order nodes so each comes after the producers of its inputs (stable for sorted graphs)."""
-        produced_by = self.producers()
-        order, state = [], {}
-        index = {id(n): i for i, n in enumerate(self.nodes)}
+        """Order nodes so each comes after the producers of its inputs.
 
-        def visit(n):
-            stack = [(n, False)]
-            while stack:
-                cur, done = stack.pop()
-                if done:
-                    state[id(cur)] = 2
-                    order.append(cur)
-                    continue
-                s = state.get(id(cur))
-                if s == 2:
-                    continue
-                if s == 1:
-                    raise ValueError(f"graph '{self.name}' has a cycle through node '{cur.name}'")
-                state[id(cur)] = 1
-                stack.append((cur, True))
-                deps = []
-                for i in itertools.chain(cur.inputs, cur.implicit_inputs):
-                    p = produced_by.get(i)
-                    if p is not None and p is not cur and state.get(id(p)) != 2:
-                        deps.append(p)
-                for p in sorted(deps, key=lambda x: -index[id(x)]):
-                    if state.get(id(p)) == 1:
-                        raise ValueError(f"graph '{self.name}' has a cycle through node '{p.name}'")
-                    stack.append((p, False))
+        Kahn's algorithm, always taking the ready node that came first in the current order,
+        so an already sorted graph keeps its order.
+        """
+        import heapq
 
-        for n in self.nodes:
-            if state.get(id(n)) != 2:
-                visit(n)
+        nodes = self.nodes
+        produced_by = {}
+        for k, n in enumerate(nodes):
+            for o in n.outputs:
+                if o:
+                    produced_by[o] = k
+        waiting = [0] * len(nodes)
+        readers: list[list[int]] = [[] for _ in nodes]
+        for k, n in enumerate(nodes):
+            deps = {produced_by[i] for i in itertools.chain(n.inputs, n.implicit_inputs)
+                    if i and i in produced_by and produced_by[i] != k}
+            waiting[k] = len(deps)
+            for d in deps:
+                readers[d].append(k)
+        ready = [k for k in range(len(nodes)) if waiting[k] == 0]
+        heapq.heapify(ready)
+        order = []
+        while ready:
+            k = heapq.heappop(ready)
+            order.append(nodes[k])
+            for r in readers[k]:
+                waiting[r] -= 1
+                if waiting[r] == 0:
+                    heapq.heappush(ready, r)
+        if len(order) != len(nodes):
+            stuck = next(nodes[k] for k in range(len(nodes)) if waiting[k] > 0)
+            raise ValueError(f"graph '{self.name}' has a cycle through node '{stuck.name}'")
         self.nodes = order
 
 

@@ -72,6 +72,49 @@ def _all_tensors(model):
     return _get_all_tensors(model)
 
 
+_STRIP_MIN_ELEMENTS = 1024
+
+
+def without_weights(model: onnx.ModelProto):
+    """(copy of ``model`` without its large initializers, names of the graph inputs added for them).
+
+    The checker and shape inference only need the weights' types and shapes: each large
+    initializer becomes a typed graph input instead (an IR < 4 model lists it as one already).
+    Serializing hundreds of megabytes of weights for them is what made large models slow to
+    load. Small initializers keep their values (shape inference propagates Reshape targets).
+    """
+    g = model.graph
+    light = onnx.GraphProto()
+    light.name = g.name
+    light.doc_string = g.doc_string
+    light.node.extend(g.node)
+    light.input.extend(g.input)
+    light.output.extend(g.output)
+    light.value_info.extend(g.value_info)
+    light.sparse_initializer.extend(g.sparse_initializer)
+    light.quantization_annotation.extend(g.quantization_annotation)
+    listed = {v.name for v in g.input}
+    added = []
+    for t in g.initializer:
+        n = 1
+        for d in t.dims:
+            n *= d
+        if n < _STRIP_MIN_ELEMENTS or t.data_type == onnx.TensorProto.STRING:
+            light.initializer.append(t)
+            continue
+        if t.name not in listed:
+            light.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+            added.append(t.name)
+    out = onnx.ModelProto()
+    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        setattr(out, field, getattr(model, field))
+    out.opset_import.extend(model.opset_import)
+    out.metadata_props.extend(model.metadata_props)
+    out.functions.extend(model.functions)
+    out.graph.CopyFrom(light)
+    return out, added
+
+
 def check_model(model: onnx.ModelProto, label: str) -> None:
     """IR and opset limits, then onnx.checker; raises with the checker's message."""
     if model.ir_version > onnx.IR_VERSION:

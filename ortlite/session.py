@@ -15,7 +15,7 @@ from ortlite.context import KernelContext
 from ortlite.errors import Fail, InvalidArgument, InvalidGraph
 from ortlite.ir import Graph, ValueInfo
 from ortlite.iobinding import IOBinding
-from ortlite.loader import check_model, load_model
+from ortlite.loader import check_model, load_model, without_weights
 from ortlite.options import GraphOptimizationLevel, RunOptions, SessionOptions
 from ortlite.ortvalue import OrtValue
 from ortlite.copies import CopyStats, insert_copies
@@ -123,7 +123,8 @@ class InferenceSession:
             raise TypeError(f"InferenceSession got unexpected keyword arguments {sorted(kwargs)}")
         model, model_dir, label = load_model(path_or_bytes)
         self._model_path = label
-        check_model(model, label)
+        light, weight_inputs = without_weights(model)  # checker and shape inference need no weight data
+        check_model(light, label)
         self._model = model
         self._meta = ModelMetadata(model)
         registry.load_all_kernels()
@@ -141,10 +142,11 @@ class InferenceSession:
         opsets = {("" if op.domain == "ai.onnx" else op.domain): op.version for op in model.opset_import}
         if "" not in opsets and model.ir_version < 3:
             opsets[""] = 1
-        inferred = _infer_shapes(model)
+        inferred = _infer_shapes(light)
         functions = {(f.domain, f.name): f for f in model.functions}
         try:
-            graph = Graph.from_proto(inferred.graph, opsets, functions, model_dir)
+            graph = Graph.from_proto(inferred.graph, opsets, functions, model_dir, init_source=model.graph,
+                                     drop_inputs=set(weight_inputs))
         except (ValueError, TypeError) as e:
             raise InvalidGraph(f"{label}: cannot build the graph: {e}") from e
         self._apply_overrides(graph)
