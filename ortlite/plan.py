@@ -10,6 +10,7 @@ are safe.
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import time
 
@@ -87,7 +88,25 @@ class Plan:
             Step(fn, ins, outs, tuple(frees_at.get(k, ())), node, prov)
             for k, (node, fn, prov, ins, outs) in enumerate(raw)
         )
-        self._fast = tuple((s.fn, s.ins, s.outs, s.frees) for s in self.steps)
+        self._fast = tuple(_fast_step(s) for s in self.steps)
+        # For ORT_PARALLEL: which steps each step waits for, and who reads each slot.
+        producer = {}
+        for k, st in enumerate(self.steps):
+            for o in st.outs:
+                producer[o] = k
+        self._deps = tuple(len({producer[i] for i in st.ins if i in producer}) for st in self.steps)
+        dependents = [[] for _ in self.steps]
+        for k, st in enumerate(self.steps):
+            for p in {producer[i] for i in st.ins if i in producer}:
+                dependents[p].append(k)
+        self._dependents = tuple(tuple(d) for d in dependents)
+        readers = {}
+        for st in self.steps:
+            for i in st.ins:
+                readers[i] = readers.get(i, 0) + 1
+        self._readers = readers
+        self._keep = keep | set(self.input_slots) | {slot[n] for n in constants}
+        self.last_run_threads = 0
         self.trace = bool(os.environ.get("ORTLITE_TRACE"))
 
     def run(self, inputs, fetch=None):
@@ -99,20 +118,88 @@ class Plan:
         if self.trace:
             self._run_traced(slots)
         else:
-            k = 0
+            k = -1
             try:
-                for k, (fn, ins, outs, frees) in enumerate(self._fast):
-                    r = fn(*[slots[i] for i in ins])
-                    if len(outs) == 1 and type(r) is not tuple:
-                        slots[outs[0]] = r
+                # The hot loop: per step one C-level gather of the inputs, the call, one store.
+                for k, (fn, get, arity, out, frees) in enumerate(self._fast):
+                    if arity == 1:
+                        r = fn(get(slots))
+                    elif arity:
+                        r = fn(*get(slots))
                     else:
-                        _store_many(slots, outs, r, self.steps[k])
+                        r = fn()
+                    if out >= 0 and type(r) is not tuple:
+                        slots[out] = r
+                    else:
+                        _store_many(slots, self.steps[k].outs, r, self.steps[k])
                     for f in frees:
                         slots[f] = None
             except (Fail, RuntimeException):
                 raise
             except Exception as e:  # noqa: BLE001 - name the node that failed
                 raise _node_error(self.steps[k], e) from e
+        return [slots[s] for s in (fetch or self.output_slots)]
+
+    def run_parallel(self, inputs, pool, fetch=None):
+        """Run independent steps concurrently on ``pool`` (a ThreadPoolExecutor).
+
+        A step starts as soon as the steps producing its inputs are done; an intermediate is
+        released when its last reader is done. numpy and BLAS release the GIL in their heavy
+        loops, so parallel branches (Inception modules, multi-head graphs) overlap.
+        """
+        import threading
+
+        slots = self.template.copy()
+        for s, v in zip(self.input_slots, inputs):
+            slots[s] = v
+        waiting = list(self._deps)
+        readers = dict(self._readers)
+        keep = self._keep
+        lock = threading.Lock()
+        finished = threading.Event()
+        state = {"left": len(self.steps), "error": None, "threads": set()}
+        if not self.steps:
+            return [slots[s] for s in (fetch or self.output_slots)]
+
+        def run_step(k):
+            if state["error"] is not None:
+                return
+            step = self.steps[k]
+            try:
+                r = step.fn(*[slots[i] for i in step.ins])
+                if len(step.outs) == 1 and type(r) is not tuple:
+                    slots[step.outs[0]] = r
+                else:
+                    _store_many(slots, step.outs, r, step)
+            except Exception as e:  # noqa: BLE001
+                state["error"] = e if isinstance(e, (Fail, RuntimeException)) else _node_error(step, e)
+                finished.set()
+                return
+            ready = []
+            with lock:
+                state["threads"].add(threading.get_ident())
+                for i in step.ins:
+                    readers[i] -= 1
+                    if readers[i] == 0 and i not in keep:
+                        slots[i] = None
+                for d in self._dependents[k]:
+                    waiting[d] -= 1
+                    if waiting[d] == 0:
+                        ready.append(d)
+                state["left"] -= 1
+                if state["left"] == 0:
+                    finished.set()
+            for d in ready[1:]:
+                pool.submit(run_step, d)
+            if ready:
+                run_step(ready[0])  # keep going on this thread
+
+        for k in [k for k, n in enumerate(self._deps) if n == 0]:
+            pool.submit(run_step, k)
+        finished.wait()
+        if state["error"] is not None:
+            raise state["error"]
+        self.last_run_threads = len(state["threads"])
         return [slots[s] for s in (fetch or self.output_slots)]
 
     def _run_traced(self, slots):
@@ -133,6 +220,14 @@ class Plan:
             log.warning("[trace] %-20s %-30s %8.1f us -> %s", step.node.op_type, step.node.name, dt, shapes)
             for f in step.frees:
                 slots[f] = None
+
+
+def _fast_step(step):
+    """(fn, input getter, arity, single output slot or -1, slots to free) for the hot loop."""
+    ins = step.ins
+    get = operator.itemgetter(*ins) if ins else None
+    out = step.outs[0] if len(step.outs) == 1 else -1
+    return step.fn, get, len(ins), out, step.frees
 
 
 def _call_inputs(node):

@@ -16,7 +16,7 @@ from ortlite.errors import Fail, InvalidArgument, InvalidGraph
 from ortlite.ir import Graph, ValueInfo
 from ortlite.iobinding import IOBinding
 from ortlite.loader import check_model, load_model, without_weights
-from ortlite.options import GraphOptimizationLevel, RunOptions, SessionOptions
+from ortlite.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
 from ortlite.ortvalue import OrtValue
 from ortlite.copies import CopyStats, insert_copies
 from ortlite.report import NodePlacement, PlacementReport
@@ -160,6 +160,14 @@ class InferenceSession:
         self._feedable = frozenset([a.name for a in self._inputs] + self._overridable_names)
         self._threads = int(self._sess_options.intra_op_num_threads or 0)
         self._thread_limiter = _thread_limiter(self._threads)
+        self._pool = None
+        inter = int(self._sess_options.inter_op_num_threads or 0)
+        if self._sess_options.execution_mode == ExecutionMode.ORT_PARALLEL and inter != 1:
+            import concurrent.futures
+            import os
+
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=inter if inter > 0 else (os.cpu_count() or 2), thread_name_prefix="ortlite-inter-op")
         self._profiling_start_ns = time.perf_counter_ns()
         self.session_creation_s = time.perf_counter() - t0
 
@@ -375,11 +383,15 @@ class InferenceSession:
         if self._device_providers and self._host_read_feeds:
             vals = [self._output_to_host(v) if n in self._host_read_feeds else v
                     for n, v in zip(self._plan.input_names, vals)]
+        if self._pool is not None:
+            run = lambda: self._plan.run_parallel(vals, self._pool, fetch)  # noqa: E731
+        else:
+            run = lambda: self._plan.run(vals, fetch)  # noqa: E731
         if self._thread_limiter is not None:
             with self._thread_limiter():
-                out = self._plan.run(vals, fetch)
+                out = run()
         else:
-            out = self._plan.run(vals, fetch)
+            out = run()
         self._last_copies = (self._copy_stats.count, self._copy_stats.bytes)
         return out
 
