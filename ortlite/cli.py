@@ -157,6 +157,13 @@ def cmd_info(args):
     return 0
 
 
+def cmd_profile(args):
+    from ortlite.profiling import summarize
+
+    print(summarize(args.trace, top=args.top))
+    return 0
+
+
 _LEVELS = {
     "disable": 0, "basic": 1, "extended": 2, "all": 99,
 }
@@ -193,6 +200,11 @@ def main(argv=None):
     i.add_argument("--nodes", action="store_true", help="list every node with its provider")
     i.add_argument("--run", action="store_true", help="run once on random inputs and count the copies")
     i.set_defaults(fn=cmd_info)
+
+    pr = sub.add_parser("profile", help="top ops and nodes by time in a profile (ortlite's or onnxruntime's)")
+    pr.add_argument("trace", help="a Chrome-trace JSON written by end_profiling()")
+    pr.add_argument("--top", type=int, default=15)
+    pr.set_defaults(fn=cmd_profile)
 
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")

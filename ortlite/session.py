@@ -117,6 +117,7 @@ class InferenceSession:
 
     def __init__(self, path_or_bytes, sess_options=None, providers=None, provider_options=None, **kwargs):
         t0 = time.perf_counter()
+        t0_ns = time.perf_counter_ns()
         self._sess_options = sess_options if sess_options is not None else SessionOptions()
         self._disabled_optimizers = list(kwargs.pop("disabled_optimizers", None) or [])
         if kwargs:
@@ -168,7 +169,14 @@ class InferenceSession:
 
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=inter if inter > 0 else (os.cpu_count() or 2), thread_name_prefix="ortlite-inter-op")
-        self._profiling_start_ns = time.perf_counter_ns()
+        self._profiling_start_ns = time.time_ns()
+        self._profiler = None
+        if self._sess_options.enable_profiling:
+            from ortlite.profiling import Profiler
+
+            self._profiler = Profiler(self._sess_options.profile_file_prefix)
+            self._profiler.start_ns = t0_ns
+            self._profiler.session_event("session_initialization", t0_ns, time.perf_counter_ns())
         self.session_creation_s = time.perf_counter() - t0
 
     # ---- building -------------------------------------------------------------
@@ -321,8 +329,15 @@ class InferenceSession:
         return PlacementReport(nodes, self._copies, self.get_providers(), self)
 
     def end_profiling(self):
-        """Profiling is not implemented yet: returns None (onnxruntime returns the trace file name)."""
-        return None
+        """Write the profile (Chrome-trace JSON, onnxruntime's format) and return its file name.
+
+        Returns None when profiling was not enabled (SessionOptions.enable_profiling).
+        """
+        if self._profiler is None:
+            return None
+        name = self._profiler.end()
+        self._profiler = None
+        return name
 
     def io_binding(self):
         return IOBinding(self)
@@ -383,15 +398,21 @@ class InferenceSession:
         if self._device_providers and self._host_read_feeds:
             vals = [self._output_to_host(v) if n in self._host_read_feeds else v
                     for n, v in zip(self._plan.input_names, vals)]
-        if self._pool is not None:
+        if self._profiler is not None:
+            prof = self._profiler
+            run = lambda: self._plan.run_profiled(vals, prof, fetch)  # noqa: E731
+        elif self._pool is not None:
             run = lambda: self._plan.run_parallel(vals, self._pool, fetch)  # noqa: E731
         else:
             run = lambda: self._plan.run(vals, fetch)  # noqa: E731
+        r0 = time.perf_counter_ns()
         if self._thread_limiter is not None:
             with self._thread_limiter():
                 out = run()
         else:
             out = run()
+        if self._profiler is not None:
+            self._profiler.session_event("model_run", r0, time.perf_counter_ns())
         self._last_copies = (self._copy_stats.count, self._copy_stats.bytes)
         return out
 

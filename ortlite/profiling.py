@@ -1,0 +1,113 @@
+"""Profiling in onnxruntime's format: a Chrome-trace JSON array of complete ("X") events.
+
+Session events (``model_loading_uri``, ``session_initialization``, ``model_run``) and one
+``Node`` event per executed node (``<node>_kernel_time``) with the op, provider and input /
+output types and shapes in ``args``, as onnxruntime writes them, so the same tools read both
+(Perfetto, chrome://tracing, ``ortlite profile``).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import threading
+import time
+
+import numpy as np
+
+from ortlite import types as ot
+
+
+def _type_shape(values):
+    out = []
+    for v in values:
+        if hasattr(v, "dtype") and hasattr(v, "shape"):
+            try:
+                name = ot.type_name(ot.onnx_elem_type(v.dtype))
+            except TypeError:
+                name = str(v.dtype)
+            out.append({name: [int(d) for d in v.shape]})
+        elif isinstance(v, list):
+            out.append({"sequence": len(v)})
+        else:
+            out.append({})
+    return out
+
+
+class Profiler:
+    """Collects events while enabled; ``end()`` writes them and returns the file name."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix or "onnxruntime_profile_"
+        self.start_ns = time.perf_counter_ns()
+        self.wall_start = datetime.datetime.now()
+        self.events: list[dict] = []
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def _us(self, t_ns):
+        return (t_ns - self.start_ns) / 1e3
+
+    def session_event(self, name, t0_ns, t1_ns, **args):
+        self._add({"cat": "Session", "pid": self.pid, "tid": threading.get_ident(), "dur": int((t1_ns - t0_ns) / 1e3),
+                   "ts": int(self._us(t0_ns)), "ph": "X", "name": name, "args": args})
+
+    def node_event(self, step, t0_ns, t1_ns, inputs, outputs):
+        node = step.node
+        out_size = int(sum(getattr(o, "nbytes", 0) for o in outputs))
+        self._add({
+            "cat": "Node", "pid": self.pid, "tid": threading.get_ident(),
+            "dur": int((t1_ns - t0_ns) / 1e3), "ts": int(self._us(t0_ns)), "ph": "X",
+            "name": f"{node.name}_kernel_time",
+            "args": {
+                "op_name": node.op_type,
+                "provider": step.provider,
+                "node_index": str(getattr(step, "index", 0)),
+                "input_type_shape": _type_shape(inputs),
+                "output_type_shape": _type_shape(outputs),
+                "output_size": str(out_size),
+                "activation_size": str(int(sum(getattr(i, "nbytes", 0) for i in inputs if i is not None))),
+            },
+        })
+
+    def _add(self, ev):
+        with self._lock:
+            self.events.append(ev)
+
+    def end(self) -> str:
+        name = f"{self.prefix}_{self.wall_start.strftime('%Y-%m-%d_%H-%M-%S')}.json"
+        with open(name, "w", encoding="utf-8") as f:
+            json.dump(self.events, f)
+        return name
+
+
+def summarize(path_or_events, top=15) -> str:
+    """The top ops and nodes by total time in a trace (onnxruntime's or ortlite's)."""
+    events = path_or_events
+    if isinstance(path_or_events, (str, os.PathLike)):
+        with open(path_or_events, encoding="utf-8") as f:
+            events = json.load(f)
+    if isinstance(events, dict):  # {"traceEvents": [...]} form
+        events = events.get("traceEvents", [])
+    nodes = [e for e in events if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")]
+    runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    by_op: dict[str, list] = {}
+    by_node: dict[str, list] = {}
+    for e in nodes:
+        op = e.get("args", {}).get("op_name", "?")
+        by_op.setdefault(op, []).append(e["dur"])
+        key = (e["name"][: -len("_kernel_time")], op, e.get("args", {}).get("provider", "?"))
+        by_node.setdefault(key, []).append(e["dur"])
+    total = sum(e["dur"] for e in nodes) or 1
+    lines = [f"{len(runs)} run(s), {len(nodes)} node events, node time {total / 1e3:.2f} ms"
+             + (f", run time {sum(e['dur'] for e in runs) / 1e3:.2f} ms" if runs else "")]
+    lines.append("")
+    lines.append(f"{'op':28s} {'calls':>6s} {'total ms':>10s} {'share':>7s} {'mean us':>9s}")
+    for op, durs in sorted(by_op.items(), key=lambda kv: -sum(kv[1]))[:top]:
+        lines.append(f"{op:28s} {len(durs):6d} {sum(durs) / 1e3:10.3f} {100 * sum(durs) / total:6.1f}% "
+                     f"{np.mean(durs):9.1f}")
+    lines.append("")
+    lines.append(f"{'node':48s} {'op':20s} {'provider':26s} {'total ms':>9s}")
+    for (name, op, prov), durs in sorted(by_node.items(), key=lambda kv: -sum(kv[1]))[:top]:
+        lines.append(f"{name[:48]:48s} {op[:20]:20s} {prov[:26]:26s} {sum(durs) / 1e3:9.3f}")
+    return "\n".join(lines)
