@@ -1,4 +1,4 @@
-"""The ``ortlite`` command: run a model, benchmark it against onnxruntime."""
+"""The ``ortlite`` command: run, bench (against onnxruntime), compare layer by layer, info, profile."""
 from __future__ import annotations
 
 import argparse
@@ -102,21 +102,66 @@ def _provider(s):
 
 
 def cmd_bench(args):
-    from ortlite.bench import format_table, run_benchmark
+    from ortlite.bench import benchmark
 
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise SystemExit("ortlite: error: --plot needs matplotlib (pip install 'ortlite[bench]')") from None
+    if args.warmup < 0 or args.iterations < 1 or (args.duration is not None and args.duration <= 0):
+        raise SystemExit("ortlite: error: --warmup must be >= 0, --iterations >= 1 and --duration > 0")
     model, label = _load_model(args.model)
     feeds = _feeds(model, {}, _parse_shapes(args.shape), batch=args.batch)
-    providers = [_provider(p) for p in args.providers.split(",")] if args.providers else None
-    results, ref, notes = run_benchmark(model, feeds, providers, args.iterations, args.warmup,
-                                        args.threads, onnxruntime=not args.no_onnxruntime)
-    print(f"model: {label}")
-    print("inputs: " + ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in feeds.items()))
-    print(f"{args.iterations} runs each after {args.warmup} warm-up runs, alternating; threads={args.threads or 'default'}")
-    for n in notes:
-        print(f"note: {n}")
-    print()
-    print(format_table(results, ref))
+    providers = _provider_list(args.providers)
+    src = args.model if args.model is not None else model
+    report = benchmark(src, feeds, providers=providers, onnxruntime=args.onnxruntime, warmup=args.warmup,
+                       iterations=args.iterations, duration=args.duration, threads=args.threads,
+                       iobinding=args.iobinding, level=args.level, atol=args.atol, rtol=args.rtol,
+                       label=label, batch=args.batch)
+    print(report.text())
+    if args.json:
+        report.to_json(args.json)
+        print(f"wrote {args.json}")
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as f:
+            f.write(report.to_markdown())
+        print(f"wrote {args.markdown}")
+    if args.plot:
+        report.plot(args.plot)
+        print(f"wrote {args.plot}")
     return 0
+
+
+def cmd_compare(args):
+    from ortlite.compare import compare
+
+    model, label = _load_model(args.model)
+    given = {}
+    for item in args.input or []:
+        name, _, path = item.partition("=")
+        if not path:
+            raise SystemExit(f"--input expects name=file.npy, got '{item}'")
+        given[name] = np.load(path, allow_pickle=False)
+    feeds = _feeds(model, given, _parse_shapes(args.shape), batch=args.batch)
+    providers = _provider_list(args.providers) or ["CPUExecutionProvider"]
+    result = compare(model, providers, onnxruntime=args.onnxruntime, feeds=feeds, atol=args.atol, rtol=args.rtol,
+                     level=args.level, label=label)
+    print(result.format(top=args.top))
+    if args.json:
+        import json
+
+        from ortlite.bench import _json_safe
+
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(_json_safe(result.to_dict()), f, indent=1)
+    return 0 if result.ok else 1
+
+
+def _provider_list(text):
+    if not text:
+        return None
+    return list(dict.fromkeys(_provider(p) for p in text.split(",") if p.strip()))
 
 
 def cmd_info(args):
@@ -182,16 +227,44 @@ def main(argv=None):
     r.add_argument("--save", metavar="PREFIX", help="save each output as PREFIX<name>.npy")
     r.set_defaults(fn=cmd_run)
 
-    b = sub.add_parser("bench", help="latency on each available provider, side by side with onnxruntime")
+    b = sub.add_parser("bench", help="latency, memory, placement and agreement on each provider, beside onnxruntime")
     b.add_argument("model", nargs="?", help="an .onnx file (default: the built-in demo model)")
-    b.add_argument("--providers", help="comma-separated (default: every available provider)")
-    b.add_argument("--iterations", type=int, default=50)
-    b.add_argument("--warmup", type=int, default=5)
-    b.add_argument("--threads", type=int, default=0, help="intra-op threads for both runtimes (0: default)")
-    b.add_argument("--batch", type=int, default=None, help="value for a symbolic batch dimension")
-    b.add_argument("--shape", action="append", metavar="NAME:1x3x224x224")
-    b.add_argument("--no-onnxruntime", action="store_true", help="skip the onnxruntime reference")
+    b.add_argument("--providers", help="comma-separated, e.g. tensorrt,cuda,cpu (default: every provider; "
+                                       "unavailable ones are reported with the reason)")
+    b.add_argument("--onnxruntime", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run onnxruntime (CPU, and CUDA/TensorRT when it has them); default on when installed")
+    b.add_argument("--warmup", type=int, default=5, metavar="N", help="warm-up runs per session (default 5)")
+    n = b.add_mutually_exclusive_group()
+    n.add_argument("--iterations", type=int, default=50, metavar="N", help="timed runs per session (default 50)")
+    n.add_argument("--duration", type=float, default=None, metavar="S", help="time runs for S seconds instead")
+    b.add_argument("--shape", action="append", metavar="NAME:1x3x224x224", help="a shape for an input with symbolic dims")
+    b.add_argument("--batch", type=int, default=None, metavar="N", help="value for a symbolic batch dimension")
+    b.add_argument("--threads", type=int, default=0, metavar="N", help="intra-op threads for both runtimes (0: default)")
+    b.add_argument("--iobinding", action="store_true",
+                   help="run through IOBinding with inputs and outputs on the provider's device (CPU when it has none)")
+    b.add_argument("--level", choices=list(_LEVELS), default="all", help="graph optimization level (default all)")
+    b.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance for agreement (default 1e-4)")
+    b.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance for agreement (default 1e-3)")
+    b.add_argument("--json", metavar="FILE", help="write every figure, the latencies and the machine as JSON")
+    b.add_argument("--markdown", metavar="FILE", help="write the tables as Markdown")
+    b.add_argument("--plot", metavar="FILE.png", help="box plot of the latency distributions (matplotlib)")
     b.set_defaults(fn=cmd_bench)
+
+    c = sub.add_parser("compare", help="layer-wise comparison of providers (every intermediate output); exit 1 on mismatch")
+    c.add_argument("model", nargs="?", help="an .onnx file (default: the built-in demo model)")
+    c.add_argument("--providers", help="comma-separated, e.g. cuda,cpu: each is compared with the last "
+                                       "(a single one is compared with cpu)")
+    c.add_argument("--onnxruntime", action="store_true", help="compare with onnxruntime's CPU provider (the reference)")
+    c.add_argument("--level", choices=list(_LEVELS), default="disable",
+                   help="graph optimization level (default disable: every intermediate survives)")
+    c.add_argument("--atol", type=float, default=1e-4)
+    c.add_argument("--rtol", type=float, default=1e-3)
+    c.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="an input from a .npy file; others are random")
+    c.add_argument("--shape", action="append", metavar="NAME:1x3x224x224")
+    c.add_argument("--batch", type=int, default=None)
+    c.add_argument("--top", type=int, default=10, help="mismatching nodes to list (default 10)")
+    c.add_argument("--json", metavar="FILE", help="write the node-by-node comparison as JSON")
+    c.set_defaults(fn=cmd_compare)
 
     i = sub.add_parser("info", help="op histogram, opsets, and where each node runs (with copies)")
     i.add_argument("model", nargs="?", help="an .onnx file (default: the built-in demo model)")

@@ -208,23 +208,28 @@ class Plan:
         for s, v in zip(self.input_slots, inputs):
             slots[s] = v
         clock = time.perf_counter_ns
+        record = profiler.record_node
+        t1 = clock()
         for step in self.steps:
+            # Each step's span runs from the end of the previous one, so the events account for
+            # the whole run: gathering inputs, the kernel, storing and releasing values.
+            t0 = t1
             args = [slots[i] for i in step.ins]
-            t0 = clock()
             try:
                 r = step.fn(*args)
             except (Fail, RuntimeException):
                 raise
             except Exception as e:  # noqa: BLE001
                 raise _node_error(step, e) from e
-            t1 = clock()
             if len(step.outs) == 1 and type(r) is not tuple:
                 slots[step.outs[0]] = r
             else:
                 _store_many(slots, step.outs, r, step)
-            profiler.node_event(step, t0, t1, args, [slots[o] for o in step.outs])
+            outs = [slots[o] for o in step.outs]
             for f in step.frees:
                 slots[f] = None
+            t1 = clock()
+            record(step, t0, t1, args, outs)
         return [slots[s] for s in (fetch or self.output_slots)]
 
     def _run_traced(self, slots):

@@ -18,19 +18,28 @@ import numpy as np
 from ortlite import types as ot
 
 
-def _type_shape(values):
+def _meta(v):
+    """(dtype, shape, nbytes) of a tensor, ('sequence', len, 0) of a list, () otherwise."""
+    if hasattr(v, "dtype") and hasattr(v, "shape"):
+        return (v.dtype, v.shape, getattr(v, "nbytes", 0))
+    if isinstance(v, list):
+        return ("sequence", len(v), 0)
+    return ()
+
+
+def _type_shape(metas):
     out = []
-    for v in values:
-        if hasattr(v, "dtype") and hasattr(v, "shape"):
-            try:
-                name = ot.type_name(ot.onnx_elem_type(v.dtype))
-            except TypeError:
-                name = str(v.dtype)
-            out.append({name: [int(d) for d in v.shape]})
-        elif isinstance(v, list):
-            out.append({"sequence": len(v)})
-        else:
+    for m in metas:
+        if not m:
             out.append({})
+        elif m[0] == "sequence":
+            out.append({"sequence": m[1]})
+        else:
+            try:
+                name = ot.type_name(ot.onnx_elem_type(m[0]))
+            except TypeError:
+                name = str(m[0])
+            out.append({name: [int(d) for d in m[1]]})
     return out
 
 
@@ -42,6 +51,7 @@ class Profiler:
         self.start_ns = time.perf_counter_ns()
         self.wall_start = datetime.datetime.now()
         self.events: list[dict] = []
+        self._raw: list[tuple] = []
         self.pid = os.getpid()
         self._lock = threading.Lock()
 
@@ -52,11 +62,18 @@ class Profiler:
         self._add({"cat": "Session", "pid": self.pid, "tid": threading.get_ident(), "dur": int((t1_ns - t0_ns) / 1e3),
                    "ts": int(self._us(t0_ns)), "ph": "X", "name": name, "args": args})
 
-    def node_event(self, step, t0_ns, t1_ns, inputs, outputs):
+    def record_node(self, step, t0_ns, t1_ns, inputs, outputs):
+        """Keep what a node event needs (cheap: the JSON is built when the profile is written)."""
+        meta = (tuple(_meta(v) for v in inputs), tuple(_meta(v) for v in outputs))
+        with self._lock:
+            self._raw.append((step, t0_ns, t1_ns, meta, threading.get_ident()))
+
+    def _node_event(self, step, t0_ns, t1_ns, meta, tid):
         node = step.node
-        out_size = int(sum(getattr(o, "nbytes", 0) for o in outputs))
-        self._add({
-            "cat": "Node", "pid": self.pid, "tid": threading.get_ident(),
+        inputs, outputs = meta
+        out_size = int(sum(m[2] for m in outputs if m))
+        return {
+            "cat": "Node", "pid": self.pid, "tid": tid,
             "dur": int((t1_ns - t0_ns) / 1e3), "ts": int(self._us(t0_ns)), "ph": "X",
             "name": f"{node.name}_kernel_time",
             "args": {
@@ -66,18 +83,23 @@ class Profiler:
                 "input_type_shape": _type_shape(inputs),
                 "output_type_shape": _type_shape(outputs),
                 "output_size": str(out_size),
-                "activation_size": str(int(sum(getattr(i, "nbytes", 0) for i in inputs if i is not None))),
+                "activation_size": str(int(sum(m[2] for m in inputs if m))),
             },
-        })
+        }
 
     def _add(self, ev):
         with self._lock:
             self.events.append(ev)
 
+    def all_events(self) -> list:
+        with self._lock:
+            nodes = [self._node_event(*r) for r in self._raw]
+            return sorted(self.events + nodes, key=lambda e: e["ts"])
+
     def end(self) -> str:
         name = f"{self.prefix}_{self.wall_start.strftime('%Y-%m-%d_%H-%M-%S')}.json"
         with open(name, "w", encoding="utf-8") as f:
-            json.dump(self.events, f)
+            json.dump(self.all_events(), f)
         return name
 
 
