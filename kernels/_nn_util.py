@@ -6,6 +6,8 @@ the kernels can run them once per input shape and keep the result.
 from __future__ import annotations
 
 import math
+import os
+import threading
 
 from ortlite.errors import NotImplemented as OrtNotImplemented
 
@@ -107,5 +109,94 @@ def window_slices(tap, begins_in_buf, dilations, strides, out_sp):
     )
 
 
+def tap_ranges(k, d, begin, s, n_in, n_out):
+    """Per kernel tap t of one axis: (first, lo, hi), where output position o reads input
+    position o * s + first (first = t * d - begin) and exactly the outputs lo <= o < hi read
+    inside the input (the others read padding)."""
+    out = []
+    for t in range(k):
+        first = t * d - begin
+        lo = -(first // s) if first < 0 else 0  # ceil(-first / s)
+        hi = min(n_out, (n_in - 1 - first) // s + 1) if first <= n_in - 1 else 0
+        lo = min(lo, n_out)
+        out.append((first, lo, max(lo, hi)))
+    return out
+
+
 def prod(seq):
     return math.prod(int(v) for v in seq)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splitting a kernel's elementwise work over the intra-op threads.
+#
+# numpy runs its ufuncs and copies on one thread (releasing the GIL meanwhile); BLAS runs on as
+# many threads as the session allows (the session sets BLAS's limit to intra_op_num_threads for
+# the run, through threadpoolctl). The nn kernels split their larger elementwise passes
+# (depthwise taps, im2col copies, epilogues, pooling) over that same number of threads.
+
+_SPLIT_MIN = 1 << 18  # elements below which a pass is not worth splitting
+_blas_threads = None
+_executor = None
+_lock = threading.Lock()
+
+
+def _blas_thread_getter():
+    try:
+        from threadpoolctl import ThreadpoolController
+
+        libs = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+        if len(libs) == 1:
+            return libs[0].get_num_threads
+    except Exception:  # noqa: BLE001 - no threadpoolctl, or it cannot read the BLAS: stay serial
+        pass
+    return None
+
+
+def worker_count(size):
+    """Threads to split a pass over ``size`` elements across: the BLAS thread limit in force
+    (the session's intra_op_num_threads), at most the cores; 1 for small passes or when the
+    limit cannot be read."""
+    global _blas_threads
+    if size < 2 * _SPLIT_MIN:
+        return 1
+    if _blas_threads is None:
+        with _lock:
+            if _blas_threads is None:
+                _blas_threads = _blas_thread_getter() or (lambda: 1)
+    try:
+        n = int(_blas_threads())
+    except Exception:  # noqa: BLE001
+        return 1
+    return max(1, min(n, os.cpu_count() or 1, size // _SPLIT_MIN))
+
+
+def run_split(fn, count, workers):
+    """fn(lo, hi) over [0, count) in ``workers`` contiguous parts, the first on this thread;
+    returns when every part is done (re-raising the first error)."""
+    workers = max(1, min(workers, count))
+    if workers == 1 or threading.current_thread().name.startswith("ortlite-nn"):
+        fn(0, count)  # one part, or already inside a part (never wait on our own pool)
+        return
+    global _executor
+    if _executor is None:
+        with _lock:
+            if _executor is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                _executor = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1),
+                                               thread_name_prefix="ortlite-nn")
+    bounds = [count * k // workers for k in range(workers + 1)]
+    futures = [_executor.submit(fn, bounds[k], bounds[k + 1]) for k in range(1, workers)]
+    err = None
+    try:
+        fn(bounds[0], bounds[1])
+    except BaseException as e:  # noqa: BLE001 - wait for the other parts first
+        err = e
+    for f in futures:
+        try:
+            f.result()
+        except BaseException as e:  # noqa: BLE001
+            err = err or e
+    if err is not None:
+        raise err

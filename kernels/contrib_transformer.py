@@ -16,6 +16,8 @@ onnxruntime, not zero.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ortlite.errors import NotImplemented as OrtNotImplemented
@@ -24,8 +26,11 @@ from ortlite.registry import kernel
 from ._common import norm_axis
 from .attention import rotary_embedding as _onnx_rotary
 from .elementwise import gelu as _onnx_gelu
+from .math import _static_rows, _Weight
+from .elementwise import gelu_f32 as _gelu_f32
+from .elementwise import gelu_tanh_into as _gelu_tanh_into
 from .norm import LayerNormalization as _LayerNormalization17
-from .norm import _normalize
+from .norm import _normalize, _normalize_rows
 
 MS = "com.microsoft"
 _LOWEST = float(np.finfo(np.float32).min)
@@ -51,14 +56,31 @@ def gelu(xp, X):
     return _onnx_gelu(xp, X)  # exact erf form, as ONNX Gelu-20 approximate='none'
 
 
+def _f32_bias_rows(xp, X, bias):
+    """(X as [R, H], bias [H]) for the numpy float32 fast paths that add a bias vector over the
+    last axis block by block, else None."""
+    if (xp is not np or bias is None or X.dtype != np.float32 or bias.dtype != np.float32 or X.ndim < 1
+            or bias.ndim != 1 or bias.shape[0] != X.shape[-1] or not X.flags.c_contiguous):
+        return None
+    return X.reshape(-1, X.shape[-1]), bias
+
+
 @kernel("BiasGelu", since=1, domain=MS)
 def bias_gelu(xp, A, B):
+    rb = _f32_bias_rows(xp, A, B)
+    if rb is not None:
+        return _gelu_f32(xp, A, bias=B)
     return _onnx_gelu(xp, A + B)
 
 
 @kernel("FastGelu", since=1, domain=MS)
 def fast_gelu(xp, X, bias=None):
     # 0.5x(1 + tanh(0.7978845608 (x + 0.044715 x^3))): ONNX Gelu's tanh approximation
+    rb = _f32_bias_rows(xp, X, bias)
+    if rb is not None:
+        y = np.empty(X.shape, np.float32)
+        _gelu_tanh_into(rb[0], y.reshape(rb[0].shape), bias)
+        return y
     return _onnx_gelu(xp, X if bias is None else X + bias, approximate="tanh")
 
 
@@ -97,9 +119,16 @@ def bias_softmax(xp, data, bias, *, axis=1, is_inner_broadcast=None):
 
 # --------------------------------------------------------------------------- normalizations
 
-def _layer_norm(xp, x, gamma, beta, epsilon):
-    """LayerNorm over the last axis in x's dtype (float32/64); returns (y, mean, inv_std)."""
-    y, mean, inv = _normalize(xp, x, (x.ndim - 1,), epsilon)
+def _layer_norm(xp, x, gamma, beta, epsilon, inplace=False):
+    """LayerNorm over the last axis in x's dtype (float32/64); returns (y, mean, inv_std).
+    ``inplace``: x is a fresh array of the caller's and may become y."""
+    if xp is np and x.size and x.flags.c_contiguous:
+        h = x.shape[-1]
+        y, mean, inv = _normalize_rows(xp, x.reshape(-1, h), epsilon, inplace=inplace)
+        stat = x.shape[:-1] + (1,)
+        y, mean, inv = y.reshape(x.shape), mean.reshape(stat), inv.reshape(stat)
+    else:
+        y, mean, inv = _normalize(xp, x, (x.ndim - 1,), epsilon)
     y *= gamma.astype(x.dtype, copy=False)
     if beta is not None:
         y += beta.astype(x.dtype, copy=False)
@@ -110,7 +139,11 @@ def _rms_norm(xp, x, gamma, epsilon, axis=-1):
     """x / sqrt(mean(x^2) + eps) * gamma over the axes from `axis` on; returns (y, inv_std)."""
     a = norm_axis(axis, x.ndim)
     flat = x.reshape(x.shape[:a] + (-1,))
-    ms = xp.einsum("...i,...i->...", flat, flat)[..., None] / x.dtype.type(max(flat.shape[-1], 1))
+    if xp is np and x.dtype in (np.float32, np.float64):
+        ms = np.vecdot(flat, flat)[..., None]
+        ms /= x.dtype.type(max(flat.shape[-1], 1))
+    else:
+        ms = xp.einsum("...i,...i->...", flat, flat)[..., None] / x.dtype.type(max(flat.shape[-1], 1))
     inv = 1 / xp.sqrt(ms + x.dtype.type(epsilon))
     y = (flat * inv).reshape(x.shape)
     y *= gamma.astype(x.dtype, copy=False)
@@ -128,14 +161,20 @@ class _SkipNormBase:
     def run(self, input, skip, gamma, beta, bias):
         xp = self.xp
         wd = _wd(input.dtype)
-        s = input.astype(wd) + skip.astype(wd, copy=False)  # skip may be (1, S, H) or (S, H)
+        if input.dtype == wd and skip.dtype == wd:
+            s = xp.add(input, skip)  # fresh; skip may be (1, S, H) or (S, H)
+        else:
+            s = input.astype(wd) + skip.astype(wd, copy=False)
+        if s.shape != input.shape:
+            s = xp.broadcast_to(s, input.shape).copy()
         if bias is not None:
             s += bias.astype(wd, copy=False)
         if self.simplified:
             y, inv = _rms_norm(xp, s, gamma, self.epsilon)
             mean = xp.zeros_like(inv)  # onnxruntime leaves the mean output at 0 for the RMS form
         else:
-            y, mean, inv = _layer_norm(xp, s, gamma, beta, self.epsilon)
+            # the sum is an output only as the 4th one: otherwise normalize it in place
+            y, mean, inv = _layer_norm(xp, s, gamma, beta, self.epsilon, inplace=self.num_outputs < 4)
         outs = (y.astype(input.dtype, copy=False), mean.astype(np.float32, copy=False),
                 inv.astype(np.float32, copy=False), s.astype(input.dtype, copy=False))
         return outs[0] if self.num_outputs == 1 else outs[: self.num_outputs]
@@ -337,14 +376,41 @@ class Attention:
         self.filter_value = float(mask_filter_value)
         self.want_present = ctx.has_output(1)
         w = ctx.const(1)
-        self.W = None if w is None else self.xp.asarray(np.asfortranarray(w.astype(_wd(w.dtype))))
+        self.W = None if w is None else self.xp.asarray(np.ascontiguousarray(w.astype(_wd(w.dtype))))
+        # numpy fast path (float32, no past / attention_bias / present): the packed weight in C
+        # order (one GEMM for Q, K and V) with Q's columns - and bias - pre-multiplied by the
+        # softmax scale when that is a power of two (exact, so the scores are bit-identical to
+        # scaling them afterwards).
+        self.fast = None
+        b = ctx.const(2)
+        if self.xp is np and w is not None and w.ndim == 2 and w.dtype == np.float32 and not self.sizes \
+                and w.shape[1] % (3 * self.n) == 0 and (b is None or (b.dtype == np.float32 and b.shape == (w.shape[1],))):
+            hq = w.shape[1] // 3
+            scale = self.scale or 1.0 / np.sqrt(hq // self.n)
+            exact = math.frexp(scale)[0] == 0.5
+            wf = np.array(w, dtype=np.float32, order="C")
+            bf = None if b is None else np.array(b, dtype=np.float32)
+            if exact:
+                wf[:, :hq] *= np.float32(scale)
+                if bf is not None:
+                    bf[:hq] *= np.float32(scale)
+            t = ctx.input_types[0] if ctx.input_types else None
+            self.fast = (_Weight(np, wf, _static_rows(t)), bf, None if exact else np.float32(scale))
+            self.W = None  # the fast path's copy serves the general path too (see __call__)
+        self._causal = {}  # (s, t) -> transposed additive causal bias [t, s]
 
     def __call__(self, input, weights, bias=None, mask_index=None, past=None, attention_bias=None,
                  past_sequence_length=None):
+        if self.fast is not None:
+            if (past is None and attention_bias is None and not self.want_present and input.dtype == np.float32
+                    and input.ndim == 3 and (mask_index is None or mask_index.ndim <= 3)):
+                return self._fast(input, bias, mask_index)
         xp = self.xp
         b, s, _ = input.shape
         wd = _wd(input.dtype)
-        w = self.W if self.W is not None else weights.astype(wd, copy=False)
+        w = self.W
+        if w is None:
+            w = weights.astype(wd, copy=False)
         qkv = xp.matmul(input.astype(wd, copy=False).reshape(b * s, -1), w)
         if bias is not None:
             qkv += bias.astype(wd, copy=False)
@@ -369,6 +435,61 @@ class Attention:
         if not self.want_present:
             return y
         return y, xp.stack([k, v]).astype(input.dtype, copy=False)
+
+    def _fast(self, input, bias, mask_index):
+        """Self-attention without past in float32 (numpy), batched over heads with no copies.
+
+        The scores are computed transposed, S^T = K Q^T [B, N, T, S]: the softmax then reduces
+        over the middle axis (numpy vectorizes that across the query columns - several times
+        faster than reducing short rows) and P^T feeds the second matmul as a transposed
+        operand at no cost. The normalization divides the [S, D] output rows instead of the
+        [T, S] probabilities."""
+        wf, bf, scale = self.fast
+        b, s, hin = input.shape
+        n = self.n
+        total = wf.n
+        hq = total // 3
+        d = hq // n
+        qkv = wf.matmul(np.ascontiguousarray(input).reshape(b * s, hin))
+        if bf is not None:
+            qkv += bf
+        elif bias is not None:  # bias fed at run time: scale its Q part like the weight's
+            bb = bias.astype(np.float32)
+            if scale is None:
+                bb = bb.copy()
+                bb[:hq] *= np.float32(self.scale or 1.0 / np.sqrt(d))
+            qkv += bb
+        qkv = qkv.reshape(b, s, 3, n, d)
+        q_t = qkv[:, :, 0].transpose(0, 2, 3, 1)  # [B, N, D, S]
+        k = qkv[:, :, 1].transpose(0, 2, 1, 3)  # [B, N, T, D]
+        v = qkv[:, :, 2].transpose(0, 2, 1, 3)
+        sc = np.matmul(k, q_t)  # [B, N, T, S], fresh
+        if scale is not None:
+            sc *= scale
+        if mask_index is None and self.causal:
+            sc += self._causal_bias_t(s)
+        else:
+            mb = _mask_bias(np, mask_index, b, s, s, 0, self.causal, self.filter_value, "Attention")
+            if mb is not None:  # [B, 1, S, T] -> [B, 1, T, S]
+                sc += mb.transpose(0, 1, 3, 2)
+        sc -= sc.max(axis=2, keepdims=True)
+        np.exp(sc, out=sc)
+        den = sc.sum(axis=2, keepdims=True)  # [B, N, 1, S]
+        y = np.empty((b, s, n, d), np.float32)
+        np.matmul(sc.transpose(0, 1, 3, 2), v, out=y.transpose(0, 2, 1, 3))
+        y /= den.transpose(0, 3, 1, 2)  # [B, S, N, 1]
+        return y.reshape(b, s, n * d)
+
+    def _causal_bias_t(self, s):
+        cb = self._causal.get(s)
+        if cb is None:
+            j = np.arange(s).reshape(s, 1)  # key (row of S^T)
+            i = np.arange(s).reshape(1, s)  # query
+            cb = np.where(j > i, np.float32(_LOWEST), np.float32(0)).astype(np.float32)
+            if len(self._causal) > 16:
+                self._causal.clear()
+            self._causal[s] = cb
+        return cb
 
 
 # --------------------------------------------------------------------------- MultiHeadAttention

@@ -1,13 +1,23 @@
 """Convolutions: Conv, ConvTranspose, ConvInteger, QLinearConv, DeformConv.
 
-Conv is im2col + one matmul per group (a batched matmul over the groups):
-the im2col buffer is filled by a loop over the kernel taps (each tap copies one
-strided view of the padded input), never per output pixel. Fast paths:
-1x1 kernels without padding are a plain matmul on the input itself, and
-depthwise convolutions accumulate tap by tap (a matmul per channel would be
-tiny). Constant weights are packed to (group, M/group, C/group*prod(k)) once,
-in the prepare step. float16 / bfloat16 compute in float32 (BLAS has no
-half-precision matmul in numpy) and round once at the end.
+Conv is im2col + matmul. For 1-D / 2-D inputs on numpy the im2col buffer is
+filled tap by tap without a padded copy of the input: each kernel tap copies
+the rectangle of outputs that read inside the input and zeroes the border
+strips that read padding; at stride 1 with "same" width a tap is one flat
+contiguous copy of every image (the columns that wrap into the next row are
+zeroed afterwards). Layouts: one GEMM per image (group 1), written in column
+blocks so the epilogue (bias, the fused residual Z, the activation) runs on
+each block while it is still in cache; with batch > 1 and small images one
+GEMM covers the whole batch (columns (n, pixel)), which suits BLAS far better
+than N thin products. 1x1 kernels without padding are a plain matmul on the
+input itself (strided when strides > 1). Depthwise 2-D convolutions use a
+small GEMM per channel: the kh row-shifted copies of the image (K = kh) times
+the (kw, kh) weights give kw planes, which are added with their column
+shifts - in channel blocks that stay in cache. Other grouped convolutions
+are a batched matmul over the groups. Constant weights are packed to
+(group, M/group, C/group*prod(k)) once, in the prepare step. float16 /
+bfloat16 compute in float32 (BLAS has no half-precision matmul in numpy) and
+round once at the end.
 """
 from __future__ import annotations
 
@@ -18,9 +28,19 @@ import numpy as np
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
-from ._nn_util import check_auto_pad, conv_geometry, prod, spatial_attrs, window_slices
+from ._nn_util import (check_auto_pad, conv_geometry, prod, run_split, spatial_attrs, tap_ranges, window_slices,
+                       worker_count)
 
 _EXACT = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Bytes of output a GEMM call writes before its epilogue runs (cache-sized blocks).
+_BLOCK_BYTES = 1 << 20
+# Per-channel depthwise work (the kh row copies of a channel block) per step.
+_DW_BLOCK_BYTES = 1 << 19
+# Output rows per band of a shift-GEMM conv: its GEMM output (and copies) in about this many bytes.
+_SHIFT_BAND_BYTES = 1 << 23
+# Batch > 1 runs one GEMM over the whole batch when an image has at most this many output pixels.
+_BATCH_GEMM_PIXELS = 400
 
 
 def _compute_dtype(dtype):
@@ -57,6 +77,165 @@ def im2col(xp, xpad, kernel, dilations, strides, out_sp):
     return col
 
 
+def _span(first, lo, hi, s):
+    """The input slice read by outputs lo..hi-1 of one tap."""
+    return slice(first + lo * s, first + (hi - 1) * s + 1, s)
+
+
+class _Plan2D:
+    """Per input shape: the tap ranges of a 2-D window (1-D runs as height 1)."""
+
+    def __init__(self, in_hw, kernel, strides, dilations, begins, out_hw):
+        h, w = in_hw
+        ho, wo = out_hw
+        self.h, self.w, self.ho, self.wo = h, w, ho, wo
+        self.kernel, self.strides = tuple(kernel), tuple(strides)
+        self.rows = tap_ranges(kernel[0], dilations[0], begins[0], strides[0], h, ho)
+        self.cols = tap_ranges(kernel[1], dilations[1], begins[1], strides[1], w, wo)
+        # stride 1 and output width == input width: a tap is one flat shift of the image
+        self.flat = strides[0] == 1 and strides[1] == 1 and wo == w
+        # strided, output as wide as a stride phase of the input: im2col copies flat from the phases
+        self.phase_hw = (-(-h // strides[0]), -(-w // strides[1]))
+        self.phased = not self.flat and self.phase_hw[1] == wo
+        self.dw = None  # depthwise column phases, filled on first use
+
+
+def _flat_tap(dst, src, hs, ws, qr, qc, rows, cols):
+    """One im2col tap as one flat copy: dst (N, C, Ho, Wo) with Wo == ws gets, at output (o, p),
+    src (N, C, hs*ws) at row o + qr, column p + qc; outside ``rows`` / ``cols`` (ranges of o / p)
+    it is 0. The flat copy lands the reads of the invalid columns in the neighbouring rows: those
+    columns are zeroed after it."""
+    n, c, ho, wo = dst.shape
+    ar, br = rows
+    ac, bc = cols
+    off = qr * ws + qc
+    lo, hi = max(ar * ws, -off), min(br * ws, hs * ws - off)
+    dstf = dst.reshape(n, c, ho * wo)
+    if lo < hi:
+        dstf[:, :, lo:hi] = src[:, :, lo + off:hi + off]
+    else:
+        lo = hi = 0
+    if lo:
+        dstf[:, :, :lo] = 0
+    if hi < ho * wo:
+        dstf[:, :, hi:] = 0
+    if ac:
+        dst[:, :, ar:br, :ac] = 0
+    if bc < wo:
+        dst[:, :, ar:br, bc:] = 0
+
+
+def _phases(x, plan):
+    """x (N, C, H, W) split by stride phase: (sh, sw, N, C, Hq, Wq), P[a, b] = x[:, :, a::sh, b::sw]
+    zero-padded to Hq = ceil(H / sh) rows and Wq = ceil(W / sw) columns."""
+    n, c = x.shape[:2]
+    sh, sw = plan.strides
+    hq, wq = plan.phase_hw
+    p = np.empty((sh, sw, n, c, hq, wq), dtype=x.dtype)
+    for a in range(sh):
+        ra = len(range(a, plan.h, sh))
+        for b in range(sw):
+            rb = len(range(b, plan.w, sw))
+            p[a, b, :, :, :ra, :rb] = x[:, :, a::sh, b::sw]
+            if ra < hq:
+                p[a, b, :, :, ra:] = 0
+            if rb < wq:
+                p[a, b, :, :, :ra, rb:] = 0
+    return p
+
+
+def _im2col_2d(x, plan, col):
+    """Fill col (N, C, kh, kw, Ho, Wo) - any strides, possibly a transposed view - from x (N, C, H, W).
+    Stride 1 with Wo == W: every tap is one flat copy of the images. Strided with Wo == ceil(W / sw):
+    the same on the input's stride phases (one strided copy of the input, then flat copies).
+    Otherwise each tap copies its valid rectangle and zeroes the border strips. The taps are
+    split over the intra-op threads."""
+    n, c = x.shape[:2]
+    h, w, ho, wo = plan.h, plan.w, plan.ho, plan.wo
+    sh, sw = plan.strides
+    taps = [(i, j) for i in range(len(plan.rows)) for j in range(len(plan.cols))]
+    if plan.flat:
+        xf = x.reshape(n, c, h * w)
+
+        def tap(i, j):
+            (fr, ar, br), (fc, ac, bc) = plan.rows[i], plan.cols[j]
+            dst = col[:, :, i, j]
+            if ar >= br or ac >= bc:
+                dst[...] = 0
+            else:
+                _flat_tap(dst, xf, h, w, fr, fc, (ar, br), (ac, bc))
+    elif plan.phased:
+        hq, wq = plan.phase_hw
+        ph = _phases(x, plan).reshape(sh, sw, n, c, hq * wq)
+
+        def tap(i, j):
+            (fr, ar, br), (fc, ac, bc) = plan.rows[i], plan.cols[j]
+            dst = col[:, :, i, j]
+            a, qr = fr % sh, fr // sh
+            b, qc = fc % sw, fc // sw
+            rows = (max(0, -qr), min(ho, hq - qr))
+            cols = (max(0, -qc), min(wo, wq - qc))
+            if ar >= br or ac >= bc or rows[0] >= rows[1] or cols[0] >= cols[1]:
+                dst[...] = 0
+            else:
+                _flat_tap(dst, ph[a, b], hq, wq, qr, qc, rows, cols)
+    else:
+        def tap(i, j):
+            (fr, ar, br), (fc, ac, bc) = plan.rows[i], plan.cols[j]
+            dst = col[:, :, i, j]
+            if ar >= br or ac >= bc:
+                dst[...] = 0
+                return
+            dst[:, :, ar:br, ac:bc] = x[:, :, _span(fr, ar, br, sh), _span(fc, ac, bc, sw)]
+            if ar:
+                dst[:, :, :ar] = 0
+            if br < ho:
+                dst[:, :, br:] = 0
+            if ac:
+                dst[:, :, ar:br, :ac] = 0
+            if bc < wo:
+                dst[:, :, ar:br, bc:] = 0
+
+    def part(lo, hi):
+        for k in range(lo, hi):
+            tap(*taps[k])
+
+    run_split(part, len(taps), worker_count(col.size))
+
+
+def _epilogue(xp, y, bias, z, act):
+    """y += bias; y += z; act(y) - in place on a fresh block."""
+    if bias is not None:
+        xp.add(y, bias, out=y)
+    if z is not None:
+        xp.add(y, z, out=y)
+    if act is not None:
+        act(xp, y)
+
+
+def _finish(y, bias, z, act, src=None):
+    """The numpy epilogue of y (N, M, P): y = src + bias when src is given (else y += bias),
+    then y += z and act(y) in place - split over the intra-op threads by output channels."""
+    if src is None and bias is None and z is None and act is None:
+        return
+
+    def part(lo, hi):
+        yb = y[:, lo:hi]
+        if src is not None:
+            if bias is not None:
+                np.add(src[:, lo:hi], bias[lo:hi], out=yb)
+            else:
+                np.copyto(yb, src[:, lo:hi])
+        elif bias is not None:
+            np.add(yb, bias[lo:hi], out=yb)
+        if z is not None:
+            np.add(yb, z[:, lo:hi], out=yb)
+        if act is not None:
+            act(np, yb)
+
+    run_split(part, y.shape[1], worker_count(y.size))
+
+
 class _ConvCore:
     """Geometry + packed weights of one Conv node; ``run`` does the arithmetic."""
 
@@ -68,6 +247,8 @@ class _ConvCore:
         self.group = int(group)
         self.attrs = (kernel_shape, strides, dilations, pads)
         self._geo = {}
+        self._dw = {}
+        self._shift = {}
         self.packed = None
         if w_const is not None:
             self.packed = self.pack(np.asarray(w_const), _compute_dtype(w_const.dtype))
@@ -89,12 +270,19 @@ class _ConvCore:
             if list(kernel) != list(w_shape[2:]):
                 raise ValueError(f"{self.op}: kernel_shape {kernel} does not match W {list(w_shape)}")
             begins, ends, out_sp = conv_geometry(self.auto_pad, x_shape[2:], kernel, strides, dilations, pads)
-            geo = (kernel, strides, dilations, begins, ends, out_sp)
+            plan = None
+            if nd in (1, 2):
+                one = [1] if nd == 1 else []
+                plan = _Plan2D(one + list(x_shape[2:]), one + list(kernel), one + list(strides),
+                               one + list(dilations), [0] * (2 - nd) + list(begins), one + list(out_sp))
+            geo = (kernel, strides, dilations, begins, ends, out_sp, plan)
             self._geo[key] = geo
         return geo
 
-    def run(self, x, w, b=None, *, pad_value=0, cdtype=None):
-        """The convolution in ``cdtype`` (float32/float64): returns (N, M, *out), bias added."""
+    def run(self, x, w, b=None, *, pad_value=0, cdtype=None, z=None, act=None):
+        """The convolution in ``cdtype`` (float32/float64): returns a fresh (N, M, *out) array with
+        the bias added, then ``z`` (same shape as the output) added, then ``act(xp, y)`` applied
+        in place."""
         xp = self.xp
         n, c = x.shape[:2]
         m = w.shape[0]
@@ -102,23 +290,362 @@ class _ConvCore:
         if c != w.shape[1] * g or m % g:
             raise ValueError(f"{self.op}: X {x.shape}, W {w.shape} and group={g} do not agree")
         cdtype = cdtype or _compute_dtype(x.dtype)
-        kernel, strides, dilations, begins, ends, out_sp = self.geometry(tuple(x.shape), tuple(w.shape))
+        kernel, strides, dilations, begins, ends, out_sp, plan = self.geometry(tuple(x.shape), tuple(w.shape))
         x = x.astype(cdtype, copy=False)
         wp = self.packed if self.packed is not None else self.pack(w, cdtype)
+        bias = None if b is None else b.astype(cdtype, copy=False).reshape(m, 1)
+        if z is not None:
+            z = z.astype(cdtype, copy=False)
+            if tuple(z.shape) != (n, m, *out_sp):
+                y = self.run(x, w, b, pad_value=pad_value, cdtype=cdtype)
+                y = y + z  # broadcasting Z: a fresh array
+                if act is not None:
+                    act(xp, y)
+                return y
         npix = prod(out_sp)
+        fast = xp is np and plan is not None and pad_value == 0
         if g == c and g == m and g > 1:
+            if fast:
+                return self._depthwise_gemm(x, wp, bias, z, act, plan).reshape(n, m, *out_sp)
             y = self._depthwise(x, wp, kernel, strides, dilations, begins, ends, out_sp, pad_value)
-        elif all(k == 1 for k in kernel) and not any(begins) and not any(ends):
+            _epilogue(xp, y, None if bias is None else bias.reshape((m,) + (1,) * len(out_sp)), z, act)
+            return y
+        pointwise = all(k == 1 for k in kernel) and not any(begins) and not any(ends)
+        if fast and g == 1:
+            return self._gemm(x, wp[0], bias, z, act, plan, pointwise, wp is self.packed).reshape(n, m, *out_sp)
+        if pointwise:
             # 1x1: the input (strided when strides > 1) is its own im2col matrix.
             xs = x if all(s == 1 for s in strides) else x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides)]
             y = xp.matmul(wp, xs.reshape(n, g, c // g, npix))
         else:
-            xpad = pad_spatial(xp, x, begins, ends, pad_value)
-            col = im2col(xp, xpad, kernel, dilations, strides, out_sp)
+            if fast:
+                col = np.empty((n, c, *plan.kernel, plan.ho, plan.wo), dtype=cdtype)
+                _im2col_2d(x.reshape(n, c, plan.h, plan.w), plan, col)
+            else:
+                xpad = pad_spatial(xp, x, begins, ends, pad_value)
+                col = im2col(xp, xpad, kernel, dilations, strides, out_sp)
             y = xp.matmul(wp, col.reshape(n, g, -1, npix))
-        y = y.reshape(n, m, *out_sp)
-        if b is not None:
-            y += b.astype(cdtype, copy=False).reshape((m,) + (1,) * len(out_sp))
+        y = y.reshape(n, m, npix)
+        if xp is np:
+            _finish(y, bias, None if z is None else z.reshape(n, m, npix), act)
+        else:
+            _epilogue(xp, y, bias, None if z is None else z.reshape(n, m, npix), act)
+        return y.reshape(n, m, *out_sp)
+
+    def _gemm(self, x, w2, bias, z, act, plan, pointwise, const):
+        """Group 1 on numpy: im2col (or the input itself) and one GEMM per image, or one GEMM over
+        the whole batch for small images; stride-1 "same"-width kernels may run as a shift-GEMM."""
+        n, c = x.shape[:2]
+        m, kdim = w2.shape
+        ho, wo = plan.ho, plan.wo
+        npix = ho * wo
+        x4 = x.reshape(n, c, plan.h, plan.w)
+        zf = None if z is None else z.reshape(n, m, npix)
+        if n > 1 and npix <= _BATCH_GEMM_PIXELS:
+            # One GEMM over the batch: columns ordered (image, pixel).
+            if pointwise:
+                col = np.empty((c, n, ho, wo), dtype=x.dtype)
+                sh, sw = plan.strides
+                np.copyto(col.transpose(1, 0, 2, 3), x4[:, :, ::sh, ::sw])
+            else:
+                col = np.empty((c, *plan.kernel, n, ho, wo), dtype=x.dtype)
+                _im2col_2d(x4, plan, col.transpose(3, 0, 1, 2, 4, 5))
+            t = np.matmul(w2, col.reshape(kdim, n * npix)).reshape(m, n, npix).transpose(1, 0, 2)
+            y = np.empty((n, m, npix), dtype=x.dtype)
+            _finish(y, bias, zf, act, src=t)
+            return y
+        if pointwise:
+            if plan.strides == (1, 1):
+                col = x.reshape(n, c, npix)
+            else:
+                col = np.ascontiguousarray(x4[:, :, ::plan.strides[0], ::plan.strides[1]]).reshape(n, c, npix)
+        else:
+            mode = self._shift_mode(plan, c, m)
+            if mode is not None:
+                return self._shift_gemm(x4, w2, bias, zf, act, plan, mode, const)
+            col = np.empty((n, c, *plan.kernel, ho, wo), dtype=x.dtype)
+            _im2col_2d(x4, plan, col)
+            col = col.reshape(n, kdim, npix)
+        y = np.matmul(w2, col)
+        _finish(y, bias, zf, act)
+        return y
+
+    @staticmethod
+    def _shift_mode(plan, c, m):
+        """How a stride-1 "same"-width conv best runs (None: im2col). "taps": one GEMM gives every
+        tap's plane from the input itself, the planes are added with their flat shifts; "cols":
+        the kh row-shifted copies of the input are the GEMM operand and only the kw column
+        planes are added. Picked by the memory traffic each needs (copies, adds, GEMM output)."""
+        if not plan.flat:
+            return None
+        kh, kw = plan.kernel
+        taps = kh * kw
+        if taps == 1:
+            return None
+        # per output pixel: elements copied + elements added + half the GEMM output
+        cost = {None: taps * c + 0.5 * m,
+                "cols": kh * c + (kw - 1) * m + 0.5 * kw * m}
+        if plan.ho == plan.h:  # the tap planes are computed on the input's own rows
+            cost["taps"] = (taps - 1) * m + 0.5 * taps * m
+        return min(cost, key=cost.get)
+
+    def _shift_weights(self, w2, mode, plan, c, const):
+        got = self._shift.get(mode) if const else None
+        if got is None:
+            m = w2.shape[0]
+            kh, kw = plan.kernel
+            w6 = w2.reshape(m, c, kh, kw)
+            if mode == "taps":  # rows (i, j, m), columns c
+                got = np.ascontiguousarray(w6.transpose(2, 3, 0, 1).reshape(kh * kw * m, c))
+            else:  # rows (j, m), columns (i, c)
+                got = np.ascontiguousarray(w6.transpose(3, 0, 2, 1).reshape(kw * m, kh * c))
+            if const:
+                self._shift[mode] = got
+        return got
+
+    def _shift_gemm(self, x4, w2, bias, zf, act, plan, mode, const):
+        """Stride 1, output as wide as the input: Y = sum over taps of shift(W_tap @ X), where a
+        shift is one flat add (the columns that would wrap into the next row are zeroed first).
+        Runs in bands of output rows so each band's GEMM output stays in cache."""
+        n, c, h, w = x4.shape
+        m = w2.shape[0]
+        kh, kw = plan.kernel
+        ho = plan.ho
+        wt = self._shift_weights(w2, mode, plan, c, const)
+        y = np.empty((n, m, ho * w), dtype=x4.dtype)
+        xf = x4.reshape(n, c, h * w)
+        rows = plan.rows
+        if mode == "taps":
+            taps = [(i * kw + j, fr, fc) for i, (fr, _, _) in enumerate(rows) for j, (fc, _, _) in enumerate(plan.cols)]
+            frmin = min(fr for _, fr, _ in taps)
+            frmax = max(fr for _, fr, _ in taps)
+            per_row = len(taps) * m * w * x4.itemsize
+        else:
+            taps = [(j, 0, fc) for j, (fc, _, _) in enumerate(plan.cols)]
+            per_row = kw * m * w * x4.itemsize + kh * c * w * x4.itemsize
+            r = np.empty((kh, c, min(ho, max(1, _SHIFT_BAND_BYTES // per_row)), w), dtype=x4.dtype)
+        band = min(ho, max(1, _SHIFT_BAND_BYTES // per_row))
+        first = next((t for t, fr, fc in taps if fr == 0 and fc == 0), None)
+        for k in range(n):
+            for b0 in range(0, ho, band):
+                b1 = min(ho, b0 + band)
+                nb = b1 - b0
+                if mode == "taps":
+                    r0, r1 = max(0, b0 + frmin), min(h, b1 + frmax)
+                    zk = np.matmul(wt, xf[k, :, r0 * w:r1 * w])
+                    base = b0 - r0  # row of Z that output row b0 reads at fr = 0
+                else:
+                    rb = r[:, :, :nb]
+
+                    def build(c0, c1, rb=rb, k=k, b0=b0, b1=b1, nb=nb):
+                        for i, (fr, lo, hi) in enumerate(rows):
+                            lo, hi = max(lo, b0) - b0, min(hi, b1) - b0
+                            dst = rb[i, c0:c1]
+                            if lo >= hi:
+                                dst[...] = 0
+                                continue
+                            if lo:
+                                dst[:, :lo] = 0
+                            if hi < nb:
+                                dst[:, hi:] = 0
+                            dst[:, lo:hi] = x4[k, c0:c1, b0 + fr + lo:b0 + fr + hi]
+
+                    run_split(build, c, worker_count(rb.size))
+                    zk = np.matmul(wt, rb.reshape(kh * c, nb * w))
+                    r0, r1, base = b0, b1, 0
+                zk = zk.reshape(-1, m, (r1 - r0) * w)
+                self._shift_adds(zk, y[k, :, b0 * w:b1 * w], taps, first, base, w, r1 - r0, bias,
+                                 None if zf is None else zf[k, :, b0 * w:b1 * w], act)
+        return y
+
+    @staticmethod
+    def _shift_adds(zk, yk, taps, first, base, w, zrows, bias, zb, act):
+        """yk (M, rows*w) = sum over taps of zk[t] (M, zrows*w) read at flat offset
+        (base + fr) * w + fc, then the epilogue - split over the output channels."""
+        ylen = yk.shape[1]
+        zlen = zrows * w
+
+        def part(lo_m, hi_m):
+            y = yk[lo_m:hi_m]
+            z = zk[:, lo_m:hi_m]
+            if first is not None:
+                off = base * w
+                if bias is not None:
+                    np.add(z[first, :, off:off + ylen], bias[lo_m:hi_m], out=y)
+                else:
+                    np.copyto(y, z[first, :, off:off + ylen])
+            elif bias is not None:
+                y[...] = bias[lo_m:hi_m]
+            else:
+                y.fill(0)
+            z4 = z.reshape(z.shape[0], hi_m - lo_m, zrows, w)
+            for t, fr, fc in taps:
+                if t == first or abs(fc) >= w:
+                    continue
+                off = (base + fr) * w + fc
+                lo, hi = max(0, -off), min(ylen, zlen - off)
+                if lo >= hi:
+                    continue
+                if fc < 0:  # the last -fc columns of a row would land in the next row
+                    z4[t, :, :, w + fc:] = 0
+                elif fc > 0:
+                    z4[t, :, :, :fc] = 0
+                y[:, lo:hi] += z[t, :, lo + off:hi + off]
+            if zb is not None:
+                np.add(y, zb[lo_m:hi_m], out=y)
+            if act is not None:
+                act(np, y)
+
+        run_split(part, yk.shape[0], worker_count(zk.size))
+
+    def _dw_plan(self, plan):
+        """Per shape: the column phases of a depthwise conv (see _depthwise_gemm)."""
+        dw = plan.dw
+        if dw is None:
+            sw = plan.strides[1]
+            wq = -(-plan.w // sw)
+            phases = []
+            for b in range(sw):
+                taps = [j for j, (f, lo, hi) in enumerate(plan.cols) if f % sw == b and lo < hi]
+                if not taps:
+                    continue
+                real = len(range(b, plan.w, sw))
+                shifts = [plan.cols[j][0] // sw for j in taps]
+                phases.append((b, taps, shifts, real))
+            flat = wq == plan.wo
+            first = None
+            for pi, (b, taps, shifts, real) in enumerate(phases):
+                for t, q in enumerate(shifts):
+                    if q == 0 and (flat or plan.wo <= real):
+                        first = (pi, 0)  # the tap that covers every output, moved to its phase's front
+                        order = [t] + [u for u in range(len(taps)) if u != t]
+                        phases[pi] = (b, [taps[u] for u in order], [shifts[u] for u in order], real)
+                        break
+                if first is not None:
+                    break
+            dw = plan.dw = (wq, flat, phases, first)
+        return dw
+
+    def _dw_weights(self, wp, n, kh, kw, phases):
+        """Per column phase, the (N*C, taps, kh) depthwise weights tiled over the batch
+        (cached per batch size when the weights are constant)."""
+        const = wp is self.packed
+        got = self._dw.get(n) if const else None
+        if got is None:
+            c = wp.shape[0]
+            wm = wp.reshape(c, kh, kw).transpose(0, 2, 1)  # (C, kw, kh)
+            got = []
+            for b, taps, shifts, real in phases:
+                wb = wm[:, taps]
+                got.append(np.ascontiguousarray(np.broadcast_to(wb, (n,) + wb.shape).reshape((n * c,) + wb.shape[1:])))
+            if const:
+                self._dw[n] = got
+        return got
+
+    def _depthwise_gemm(self, x, wp, bias, z, act, plan):
+        """Depthwise 2-D on numpy, in blocks of channels that stay in cache. The input's columns
+        are split into their stride phases (one phase at stride 1); per phase and channel, the kh
+        row taps of the image R (kh, Ho*Wq) times the (taps, kh) weights of the phase's column
+        taps give one plane per column tap, and the output is the sum of those planes, each
+        shifted by its column offset. When a phase is as wide as the output, a shift is one flat
+        add over the whole block (the columns that would wrap to the next row are zeroed first)."""
+        n, c = x.shape[:2]
+        h, w, ho, wo = plan.h, plan.w, plan.ho, plan.wo
+        kh, kw = plan.kernel
+        sh, sw = plan.strides
+        wq, flat, phases, first = self._dw_plan(plan)
+        wms = self._dw_weights(wp, n, kh, kw, phases)
+        planes = n * c
+        xs = x.reshape(planes, h, w)
+        npix = ho * wo
+        span = ho * wq
+        dt = x.dtype
+        bb = None
+        if bias is not None:
+            bb = bias if n == 1 else np.ascontiguousarray(np.broadcast_to(bias, (n, c, 1)).reshape(planes, 1))
+        zf = None if z is None else z.reshape(planes, npix)
+        y = np.empty((planes, npix), dtype=dt)
+        workers = worker_count(planes * (span * (kh + len(phases)) + npix))
+        step = max(1, min(-(-planes // workers), _DW_BLOCK_BYTES // (kh * len(phases) * span * x.itemsize)))
+
+        def part(lo_p, hi_p):
+            rbuf = [np.empty((kh, step, ho, wq), dtype=dt) for _ in phases]
+            zbuf = [np.empty((len(taps), step, span), dtype=dt) for _, taps, _, _ in phases]
+            for p0 in range(lo_p, hi_p, step):
+                p1 = min(hi_p, p0 + step)
+                k = p1 - p0
+                zs = []
+                for pi, (b, taps, shifts, real) in enumerate(phases):
+                    r = rbuf[pi][:, :k]
+                    for i, (f, lo, hi) in enumerate(plan.rows):
+                        if lo:
+                            r[i, :, :lo] = 0
+                        if hi < ho:
+                            r[i, :, hi:] = 0
+                        if lo < hi:
+                            src = xs[p0:p1, _span(f, lo, hi, sh)]
+                            if sw == 1:
+                                r[i, :, lo:hi] = src
+                            else:
+                                r[i, :, lo:hi, :real] = src[:, :, b::sw]
+                                if real < wq:
+                                    r[i, :, lo:hi, real:] = 0
+                    zb = zbuf[pi][:, :k]
+                    np.matmul(wms[pi][p0:p1], r.reshape(kh, k, span).transpose(1, 0, 2), out=zb.transpose(1, 0, 2))
+                    zs.append(zb)
+                bk = None if bb is None else bb[p0:p1]
+                yk = y[p0:p1]
+                if flat:
+                    # one flat add per column tap over the whole block (k * npix elements)
+                    if first is not None:
+                        src = zs[first[0]][first[1]]
+                        if bk is not None:
+                            np.add(src, bk, out=yk)
+                        else:
+                            np.copyto(yk, src)
+                    elif bk is not None:
+                        yk[...] = bk
+                    else:
+                        yk.fill(0)
+                    yl = yk.reshape(-1)
+                    total = k * npix
+                    for pi, (b, taps, shifts, real) in enumerate(phases):
+                        for t, q in enumerate(shifts):
+                            if first == (pi, t) or abs(q) >= wq:
+                                continue
+                            zt = zs[pi][t]
+                            z3 = zt.reshape(k, ho, wq)
+                            zl = zt.reshape(-1)
+                            if q < 0:  # the last -q columns of a row would land in the next row
+                                z3[:, :, wq + q:] = 0
+                                yl[-q:] += zl[:total + q]
+                            else:
+                                z3[:, :, :q] = 0
+                                yl[:total - q] += zl[q:]
+                else:
+                    y3 = yk.reshape(k, ho, wo)
+                    if first is not None:
+                        src = zs[first[0]][first[1]].reshape(k, ho, wq)[:, :, :wo]
+                        if bk is not None:
+                            np.add(src, bk.reshape(k, 1, 1), out=y3)
+                        else:
+                            np.copyto(y3, src)
+                    elif bk is not None:
+                        y3[...] = bk.reshape(k, 1, 1)
+                    else:
+                        y3.fill(0)
+                    for pi, (b, taps, shifts, real) in enumerate(phases):
+                        for t, q in enumerate(shifts):
+                            lo, hi = max(0, -q), min(wo, real - q)
+                            if first == (pi, t) or lo >= hi:
+                                continue
+                            y3[:, :, lo:hi] += zs[pi][t].reshape(k, ho, wq)[:, :, lo + q:hi + q]
+                if zf is not None or act is not None:
+                    _epilogue(np, yk, None, None if zf is None else zf[p0:p1], act)
+
+        # whole channel blocks per thread
+        blocks = -(-planes // step)
+        run_split(lambda lo, hi: part(lo * step, min(planes, hi * step)), blocks, workers)
         return y
 
     def _depthwise(self, x, wp, kernel, strides, dilations, begins, ends, out_sp, pad_value):

@@ -12,6 +12,7 @@ from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
 from ._common import norm_axis
+from ._nn_util import run_split, worker_count
 
 
 def _acc(dtype):
@@ -60,6 +61,20 @@ class _BatchNormBase:
         xp = self.xp
         a, b = self.folded if self.folded is not None else self._fold(xp, scale, B, mean, var)
         acc = a.dtype
+        if X.ndim > 2 and a.ndim == 1 and b.ndim == 1 and xp is np:
+            # (N, C, pixels) against (C, 1): the inner loops run over whole images, not rows;
+            # the channels are split over the intra-op threads
+            x3 = X.reshape(X.shape[0], X.shape[1], -1).astype(acc, copy=False)
+            y = np.empty(x3.shape, dtype=acc)
+            a2, b2 = a.reshape(-1, 1), b.reshape(-1, 1)
+
+            def part(lo, hi):
+                yb = y[:, lo:hi]
+                np.multiply(x3[:, lo:hi], a2[lo:hi], out=yb)
+                np.add(yb, b2[lo:hi], out=yb)
+
+            run_split(part, x3.shape[1], worker_count(x3.size))
+            return y.reshape(X.shape).astype(X.dtype, copy=False)
         y = X.astype(acc, copy=False) * self._shape(X, a)
         y += self._shape(X, b)
         return y.astype(X.dtype, copy=False)
@@ -149,6 +164,43 @@ def _normalize(xp, xa, axes, epsilon):
     return d, mean, inv
 
 
+def _normalize_rows(xp, rows, epsilon, inplace=False):
+    """(x - mean) / sqrt(var + eps) of each row of the 2-D float array ``rows``; returns
+    (normalized, mean, inv_std), the statistics as [R, 1]. The two-pass variance (of the
+    centered rows, as _normalize) stays exact for rows with a large mean. With numpy the row
+    sums and sums of squares are BLAS gemv / np.vecdot calls (several times faster than
+    ndarray.mean and einsum on short rows); ``inplace`` centers ``rows`` itself (a fresh array
+    of the caller's)."""
+    r, h = rows.shape
+    if xp is not np or h == 0 or rows.dtype not in (np.float32, np.float64):
+        y, mean, inv = _normalize(xp, rows, (1,), epsilon)
+        return y, mean, inv
+    dt = rows.dtype.type
+    ones = np.ones(h, rows.dtype)
+    mean = np.matmul(rows, ones)
+    mean /= dt(h)
+    mean = mean.reshape(r, 1)
+    d = np.subtract(rows, mean, out=rows if inplace else None)
+    var = np.vecdot(d, d)
+    var /= dt(h)
+    if bool(np.any(mean[:, 0] * mean[:, 0] > var)):
+        # rows far from 0: the BLAS sum's rounding (a few ulp of the row's magnitude) is no
+        # longer small next to the spread - refine the mean with the centered rows' sum
+        # (the corrected two-pass algorithm), at two more passes
+        c = np.matmul(d, ones)
+        c /= dt(h)
+        var -= c * c
+        np.maximum(var, dt(0), out=var)
+        mean += c.reshape(r, 1)
+        d -= c.reshape(r, 1)
+    var += dt(epsilon)
+    inv = np.sqrt(var, out=var)
+    np.divide(dt(1), inv, out=inv)
+    inv = inv.reshape(r, 1)
+    d *= inv
+    return d, mean, inv
+
+
 @kernel("InstanceNormalization", since=1)
 def instance_normalization(xp, input, scale, B, *, epsilon=1e-5, consumed_inputs=None):
     """Normalize each (n, c) plane over its spatial axes, then scale and shift per channel
@@ -177,7 +229,16 @@ class LayerNormalization:
         xp = self.xp
         axis = norm_axis(self.axis, X.ndim)
         acc = _acc(X.dtype) if self.stash_type == 1 else np.dtype(X.dtype)
-        y, mean, inv = _normalize(xp, X.astype(acc, copy=False), tuple(range(axis, X.ndim)), self.epsilon)
+        xa = X.astype(acc, copy=False)
+        if xp is np and X.size and xa.flags.c_contiguous:
+            # rows of a 2-D view (the usual trailing-axes case): the fast row statistics
+            kept = X.shape[:axis]
+            r = int(np.prod(kept, dtype=np.int64))
+            y, mean, inv = _normalize_rows(xp, xa.reshape(r, -1), self.epsilon, inplace=xa is not X)
+            stat = kept + (1,) * (X.ndim - axis)
+            y, mean, inv = y.reshape(X.shape), mean.reshape(stat), inv.reshape(stat)
+        else:
+            y, mean, inv = _normalize(xp, xa, tuple(range(axis, X.ndim)), self.epsilon)
         y *= Scale.astype(acc, copy=False)
         if B is not None:
             y += B.astype(acc, copy=False)

@@ -1,11 +1,15 @@
 """Pooling: AveragePool, MaxPool, LpPool, their Global forms, MaxRoiPool, MaxUnpool.
 
-Windowed pools pad the input once (with the reduction's identity) and reduce
-over the kernel taps: each tap is one strided view of the padded input that
-holds, for every output position, the element that tap sees. So the Python
-loop runs over the kernel taps (9 for a 3x3 window), never over pixels.
-With ceil_mode the last window may hang past the padded input; that overhang
-is padding that no divisor ever counts (onnxruntime's rule).
+Windowed pools reduce over the kernel taps: each tap is one strided view of
+the input that holds, for every output position, the element that tap sees,
+so the Python loop runs over the kernel taps, never over pixels. 1-D and 2-D
+max / average pools on numpy are separable: the rows of each window first
+(kh strided views, inner axis contiguous), then the columns of that smaller
+result; a tap only touches the outputs whose window sees it inside the input,
+so nothing is padded or copied. Other cases pad the input once (with the
+reduction's identity) and reduce over the views of the padded input. With
+ceil_mode the last window may hang past the padded input; that overhang is
+padding that no divisor ever counts (onnxruntime's rule).
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ import numpy as np
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
-from ._nn_util import check_auto_pad, pool_geometry, prod, spatial_attrs, window_slices
+from ._nn_util import (check_auto_pad, pool_geometry, prod, run_split, spatial_attrs, tap_ranges, window_slices,
+                       worker_count)
 
 
 def _lowest(dtype):
@@ -50,6 +55,14 @@ class _Window:
         ]
         self.taps = list(itertools.product(*(range(k) for k in kernel)))
         self._counts = {}
+        # separable 1-D / 2-D plan: per axis, the tap ranges (see _nn_util.tap_ranges)
+        self.sep = None
+        if nd in (1, 2):
+            one = [1] if nd == 1 else []
+            k2, s2, d2, b2 = one + kernel, one + strides, one + dilations, [0] * (2 - nd) + begins
+            i2, o2 = one + in_sp, one + out_sp
+            self.sep = [tap_ranges(k2[a], d2[a], b2[a], s2[a], i2[a], o2[a]) for a in range(2)]
+            self.hw = (i2, o2, s2)
 
     def padded(self, xp, x, value):
         """x padded on the spatial axes with ``value`` (pads and overhang); negative pads crop."""
@@ -118,6 +131,98 @@ class _Pool:
         return win
 
 
+def _separable(xp, x, win, ufunc, identity):
+    """Reduce every window with ``ufunc`` (maximum / add): rows first, then columns.
+    Windows that lie partly in the padding just skip those taps; a window wholly in the
+    padding gets ``identity``. On numpy the images are split over the intra-op threads."""
+    n, c = x.shape[:2]
+    (h, w), (ho, wo), _ = win.hw
+    planes = n * c
+    x3 = x.reshape(planes, h, w)
+    y = xp.empty((planes, ho, wo), dtype=x.dtype)
+    if xp is np:
+        run_split(lambda lo, hi: _separable_planes(xp, x3[lo:hi], win, ufunc, identity, y[lo:hi]), planes,
+                  worker_count(x.size))
+    else:
+        _separable_planes(xp, x3, win, ufunc, identity, y)
+    return y.reshape((n, c) + tuple(win.out_sp))
+
+
+def _separable_planes(xp, x3, win, ufunc, identity, y):
+    """_separable on images x3 (P, H, W) into y (P, Ho, Wo)."""
+    (h, w), (ho, wo), (sh, sw) = win.hw
+    rows, cols = win.sep
+
+    def reduce(src, ranges, axis, size_out, stride, out=None):
+        def view(a, f, lo, hi):
+            sl = slice(f + lo * stride, f + (hi - 1) * stride + 1, stride)
+            return a[:, sl] if axis == 1 else a[:, :, sl]
+
+        def part(a, lo, hi):
+            return a[:, lo:hi] if axis == 1 else a[:, :, lo:hi]
+
+        full = next((t for t, (f, lo, hi) in enumerate(ranges) if lo == 0 and hi == size_out), None)
+        if out is None:
+            shape = list(src.shape)
+            shape[axis] = size_out
+            out = xp.empty(shape, dtype=src.dtype)
+        if full is not None:
+            f, lo, hi = ranges[full]
+            xp.copyto(out, view(src, f, lo, hi))
+        else:
+            out.fill(identity)
+        for t, (f, lo, hi) in enumerate(ranges):
+            if t == full or lo >= hi:
+                continue
+            o = part(out, lo, hi)
+            ufunc(o, view(src, f, lo, hi), out=o)
+        return out
+
+    no_rows = len(rows) == 1 and rows[0] == (0, 0, h) and ho == h
+    no_cols = len(cols) == 1 and cols[0] == (0, 0, w) and wo == w
+    if no_cols:
+        if no_rows:
+            xp.copyto(y, x3)
+        else:
+            reduce(x3, rows, 1, ho, sh, out=y)
+        return
+    t = x3 if no_rows else reduce(x3, rows, 1, ho, sh)
+    if sw == 1 and wo == w and t.flags.c_contiguous:
+        _flat_columns(xp, t, cols, ufunc, identity, y)
+    else:
+        reduce(t, cols, 2, wo, sw, out=y)
+
+
+def _flat_columns(xp, t, cols, ufunc, identity, y):
+    """The column pass at stride 1 with the output as wide as the input, into y (contiguous):
+    each tap is one flat op over the whole array (rows run on into the next row); the few border
+    columns, where a tap falls outside the row, are then recomputed from their valid taps alone."""
+    w = t.shape[-1]
+    tf = t.reshape(-1)
+    total = tf.size
+    shifts = [f for f, lo, hi in cols]
+    yf = y.reshape(-1)
+    if 0 in shifts:
+        xp.copyto(yf, tf)
+    else:
+        yf.fill(identity)
+    for f in shifts:
+        if f == 0 or abs(f) >= w:
+            continue
+        lo, hi = max(0, -f), total - max(0, f)
+        ufunc(yf[lo:hi], tf[lo + f:hi + f], out=yf[lo:hi])
+    border = sorted({b for f in shifts for b in (range(0, min(w, -f)) if f < 0 else range(max(0, w - f), w))})
+    for b in border:
+        valid = [b + f for f in shifts if 0 <= b + f < w]
+        dst = y[..., b]
+        if not valid:
+            dst.fill(identity)
+            continue
+        xp.copyto(dst, t[..., valid[0]])
+        for v in valid[1:]:
+            ufunc(dst, t[..., v], out=dst)
+
+
 def _acc_dtype(dtype):
     """float16 / bfloat16 sums accumulate in float32."""
     return np.dtype(np.float32) if np.dtype(dtype).itemsize < 4 else np.dtype(dtype)
@@ -134,18 +239,28 @@ class AveragePool(_Pool):
                  kernel_shape=None, pads=None, strides=None):
         super().__init__(ctx, auto_pad, kernel_shape, strides, dilations, pads, ceil_mode)
         self.include_pad = bool(count_include_pad)
+        self._div = {}
 
     def __call__(self, X):
         xp = self.xp
         win = self.window(tuple(X.shape))
         acc = _acc_dtype(X.dtype)
-        xpad, origin = win.padded(xp, X.astype(acc, copy=False), 0)
-        total = None
-        for _, v in win.views(xpad, origin):
-            total = v.copy() if total is None else xp.add(total, v, out=total)
-        counts = win.counts(self.include_pad)
-        total /= xp.asarray(np.maximum(counts, 1).astype(acc))
+        if win.sep is not None:
+            total = _separable(xp, X.astype(acc, copy=False), win, xp.add, 0)
+        else:
+            xpad, origin = win.padded(xp, X.astype(acc, copy=False), 0)
+            total = None
+            for _, v in win.views(xpad, origin):
+                total = v.copy() if total is None else xp.add(total, v, out=total)
+        total /= self._divisor(xp, win, acc)
         return total.astype(X.dtype, copy=False)
+
+    def _divisor(self, xp, win, acc):
+        key = (id(win), acc)
+        got = self._div.get(key)
+        if got is None:
+            got = self._div[key] = xp.asarray(np.maximum(win.counts(self.include_pad), 1).astype(acc))
+        return got
 
 
 @kernel("LpPool", since=1)
@@ -194,6 +309,8 @@ class MaxPool(_Pool):
     def __call__(self, X):
         xp = self.xp
         win = self.window(tuple(X.shape))
+        if not self.want_indices and win.sep is not None and X.dtype.kind != "b":
+            return _separable(xp, X, win, xp.maximum, _lowest(X.dtype))
         xpad, origin = win.padded(xp, X, _lowest(X.dtype))
         if not self.want_indices:
             best = None

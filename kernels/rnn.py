@@ -300,6 +300,105 @@ class LSTM(_Recurrent):
         super().__init__(ctx, activation_alpha=activation_alpha, activation_beta=activation_beta,
                          activations=activations, clip=clip, direction=direction, hidden_size=hidden_size,
                          layout=layout, output_sequence=output_sequence)
+        # numpy fast path for the common LSTM (default activations, no clip / peepholes /
+        # input_forget, constant weights): sigmoid(x) = 0.5 + 0.5 tanh(x / 2), so with the i, o, f
+        # columns of W, R and the bias pre-multiplied by 0.5 (exact) one tanh over all four
+        # gates serves them all; each step then runs a handful of in-place numpy calls on
+        # preallocated buffers.
+        self.fast = None
+        acts = [[a[3] for a in d] for d in self.acts]
+        if (self.xp is np and self.w_t is not None and self.r_t is not None and self.bias is not None
+                and clip is None and not input_forget and not ctx.has_input(7)
+                and all(a == ["sigmoid", "tanh", "tanh"] for a in acts)):
+            self.fast = self._halve_sig_gates()
+
+    def _halve_sig_gates(self):
+        """(w_t, r_t, input bias) with the i, o, f gate columns multiplied by 0.5."""
+        d = self.num_dirs
+        r_t = self.r_t.copy()  # [D, H, 4H]
+        h = r_t.shape[1]
+        r_t[:, :, : 3 * h] *= r_t.dtype.type(0.5)
+        w_t = self.w_t.copy().reshape(self.w_t.shape[0], d, 4 * h)  # [I, D*4H]
+        w_t[:, :, : 3 * h] *= w_t.dtype.type(0.5)
+        in_bias = self.bias[0]
+        if in_bias is not None:
+            in_bias = in_bias.copy().reshape(d, 4 * h)
+            in_bias[:, : 3 * h] *= in_bias.dtype.type(0.5)
+            in_bias = in_bias.reshape(-1)
+        return w_t.reshape(self.w_t.shape), r_t, in_bias
+
+    def __call__(self, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None):
+        if self.fast is not None and P is None and X.dtype in (np.float32, np.float64) and X.ndim == 3:
+            lens = None if sequence_lens is None else np.asarray(sequence_lens).reshape(-1)
+            if lens is None or bool(np.all(lens == (X.shape[1] if self.layout == 1 else X.shape[0]))):
+                return self._run_fast(X, initial_h, initial_c)
+        return super().__call__(X, W, R, B, sequence_lens, initial_h, initial_c, P)
+
+    def _run_fast(self, X, initial_h, initial_c):
+        w_t, r_t, in_bias = self.fast
+        ct = w_t.dtype.type
+        out_dtype = X.dtype
+        if self.layout == 1:
+            X = X.transpose(1, 0, 2)
+        T, Bn, _ = X.shape
+        D = self.num_dirs
+        H = r_t.shape[1]
+        G4 = 4 * H
+        xw = np.matmul(X.reshape(T * Bn, -1).astype(w_t.dtype, copy=False), w_t)
+        if in_bias is not None:
+            xw += in_bias
+        xw = xw.reshape(T, Bn, D, G4)
+        if self.direction == "reverse":
+            xw = xw[::-1]
+        elif D == 2:
+            xw = xw.copy()
+            xw[:, :, 1] = xw[::-1, :, 1]  # the reverse direction reads time backwards
+
+        def init_state(v):
+            if v is None:
+                return np.zeros((D, Bn, H), dtype=w_t.dtype)
+            v = np.asarray(v).astype(w_t.dtype)
+            return np.ascontiguousarray(v.transpose(1, 0, 2)) if self.layout == 1 else v.copy()
+
+        h = init_state(initial_h)
+        c = init_state(initial_c)
+        # h of step t is written straight into Y[t] (or into one of two buffers) and read from
+        # there by step t + 1's matmul
+        Y = np.empty((T, D, Bn, H), dtype=w_t.dtype) if self.want_y else None
+        hs = list(Y) if Y is not None else [np.empty((D, Bn, H), dtype=w_t.dtype) for _ in range(2)]
+        g = np.empty((D, Bn, G4), dtype=w_t.dtype)
+        tmp = np.empty((D, Bn, H), dtype=w_t.dtype)
+        steps = list(xw.transpose(0, 2, 1, 3))  # T views [D, B, 4H]
+        sig = g[..., : 3 * H]
+        i_g, o_g, f_g, c_g = g[..., :H], g[..., H:2 * H], g[..., 2 * H:3 * H], g[..., 3 * H:]
+        half = ct(0.5)
+        mul, tanh, matmul = np.multiply, np.tanh, np.matmul
+        nh = len(hs)
+        for t in range(T):
+            matmul(h, r_t, out=g)
+            g += steps[t]
+            tanh(g, out=g)
+            sig *= half
+            sig += half
+            c *= f_g
+            mul(i_g, c_g, out=tmp)
+            c += tmp
+            tanh(c, out=tmp)
+            h = hs[t % nh]
+            mul(o_g, tmp, out=h)
+        if Y is not None:
+            h = h.copy()  # a view of Y, which is reordered below
+        outs = []
+        if Y is not None:
+            if self.direction != "forward":
+                rd = D - 1
+                Y[:, rd] = Y[::-1, rd].copy()
+            outs.append(Y.transpose(2, 0, 1, 3) if self.layout == 1 else Y)
+        else:
+            outs.append(None)
+        outs.append(h.transpose(1, 0, 2) if self.layout == 1 else h)
+        outs.append(c.transpose(1, 0, 2) if self.layout == 1 else c)
+        return tuple(None if o is None else np.ascontiguousarray(o.astype(out_dtype, copy=False)) for o in outs)
 
     def _step(self, xw_t, h, c, r_t, rec_bias, peep, H):
         # Gate order in W/R/B is i, o, f, c; peepholes P are i, o, f.
