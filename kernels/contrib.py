@@ -15,6 +15,7 @@ from ortlite.registry import kernel
 
 from .conv import Conv as _Conv
 from .math import Gemm as _Gemm
+from .math import _Weight
 from .tensor import trilu as _trilu
 
 MS = "com.microsoft"
@@ -184,6 +185,8 @@ class FusedMatMul:
         self.batch = (bool(transBatchA), bool(transBatchB))
         b = ctx.const(1)
         self.B = None if b is None else self.xp.asarray(self._prep(np, b, 1))
+        # a constant 2-D B' is laid out for the GEMM that runs it (kernels.math._Weight)
+        self.W = _Weight(self.xp, self.B) if self.B is not None and self.B.ndim == 2 else None
 
     def _prep(self, xp, x, which):
         if self.batch[which]:
@@ -197,10 +200,20 @@ class FusedMatMul:
 
     def __call__(self, A, B):
         xp = self.xp
-        b = self.B if self.B is not None else self._prep(xp, B, 1)
-        y = xp.asarray(xp.matmul(self._prep(xp, A, 0), b))
+        a = self._prep(xp, A, 0)
+        if self.W is not None and a.ndim >= 1 and (a.ndim <= 2 or (xp is not np or a.flags.c_contiguous)):
+            y = self.W.matmul(a if a.ndim <= 2 else a.reshape(-1, a.shape[-1]))
+            if a.ndim > 2:
+                y = y.reshape(a.shape[:-1] + (y.shape[-1],))
+        else:
+            b = self.B if self.B is not None else self._prep(xp, B, 1)
+            y = xp.matmul(a, b)
+        y = xp.asarray(y)
         if self.alpha != 1.0:
-            y = y * y.dtype.type(self.alpha)
+            if y.ndim:
+                y *= y.dtype.type(self.alpha)  # a fresh result
+            else:
+                y = xp.asarray(y * y.dtype.type(self.alpha))
         return y.astype(A.dtype, copy=False)
 
 

@@ -56,19 +56,16 @@ def gelu(xp, X):
     return _onnx_gelu(xp, X)  # exact erf form, as ONNX Gelu-20 approximate='none'
 
 
-def _f32_bias_rows(xp, X, bias):
-    """(X as [R, H], bias [H]) for the numpy float32 fast paths that add a bias vector over the
-    last axis block by block, else None."""
-    if (xp is not np or bias is None or X.dtype != np.float32 or bias.dtype != np.float32 or X.ndim < 1
-            or bias.ndim != 1 or bias.shape[0] != X.shape[-1] or not X.flags.c_contiguous):
-        return None
-    return X.reshape(-1, X.shape[-1]), bias
+def _f32_bias_fast(xp, X, bias):
+    """Whether the numpy float32 fast paths apply: they add a bias vector over the last axis
+    block by block (in cache) instead of materializing X + bias first."""
+    return (xp is np and bias is not None and X.dtype == np.float32 and bias.dtype == np.float32 and X.ndim >= 1
+            and bias.ndim == 1 and bias.shape[0] == X.shape[-1] and X.flags.c_contiguous)
 
 
 @kernel("BiasGelu", since=1, domain=MS)
 def bias_gelu(xp, A, B):
-    rb = _f32_bias_rows(xp, A, B)
-    if rb is not None:
+    if _f32_bias_fast(xp, A, B):
         return _gelu_f32(xp, A, bias=B)
     return _onnx_gelu(xp, A + B)
 
@@ -76,10 +73,10 @@ def bias_gelu(xp, A, B):
 @kernel("FastGelu", since=1, domain=MS)
 def fast_gelu(xp, X, bias=None):
     # 0.5x(1 + tanh(0.7978845608 (x + 0.044715 x^3))): ONNX Gelu's tanh approximation
-    rb = _f32_bias_rows(xp, X, bias)
-    if rb is not None:
+    if _f32_bias_fast(xp, X, bias):
         y = np.empty(X.shape, np.float32)
-        _gelu_tanh_into(rb[0], y.reshape(rb[0].shape), bias)
+        h = X.shape[-1]
+        _gelu_tanh_into(X.reshape(-1, h), y.reshape(-1, h), bias)
         return y
     return _onnx_gelu(xp, X if bias is None else X + bias, approximate="tanh")
 
@@ -165,8 +162,6 @@ class _SkipNormBase:
             s = xp.add(input, skip)  # fresh; skip may be (1, S, H) or (S, H)
         else:
             s = input.astype(wd) + skip.astype(wd, copy=False)
-        if s.shape != input.shape:
-            s = xp.broadcast_to(s, input.shape).copy()
         if bias is not None:
             s += bias.astype(wd, copy=False)
         if self.simplified:
@@ -377,10 +372,10 @@ class Attention:
         self.want_present = ctx.has_output(1)
         w = ctx.const(1)
         self.W = None if w is None else self.xp.asarray(np.ascontiguousarray(w.astype(_wd(w.dtype))))
-        # numpy fast path (float32, no past / attention_bias / present): the packed weight in C
-        # order (one GEMM for Q, K and V) with Q's columns - and bias - pre-multiplied by the
-        # softmax scale when that is a power of two (exact, so the scores are bit-identical to
-        # scaling them afterwards).
+        # numpy fast path (float32, equal Q/K/V sizes, no past / attention_bias / present): the
+        # packed weight (one GEMM for Q, K and V, laid out by kernels.math._Weight) with Q's
+        # columns - and bias - pre-multiplied by the softmax scale when that is a power of two
+        # (exact, so the scores are bit-identical to scaling them afterwards).
         self.fast = None
         b = ctx.const(2)
         if self.xp is np and w is not None and w.ndim == 2 and w.dtype == np.float32 and not self.sizes \
@@ -396,8 +391,8 @@ class Attention:
                     bf[:hq] *= np.float32(scale)
             t = ctx.input_types[0] if ctx.input_types else None
             self.fast = (_Weight(np, wf, _static_rows(t)), bf, None if exact else np.float32(scale))
-            self.W = None  # the fast path's copy serves the general path too (see __call__)
-        self._causal = {}  # (s, t) -> transposed additive causal bias [t, s]
+            self.W = None  # the general path (past, present, ...) reads the weights input as is
+        self._causal = {}  # sequence length -> transposed additive causal bias [T, S]
 
     def __call__(self, input, weights, bias=None, mask_index=None, past=None, attention_bias=None,
                  past_sequence_length=None):
@@ -454,9 +449,8 @@ class Attention:
         if bf is not None:
             qkv += bf
         elif bias is not None:  # bias fed at run time: scale its Q part like the weight's
-            bb = bias.astype(np.float32)
+            bb = bias.astype(np.float32)  # a copy
             if scale is None:
-                bb = bb.copy()
                 bb[:hq] *= np.float32(self.scale or 1.0 / np.sqrt(d))
             qkv += bb
         qkv = qkv.reshape(b, s, 3, n, d)

@@ -1,23 +1,27 @@
 """Convolutions: Conv, ConvTranspose, ConvInteger, QLinearConv, DeformConv.
 
-Conv is im2col + matmul. For 1-D / 2-D inputs on numpy the im2col buffer is
-filled tap by tap without a padded copy of the input: each kernel tap copies
-the rectangle of outputs that read inside the input and zeroes the border
-strips that read padding; at stride 1 with "same" width a tap is one flat
-contiguous copy of every image (the columns that wrap into the next row are
-zeroed afterwards). Layouts: one GEMM per image (group 1), written in column
-blocks so the epilogue (bias, the fused residual Z, the activation) runs on
-each block while it is still in cache; with batch > 1 and small images one
-GEMM covers the whole batch (columns (n, pixel)), which suits BLAS far better
-than N thin products. 1x1 kernels without padding are a plain matmul on the
-input itself (strided when strides > 1). Depthwise 2-D convolutions use a
-small GEMM per channel: the kh row-shifted copies of the image (K = kh) times
-the (kw, kh) weights give kw planes, which are added with their column
-shifts - in channel blocks that stay in cache. Other grouped convolutions
-are a batched matmul over the groups. Constant weights are packed to
-(group, M/group, C/group*prod(k)) once, in the prepare step. float16 /
-bfloat16 compute in float32 (BLAS has no half-precision matmul in numpy) and
-round once at the end.
+Conv on numpy (1-D and 2-D; 1-D runs as height 1) picks its algorithm per shape, once:
+
+* 1x1 without padding: a plain matmul on the input itself (strided when strides > 1);
+* depthwise (group == C == M): per channel, the kh row-shifted copies R (kh, pixels) of the
+  image times the (kw, kh) weights give kw planes, which are summed with their column shifts
+  (strided convs split the columns into their stride phases first). Runs in channel blocks
+  that stay in cache;
+* stride 1 with the output as wide as the input ("same" width), group 1: a shift-GEMM when it
+  moves less memory than im2col - one GEMM on the input (or on its kh row-shifted copies)
+  gives a plane per tap (or per column tap), summed with flat shifts;
+* otherwise im2col + GEMM. The im2col buffer is filled tap by tap without a padded copy of the
+  input: at stride 1 with "same" width a tap is one flat copy of every image, strided convs do
+  the same on the input's stride phases, and other taps copy their valid rectangle and zero the
+  border strips. With batch > 1 and small images one GEMM covers the whole batch (columns
+  (image, pixel)), which suits BLAS far better than N thin products.
+
+In every case the epilogue (bias, FusedConv's residual Z and activation) runs in place on the
+fresh output, and the larger elementwise passes (copies, shifted adds, epilogues) are split
+over the intra-op threads (see _nn_util.run_split). Grouped convolutions are a batched matmul
+over the groups; 3-D convolutions and other array modules take the generic padded im2col.
+Constant weights are packed once, in the prepare step. float16 / bfloat16 compute in float32
+(BLAS has no half-precision matmul in numpy) and round once at the end.
 """
 from __future__ import annotations
 
@@ -33,8 +37,6 @@ from ._nn_util import (check_auto_pad, conv_geometry, prod, run_split, spatial_a
 
 _EXACT = (np.dtype(np.float32), np.dtype(np.float64))
 
-# Bytes of output a GEMM call writes before its epilogue runs (cache-sized blocks).
-_BLOCK_BYTES = 1 << 20
 # Per-channel depthwise work (the kh row copies of a channel block) per step.
 _DW_BLOCK_BYTES = 1 << 19
 # Output rows per band of a shift-GEMM conv: its GEMM output (and copies) in about this many bytes.
@@ -94,9 +96,14 @@ class _Plan2D:
         self.cols = tap_ranges(kernel[1], dilations[1], begins[1], strides[1], w, wo)
         # stride 1 and output width == input width: a tap is one flat shift of the image
         self.flat = strides[0] == 1 and strides[1] == 1 and wo == w
-        # strided, output as wide as a stride phase of the input: im2col copies flat from the phases
         self.phase_hw = (-(-h // strides[0]), -(-w // strides[1]))
-        self.phased = not self.flat and self.phase_hw[1] == wo
+        # im2col rows as wide as the source (the input at stride 1, else its stride phases), so a
+        # tap is one flat copy; the columns past wo are computed and cropped in the epilogue
+        # (taken when they add at most an eighth)
+        src_w = self.phase_hw[1]
+        self.col_w = src_w if wo <= src_w <= wo + max(0, wo // 8) else wo
+        self.flat_col = self.col_w == src_w and strides[0] == 1 and strides[1] == 1
+        self.phased = self.col_w == src_w and not self.flat_col
         self.dw = None  # depthwise column phases, filled on first use
 
 
@@ -145,16 +152,17 @@ def _phases(x, plan):
 
 
 def _im2col_2d(x, plan, col):
-    """Fill col (N, C, kh, kw, Ho, Wo) - any strides, possibly a transposed view - from x (N, C, H, W).
-    Stride 1 with Wo == W: every tap is one flat copy of the images. Strided with Wo == ceil(W / sw):
-    the same on the input's stride phases (one strided copy of the input, then flat copies).
-    Otherwise each tap copies its valid rectangle and zeroes the border strips. The taps are
-    split over the intra-op threads."""
+    """Fill col (N, C, kh, kw, Ho, plan.col_w) - any strides, possibly a transposed view - from
+    x (N, C, H, W). With col_w as wide as the input (stride 1) every tap is one flat copy of the
+    images; with col_w as wide as the input's stride phases, the same on the phases (one strided
+    copy of the input first). Otherwise (col_w == Wo) each tap copies its valid rectangle and
+    zeroes the border strips. The taps are split over the intra-op threads."""
     n, c = x.shape[:2]
-    h, w, ho, wo = plan.h, plan.w, plan.ho, plan.wo
+    h, w, ho = plan.h, plan.w, plan.ho
+    wo = plan.col_w
     sh, sw = plan.strides
     taps = [(i, j) for i in range(len(plan.rows)) for j in range(len(plan.cols))]
-    if plan.flat:
+    if plan.flat_col:
         xf = x.reshape(n, c, h * w)
 
         def tap(i, j):
@@ -319,12 +327,18 @@ class _ConvCore:
             y = xp.matmul(wp, xs.reshape(n, g, c // g, npix))
         else:
             if fast:
-                col = np.empty((n, c, *plan.kernel, plan.ho, plan.wo), dtype=cdtype)
+                col = np.empty((n, c, *plan.kernel, plan.ho, plan.col_w), dtype=cdtype)
                 _im2col_2d(x.reshape(n, c, plan.h, plan.w), plan, col)
+                y = np.matmul(wp, col.reshape(n, g, -1, plan.ho * plan.col_w))
+                if plan.col_w != plan.wo:  # crop the extra columns while adding the bias
+                    t = y.reshape(n, m, plan.ho, plan.col_w)[..., :plan.wo]
+                    y = np.empty((n, m, plan.ho, plan.wo), dtype=cdtype)
+                    _finish(y, None if bias is None else bias.reshape(m, 1, 1), z, act, src=t)
+                    return y.reshape(n, m, *out_sp)
             else:
                 xpad = pad_spatial(xp, x, begins, ends, pad_value)
                 col = im2col(xp, xpad, kernel, dilations, strides, out_sp)
-            y = xp.matmul(wp, col.reshape(n, g, -1, npix))
+                y = xp.matmul(wp, col.reshape(n, g, -1, npix))
         y = y.reshape(n, m, npix)
         if xp is np:
             _finish(y, bias, None if z is None else z.reshape(n, m, npix), act)
@@ -347,12 +361,16 @@ class _ConvCore:
                 col = np.empty((c, n, ho, wo), dtype=x.dtype)
                 sh, sw = plan.strides
                 np.copyto(col.transpose(1, 0, 2, 3), x4[:, :, ::sh, ::sw])
+                t = np.matmul(w2, col.reshape(kdim, n * npix)).reshape(m, n, npix).transpose(1, 0, 2)
             else:
-                col = np.empty((c, *plan.kernel, n, ho, wo), dtype=x.dtype)
+                cw = plan.col_w
+                col = np.empty((c, *plan.kernel, n, ho, cw), dtype=x.dtype)
                 _im2col_2d(x4, plan, col.transpose(3, 0, 1, 2, 4, 5))
-            t = np.matmul(w2, col.reshape(kdim, n * npix)).reshape(m, n, npix).transpose(1, 0, 2)
-            y = np.empty((n, m, npix), dtype=x.dtype)
-            _finish(y, bias, zf, act, src=t)
+                t = np.matmul(w2, col.reshape(kdim, n * ho * cw)).reshape(m, n, ho, cw)[..., :wo]
+                t = t.transpose(1, 0, 2, 3)
+            y = np.empty((n, m, ho, wo), dtype=x.dtype)
+            _finish(y, None if bias is None else bias.reshape(m, 1, 1), None if z is None else z.reshape(y.shape),
+                    act, src=t.reshape(n, m, ho, wo))
             return y
         if pointwise:
             if plan.strides == (1, 1):
@@ -363,8 +381,15 @@ class _ConvCore:
             mode = self._shift_mode(plan, c, m)
             if mode is not None:
                 return self._shift_gemm(x4, w2, bias, zf, act, plan, mode, const)
-            col = np.empty((n, c, *plan.kernel, ho, wo), dtype=x.dtype)
+            cw = plan.col_w
+            col = np.empty((n, c, *plan.kernel, ho, cw), dtype=x.dtype)
             _im2col_2d(x4, plan, col)
+            if cw != wo:  # crop the extra columns while adding the bias
+                t = np.matmul(w2, col.reshape(n, kdim, ho * cw)).reshape(n, m, ho, cw)[..., :wo]
+                y = np.empty((n, m, ho, wo), dtype=x.dtype)
+                _finish(y, None if bias is None else bias.reshape(m, 1, 1),
+                        None if z is None else z.reshape(y.shape), act, src=t)
+                return y
             col = col.reshape(n, kdim, npix)
         y = np.matmul(w2, col)
         _finish(y, bias, zf, act)

@@ -233,15 +233,16 @@ def erf(xp, x):
 # (the term only corrects x there; at a >= 6 it is below 1e-8). Measured against
 # 0.5 x erfc(-x / sqrt 2) in float64: <= 2.3 ulp for x >= 0 and relative error <= 7e-7 for
 # -2.5 <= x < 0 (where float32 rounding of the exponent dominates). x < -2.5 (a small tail
-# in practice) is recomputed in float64 from Cody's erfc, so the tiny values there keep
-# full relative accuracy; NaN propagates, Gelu(+inf) = inf.
+# in practice) is recomputed in float64 (_gelu_tail64), so the tiny values there keep full
+# relative accuracy (correctly rounded or one ulp off); NaN propagates, Gelu(+inf) = inf,
+# Gelu(-inf) = -0. About 4x faster than evaluating the float64 scheme blockwise.
 _GELU_Q = (0.00012120872367829625, -0.0012743489197018013, 0.005448878115939725, -0.010791948794174465,
            -0.0012500206587590635, 0.0776601230878403, -0.29097647024673196, -1.2732039539305504,
            -1.5957706017756097)
 _GELU_Q32 = tuple(np.float32(c) for c in _GELU_Q)
 _GELU_TAIL = np.float32(-2.5)  # below: the float64 tail
 _GELU_HMAX = np.float32(3.0)
-_F32_HALF, _F32_ZERO, _F32_ONE = np.float32(0.5), np.float32(0.0), np.float32(1.0)
+_F32_HALF, _F32_ZERO = np.float32(0.5), np.float32(0.0)
 _BLOCK32 = 65536  # float32 elements per block: the few temporaries stay in L2
 
 

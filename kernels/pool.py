@@ -3,10 +3,12 @@
 Windowed pools reduce over the kernel taps: each tap is one strided view of
 the input that holds, for every output position, the element that tap sees,
 so the Python loop runs over the kernel taps, never over pixels. 1-D and 2-D
-max / average pools on numpy are separable: the rows of each window first
-(kh strided views, inner axis contiguous), then the columns of that smaller
-result; a tap only touches the outputs whose window sees it inside the input,
-so nothing is padded or copied. Other cases pad the input once (with the
+max / average pools are separable: the rows of each window first (kh strided
+views, inner axis contiguous), then the columns of that smaller result (at
+stride 1, one flat op per tap over all the images, the border columns redone);
+a tap only touches the outputs whose window sees it inside the input, so
+nothing is padded. On numpy the images are split over the intra-op threads.
+Other cases (3-D, MaxPool's Indices, LpPool) pad the input once (with the
 reduction's identity) and reduce over the views of the padded input. With
 ceil_mode the last window may hang past the padded input; that overhang is
 padding that no divisor ever counts (onnxruntime's rule).

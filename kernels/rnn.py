@@ -18,6 +18,44 @@ import numpy as np
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
+_BLAS = None  # threadpoolctl's controller of numpy's BLAS, looked up once (False: none)
+
+
+def _blas_controller():
+    global _BLAS
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            libs = ThreadpoolController().select(user_api="blas").lib_controllers
+            _BLAS = libs[0] if len(libs) == 1 else False
+        except Exception:  # noqa: BLE001 - no threadpoolctl, or it cannot see the BLAS
+            _BLAS = False
+    return _BLAS or None
+
+
+class _SingleThreadedBlas:
+    """Run a block with one BLAS thread (restoring the count after). For loops of small
+    dependent products, such as a recurrence's per-step gemv: waking BLAS worker threads for
+    ~20 us of work each step costs more than it saves, and on a busy machine far more (a
+    bidirectional LSTM of 32 steps measured 15 ms with two OpenBLAS threads, 2 ms with one).
+    The thread count is process-wide state: a concurrent run only sees its speed change."""
+
+    __slots__ = ("ctl", "n")
+
+    def __enter__(self):
+        self.ctl = _blas_controller()
+        self.n = self.ctl.get_num_threads() if self.ctl is not None else 1
+        if self.n > 1:
+            self.ctl.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.n > 1:
+            self.ctl.set_num_threads(self.n)
+        return False
+
+
 def _sigmoid(xp, x):
     # 0.5 * (1 + tanh(x / 2)) is sigmoid without overflow in exp; in place on one temporary.
     y = x * 0.5
@@ -336,7 +374,6 @@ class LSTM(_Recurrent):
 
     def _run_fast(self, X, initial_h, initial_c):
         w_t, r_t, in_bias = self.fast
-        ct = w_t.dtype.type
         out_dtype = X.dtype
         if self.layout == 1:
             X = X.transpose(1, 0, 2)
@@ -362,32 +399,9 @@ class LSTM(_Recurrent):
 
         h = init_state(initial_h)
         c = init_state(initial_c)
-        # h of step t is written straight into Y[t] (or into one of two buffers) and read from
-        # there by step t + 1's matmul
         Y = np.empty((T, D, Bn, H), dtype=w_t.dtype) if self.want_y else None
-        hs = list(Y) if Y is not None else [np.empty((D, Bn, H), dtype=w_t.dtype) for _ in range(2)]
-        g = np.empty((D, Bn, G4), dtype=w_t.dtype)
-        tmp = np.empty((D, Bn, H), dtype=w_t.dtype)
-        steps = list(xw.transpose(0, 2, 1, 3))  # T views [D, B, 4H]
-        sig = g[..., : 3 * H]
-        i_g, o_g, f_g, c_g = g[..., :H], g[..., H:2 * H], g[..., 2 * H:3 * H], g[..., 3 * H:]
-        half = ct(0.5)
-        mul, tanh, matmul = np.multiply, np.tanh, np.matmul
-        nh = len(hs)
-        for t in range(T):
-            matmul(h, r_t, out=g)
-            g += steps[t]
-            tanh(g, out=g)
-            sig *= half
-            sig += half
-            c *= f_g
-            mul(i_g, c_g, out=tmp)
-            c += tmp
-            tanh(c, out=tmp)
-            h = hs[t % nh]
-            mul(o_g, tmp, out=h)
-        if Y is not None:
-            h = h.copy()  # a view of Y, which is reordered below
+        with _SingleThreadedBlas():
+            self._recur(xw, h, c, Y, r_t, T, D, Bn, H)
         outs = []
         if Y is not None:
             if self.direction != "forward":
@@ -399,6 +413,44 @@ class LSTM(_Recurrent):
         outs.append(h.transpose(1, 0, 2) if self.layout == 1 else h)
         outs.append(c.transpose(1, 0, 2) if self.layout == 1 else c)
         return tuple(None if o is None else np.ascontiguousarray(o.astype(out_dtype, copy=False)) for o in outs)
+
+    @staticmethod
+    def _recur(xw, h, c, Y, r_t, T, D, Bn, H):
+        """The time loop of the fast path, in place on h, c [D, B, H] and Y [T, D, B, H] (or None);
+        xw [T, B, D, 4H] holds the input projections with the sigmoid gates pre-halved."""
+        dt = r_t.dtype
+        g = np.empty((Bn, 4 * H), dtype=dt)
+        tmp = np.empty((Bn, H), dtype=dt)
+        sig = g[:, : 3 * H]
+        i_g, o_g, f_g, c_g = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
+        half = dt.type(0.5)
+        mul, tanh, matmul = np.multiply, np.tanh, np.matmul
+        # The directions run one after the other: each one's recurrent weight (4H x H) then
+        # stays in cache for all its steps (interleaved, the two together overflow L2 and
+        # every step's gemv streams them from L3: about 3x slower for H = 256).
+        for d in range(D):
+            r_d = r_t[d]
+            c_d = c[d]
+            h_d = h[d]
+            # h of step t goes straight into Y[t, d] (or one of two buffers), which step t + 1's
+            # matmul reads
+            hs = [Y[t, d] for t in range(T)] if Y is not None else [np.empty((Bn, H), dtype=dt)
+                                                                      for _ in range(2)]
+            nh = len(hs)
+            steps = xw[:, :, d]  # [T, B, 4H]
+            for t in range(T):
+                matmul(h_d, r_d, out=g)
+                g += steps[t]
+                tanh(g, out=g)
+                sig *= half
+                sig += half
+                c_d *= f_g
+                mul(i_g, c_g, out=tmp)
+                c_d += tmp
+                tanh(c_d, out=tmp)
+                h_d = hs[t % nh]
+                mul(o_g, tmp, out=h_d)
+            h[d] = h_d
 
     def _step(self, xw_t, h, c, r_t, rec_bias, peep, H):
         # Gate order in W/R/B is i, o, f, c; peepholes P are i, o, f.

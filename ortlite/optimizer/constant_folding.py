@@ -16,7 +16,7 @@ _NONDETERMINISTIC = {
     "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Bernoulli", "Multinomial",
     "Dropout",
 }
-_MAX_FOLD_ELEMENTS = 1 << 22  # don't materialize huge tensors (e.g. ConstantOfShape of a big shape)
+_MAX_FOLD_ELEMENTS = 1 << 27  # 128M elements: folding costs memory once; not folding costs time every run
 
 
 def _evaluate(node, inputs, graph):

@@ -147,6 +147,13 @@ DENSE = [
     ((1, 4, 9, 9), (6, 4, 5, 3), {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
     ((1, 4, 9, 9), (6, 4, 3, 3), {"auto_pad": "SAME_LOWER", "strides": [1, 2]}),
     ((2, 4, 6, 6), (5, 4, 3, 3), {"pads": [4, 4, 4, 4]}),  # pads larger than the kernel reach
+    # im2col rows as wide as the source, the extra columns cropped: "valid" at stride 1 ...
+    ((1, 8, 20, 20), (6, 8, 3, 3), {}),
+    ((3, 8, 18, 18), (6, 8, 3, 3), {}),  # ... with the batch GEMM
+    ((1, 3, 40, 40), (6, 3, 7, 7), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),  # ZFNet's stem: on the phases
+    ((1, 3, 99, 99), (6, 3, 11, 11), {"strides": [4, 4]}),  # AlexNet's stem
+    ((1, 3, 24, 24), (6, 3, 3, 3), {"strides": [2, 2]}),  # SqueezeNet's stem
+    ((2, 12, 20, 20), (12, 4, 3, 3), {"group": 3}),  # grouped
     ((2, 12, 10, 10), (12, 4, 3, 3), {"group": 3, "pads": [1, 1, 1, 1]}),  # grouped
     ((2, 12, 10, 10), (6, 4, 1, 1), {"group": 3}),  # grouped 1x1 (ShuffleNet)
     ((1, 8, 13, 13), (8, 4, 3, 3), {"group": 2, "strides": [2, 2], "pads": [1, 1, 1, 1]}),
