@@ -400,8 +400,14 @@ class LSTM(_Recurrent):
         h = init_state(initial_h)
         c = init_state(initial_c)
         Y = np.empty((T, D, Bn, H), dtype=w_t.dtype) if self.want_y else None
+        # One direction after the other (not interleaved step by step): each one's recurrent
+        # weight (4H x H) then stays in cache for all its steps (interleaved, the two together
+        # overflow L2 and every step's gemv streams them from L3: ~3x slower for H = 256).
+        # (Running the two directions on two Python threads measured no faster: the per-step
+        # numpy calls are too short to overlap.)
         with _SingleThreadedBlas():
-            self._recur(xw, h, c, Y, r_t, T, D, Bn, H)
+            for d in range(D):
+                self._recur(xw, h, c, Y, r_t, d)
         outs = []
         if Y is not None:
             if self.direction != "forward":
@@ -415,9 +421,12 @@ class LSTM(_Recurrent):
         return tuple(None if o is None else np.ascontiguousarray(o.astype(out_dtype, copy=False)) for o in outs)
 
     @staticmethod
-    def _recur(xw, h, c, Y, r_t, T, D, Bn, H):
-        """The time loop of the fast path, in place on h, c [D, B, H] and Y [T, D, B, H] (or None);
-        xw [T, B, D, 4H] holds the input projections with the sigmoid gates pre-halved."""
+    def _recur(xw, h, c, Y, r_t, d):
+        """The time loop of direction d of the fast path, in place on h[d], c[d] ([D, B, H]) and
+        Y[:, d] ([T, D, B, H] or None); xw [T, B, D, 4H] holds the input projections with the
+        sigmoid gates pre-halved."""
+        T, Bn = xw.shape[:2]
+        H = h.shape[2]
         dt = r_t.dtype
         g = np.empty((Bn, 4 * H), dtype=dt)
         tmp = np.empty((Bn, H), dtype=dt)
@@ -425,32 +434,27 @@ class LSTM(_Recurrent):
         i_g, o_g, f_g, c_g = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
         half = dt.type(0.5)
         mul, tanh, matmul = np.multiply, np.tanh, np.matmul
-        # The directions run one after the other: each one's recurrent weight (4H x H) then
-        # stays in cache for all its steps (interleaved, the two together overflow L2 and
-        # every step's gemv streams them from L3: about 3x slower for H = 256).
-        for d in range(D):
-            r_d = r_t[d]
-            c_d = c[d]
-            h_d = h[d]
-            # h of step t goes straight into Y[t, d] (or one of two buffers), which step t + 1's
-            # matmul reads
-            hs = [Y[t, d] for t in range(T)] if Y is not None else [np.empty((Bn, H), dtype=dt)
-                                                                      for _ in range(2)]
-            nh = len(hs)
-            steps = xw[:, :, d]  # [T, B, 4H]
-            for t in range(T):
-                matmul(h_d, r_d, out=g)
-                g += steps[t]
-                tanh(g, out=g)
-                sig *= half
-                sig += half
-                c_d *= f_g
-                mul(i_g, c_g, out=tmp)
-                c_d += tmp
-                tanh(c_d, out=tmp)
-                h_d = hs[t % nh]
-                mul(o_g, tmp, out=h_d)
-            h[d] = h_d
+        r_d = r_t[d]
+        c_d = c[d]
+        h_d = h[d]
+        # h of step t goes straight into Y[t, d] (or one of two buffers), which step t + 1's
+        # matmul reads
+        hs = [Y[t, d] for t in range(T)] if Y is not None else [np.empty((Bn, H), dtype=dt) for _ in range(2)]
+        nh = len(hs)
+        steps = xw[:, :, d]  # [T, B, 4H]
+        for t in range(T):
+            matmul(h_d, r_d, out=g)
+            g += steps[t]
+            tanh(g, out=g)
+            sig *= half
+            sig += half
+            c_d *= f_g
+            mul(i_g, c_g, out=tmp)
+            c_d += tmp
+            tanh(c_d, out=tmp)
+            h_d = hs[t % nh]
+            mul(o_g, tmp, out=h_d)
+        h[d] = h_d
 
     def _step(self, xw_t, h, c, r_t, rec_bias, peep, H):
         # Gate order in W/R/B is i, o, f, c; peepholes P are i, o, f.

@@ -280,3 +280,24 @@ def test_lstm_fast_path(direction, with_state):
         np.testing.assert_array_equal(a, g)  # the pre-halved sigmoid gates are exact
     for a, o in zip(got, theirs(m, f)):
         np.testing.assert_allclose(a, o, rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("rows", [1, 16, 100])
+@pytest.mark.parametrize("trans_b", [0, 1])
+def test_fused_matmul_constant_weight(rows, trans_b):
+    a, b = randn(1, rows, 96), randn(80, 96) if trans_b else randn(96, 80)
+    both("FusedMatMul", [("a", a), ("b", b)], consts={"b"}, transB=trans_b, alpha=0.5, rtol=1e-5, atol=1e-5)
+    both("FusedMatMul", [("a", randn(96, rows)), ("b", b)], consts={"b"}, transA=1, transB=trans_b,
+         rtol=1e-5, atol=1e-5)
+
+
+def test_lstm_fast_path_restores_blas_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    t, b, i, h = 4, 1, 5, 8
+    inputs = [("x", randn(t, b, i)), ("w", randn(1, 4 * h, i)), ("r", randn(1, 4 * h, h)), ("bias", randn(1, 8 * h))]
+    m, f = _model("LSTM", inputs, {"y": F32}, consts={"w", "r", "bias"}, domain="", opset=14, hidden_size=h)
+    sess = ortlite.InferenceSession(m, providers=["CPUExecutionProvider"])
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        sess.run(None, f)
+        counts = {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+    assert counts <= {2}, counts  # the recurrence ran single-threaded and put the count back
