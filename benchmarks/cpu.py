@@ -18,7 +18,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -115,28 +114,6 @@ def feeds_for(model, kw):
     return zoo.example_inputs(model, dims=dims)
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    blas = "unknown"
-    try:
-        from threadpoolctl import threadpool_info
-
-        libs = [f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads)"
-                for i in threadpool_info() if i.get("user_api") == "blas"]
-        blas = ", ".join(libs) or "none found"
-    except ImportError:
-        pass
-    return f"{cpu}; {os.cpu_count()} cores; numpy {np.__version__} BLAS: {blas}; Python {platform.python_version()}"
-
-
 _RSS_SCRIPT = r"""
 import json, resource, sys, warnings, numpy as np
 warnings.simplefilter("ignore")
@@ -223,6 +200,7 @@ def main(argv=None):
     if args.list:
         print("\n".join(MODELS))
         return 0
+    from ortlite.bench import machine_line
     warnings.simplefilter("ignore")
     MODELS["tiny_chain"] = _tiny_chain
     names = [n for n in args.models.split(",") if n] + ["tiny_chain"]
@@ -243,7 +221,7 @@ def main(argv=None):
         "",
         f"- command: `{cmd}`",
         f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
-        f"- machine: {machine()}",
+        f"- machine: {machine_line()}",
         f"- method: same process, intra_op_num_threads={args.threads} for both, {args.runs} runs each after "
         f"{args.warmup} warm-up runs, alternating; medians. onnxruntime: session.intra_op.allow_spinning=0. "
         "Peak RSS from a separate process per runtime and model.",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import shlex
 import sys
 import time
@@ -24,17 +23,6 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def build_model(trees, depth, features, samples, seed):
@@ -67,6 +55,7 @@ def main(argv=None):
 
     import ortlite
     import ortlite.registry
+    from ortlite.bench import machine_line
 
     model, X, train_s = build_model(args.trees, args.depth, args.features, max(4000, args.rows), 0)
     rng = np.random.default_rng(1)
@@ -115,8 +104,7 @@ def main(argv=None):
         "",
         f"- command: `{cmd}`",
         f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
-        f"- machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"numpy {np.__version__}; load average at the end {os.getloadavg()[0]:.2f} (a shared machine "
+        f"- machine: {machine_line()}; load average at the end {os.getloadavg()[0]:.2f} (a shared machine "
         "slows both runtimes alike; compare the ratio)",
         f"- model: scikit-learn GradientBoostingClassifier, {args.trees} trees, max_depth {args.depth}, "
         f"{args.features} features, binary (trained in {train_s:.1f} s), converted with skl2onnx",

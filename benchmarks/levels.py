@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import sys
 import warnings
 
@@ -20,7 +19,7 @@ import numpy as np
 
 import ortlite
 from ortlite import zoo
-from ortlite.bench import _Runner, alternate, onnxruntime_runner
+from ortlite.bench import _Runner, alternate, machine_line, onnxruntime_runner
 
 LEVELS = [
     ("ORT_DISABLE_ALL", ortlite.GraphOptimizationLevel.ORT_DISABLE_ALL),
@@ -33,19 +32,6 @@ MODELS = {
     "bert_base": lambda: zoo.bert_base(batch=1, seq=128),
     "resnet50": lambda: zoo.resnet50(batch=1),
 }
-
-
-def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
 
 
 def bench_model(name, iterations, warmup, threads):
@@ -91,7 +77,7 @@ def main(argv=None):
         f"Command: `python benchmarks/levels.py --models {args.models} --iterations {args.iterations} "
         f"--threads {args.threads}`  ",
         f"Date: {datetime.date.today()}  ",
-        f"Machine: {machine()}  ",
+        f"Machine: {machine_line()}  ",
         "onnxruntime runs with session.intra_op.allow_spinning=0; runs alternate between sessions; medians.",
         "",
     ]

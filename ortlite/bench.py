@@ -569,6 +569,20 @@ def _json_safe(o):
     return o
 
 
+def machine_line() -> str:
+    """One line for results files: CPU model, cores, numpy and its BLAS (threadpoolctl), Python."""
+    m = machine_info()
+    blas = "unknown (threadpoolctl not installed)"
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = ", ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads)"
+                         for i in threadpool_info() if i.get("user_api") == "blas") or "none found"
+    except ImportError:
+        pass
+    return f"{m['cpu']}; {m['cores']} cores; numpy {m['numpy']} BLAS: {blas}; Python {m['python']}"
+
+
 def machine_info() -> dict:
     import numpy
 

@@ -19,8 +19,6 @@ def _parse_shapes(items):
 
 
 def _load_model(path):
-    import onnx
-
     from ortlite.loader import load_model
 
     if path is None:

@@ -112,32 +112,31 @@ class Plan:
     def run(self, inputs, fetch=None):
         """Run with ``inputs`` aligned to ``input_names``; returns the values of ``output_names``
         (or of the slots in ``fetch``)."""
+        if self.trace:
+            return self.run_profiled(inputs, _Tracer, fetch)
         slots = self.template.copy()
         for s, v in zip(self.input_slots, inputs):
             slots[s] = v
-        if self.trace:
-            self._run_traced(slots)
-        else:
-            k = -1
-            try:
-                # The hot loop: per step one C-level gather of the inputs, the call, one store.
-                for k, (fn, get, arity, out, frees) in enumerate(self._fast):
-                    if arity == 1:
-                        r = fn(get(slots))
-                    elif arity:
-                        r = fn(*get(slots))
-                    else:
-                        r = fn()
-                    if out >= 0 and type(r) is not tuple:
-                        slots[out] = r
-                    else:
-                        _store_many(slots, self.steps[k].outs, r, self.steps[k])
-                    for f in frees:
-                        slots[f] = None
-            except (Fail, RuntimeException):
-                raise
-            except Exception as e:  # noqa: BLE001 - name the node that failed
-                raise _node_error(self.steps[k], e) from e
+        k = -1
+        try:
+            # The hot loop: per step one C-level gather of the inputs, the call, one store.
+            for k, (fn, get, arity, out, frees) in enumerate(self._fast):
+                if arity == 1:
+                    r = fn(get(slots))
+                elif arity:
+                    r = fn(*get(slots))
+                else:
+                    r = fn()
+                if out >= 0 and type(r) is not tuple:
+                    slots[out] = r
+                else:
+                    _store_many(slots, self.steps[k].outs, r, self.steps[k])
+                for f in frees:
+                    slots[f] = None
+        except (Fail, RuntimeException):
+            raise
+        except Exception as e:  # noqa: BLE001 - name the node that failed
+            raise _node_error(self.steps[k], e) from e
         return [slots[s] for s in (fetch or self.output_slots)]
 
     def run_parallel(self, inputs, pool, fetch=None):
@@ -232,24 +231,16 @@ class Plan:
             record(step, t0, t1, args, outs)
         return [slots[s] for s in (fetch or self.output_slots)]
 
-    def _run_traced(self, slots):
-        for step in self.steps:
-            t0 = time.perf_counter()
-            try:
-                r = step.fn(*[slots[i] for i in step.ins])
-            except (Fail, RuntimeException):
-                raise
-            except Exception as e:  # noqa: BLE001
-                raise _node_error(step, e) from e
-            if len(step.outs) == 1 and type(r) is not tuple:
-                slots[step.outs[0]] = r
-            else:
-                _store_many(slots, step.outs, r, step)
-            dt = (time.perf_counter() - t0) * 1e6
-            shapes = [getattr(slots[o], "shape", type(slots[o]).__name__) for o in step.outs]
-            log.warning("[trace] %-20s %-30s %8.1f us -> %s", step.node.op_type, step.node.name, dt, shapes)
-            for f in step.frees:
-                slots[f] = None
+
+
+class _Tracer:
+    """ORTLITE_TRACE=1: log each node with its time and output shapes (a profiler-shaped recorder)."""
+
+    @staticmethod
+    def record_node(step, t0_ns, t1_ns, args, outs):
+        shapes = [getattr(o, "shape", type(o).__name__) for o in outs]
+        log.warning("[trace] %-20s %-30s %8.1f us -> %s", step.node.op_type, step.node.name,
+                    (t1_ns - t0_ns) / 1e3, shapes)
 
 
 def _fast_step(step):

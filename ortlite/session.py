@@ -16,7 +16,7 @@ from ortlite.errors import Fail, InvalidArgument, InvalidGraph
 from ortlite.ir import Graph, ValueInfo
 from ortlite.iobinding import IOBinding
 from ortlite.loader import check_model, load_model, without_weights
-from ortlite.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
+from ortlite.options import ExecutionMode, SessionOptions
 from ortlite.ortvalue import OrtValue
 from ortlite.copies import CopyStats, insert_copies
 from ortlite.report import NodePlacement, PlacementReport
