@@ -310,7 +310,7 @@ def onnxruntime_runner(model_bytes, feeds, threads=0, level=None, label=None, pr
         so.graph_optimization_level = _ort_level(level)
     label = label or f"onnxruntime {ort.__version__} {short(provider)}"
     device = _ORT_DEVICE[provider]
-    bind = _ort_binder(device) if iobinding else None
+    bind = _binder(device, ort.OrtValue) if iobinding else None
     r = _Runner(label, lambda: ort.InferenceSession(model_bytes, so, providers=_ORT_CHAIN[provider]), feeds,
                 bind=bind, memory=memory, device=device)
     r.result.runtime = "onnxruntime"
@@ -319,38 +319,16 @@ def onnxruntime_runner(model_bytes, feeds, threads=0, level=None, label=None, pr
     return r
 
 
-def _ort_binder(device):
+def _binder(device, ortvalue_cls):
+    """IOBinding set-up for a timed runner; the API is the same in onnxruntime and ortlite,
+    so only the OrtValue class differs. Device-resident inputs are made once, outside the runs."""
     def bind(sess, feeds):
-        import onnxruntime as ort
-
         io = sess.io_binding()
         for name, x in feeds.items():
             if device == "cpu":
                 io.bind_cpu_input(name, x)
             else:
-                io.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(x, device, 0))
-        for o in sess.get_outputs():
-            io.bind_output(o.name, device, 0)
-
-        def run():
-            sess.run_with_iobinding(io)
-            io.synchronize_outputs()
-
-        return run, io.copy_outputs_to_cpu
-
-    return bind
-
-
-def _ortlite_binder(device):
-    def bind(sess, feeds):
-        import ortlite
-
-        io = sess.io_binding()
-        for name, x in feeds.items():
-            if device == "cpu":
-                io.bind_cpu_input(name, x)
-            else:  # device-resident inputs: made once, outside the timed runs
-                io.bind_ortvalue_input(name, ortlite.OrtValue.ortvalue_from_numpy(x, device, 0))
+                io.bind_ortvalue_input(name, ortvalue_cls.ortvalue_from_numpy(x, device, 0))
         for o in sess.get_outputs():
             io.bind_output(o.name, device, 0)
 
@@ -395,7 +373,7 @@ def ortlite_runner(model_src, feeds, provider, threads=0, level="all", iobinding
             warnings.simplefilter("ignore")
             return ortlite.InferenceSession(model_src, so, providers=chain)
 
-    r = _Runner(f"ortlite {short(provider)}", make, feeds, bind=_ortlite_binder(device) if iobinding else None,
+    r = _Runner(f"ortlite {short(provider)}", make, feeds, bind=_binder(device, ortlite.OrtValue) if iobinding else None,
                 memory=memory, device=device)
     res = r.result
     res.runtime = "ortlite"

@@ -60,16 +60,22 @@ def _feeds(model, given, shapes, batch=None):
     return feeds
 
 
-def cmd_run(args):
-    import ortlite
-
-    model, label = _load_model(args.model)
+def _given_inputs(items):
+    """--input name=file.npy arguments as {name: array}."""
     given = {}
-    for item in args.input or []:
+    for item in items or []:
         name, _, path = item.partition("=")
         if not path:
             raise SystemExit(f"--input expects name=file.npy, got '{item}'")
         given[name] = np.load(path, allow_pickle=False)
+    return given
+
+
+def cmd_run(args):
+    import ortlite
+
+    model, label = _load_model(args.model)
+    given = _given_inputs(args.input)
     providers = [_provider(p) for p in args.providers.split(",")] if args.providers else None
     sess = ortlite.InferenceSession(model.SerializeToString(), providers=providers)
     feeds = _feeds(model, given, _parse_shapes(args.shape))
@@ -135,12 +141,7 @@ def cmd_compare(args):
     from ortlite.compare import compare
 
     model, label = _load_model(args.model)
-    given = {}
-    for item in args.input or []:
-        name, _, path = item.partition("=")
-        if not path:
-            raise SystemExit(f"--input expects name=file.npy, got '{item}'")
-        given[name] = np.load(path, allow_pickle=False)
+    given = _given_inputs(args.input)
     feeds = _feeds(model, given, _parse_shapes(args.shape), batch=args.batch)
     providers = _provider_list(args.providers) or ["CPUExecutionProvider"]
     result = compare(model, providers, onnxruntime=args.onnxruntime, feeds=feeds, atol=args.atol, rtol=args.rtol,
