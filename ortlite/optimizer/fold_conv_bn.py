@@ -45,6 +45,18 @@ def _fold(scale, bias, mean, var, eps):
     return s, bias - mean * s
 
 
+
+def _sole_bn_reader(ctx, idx, node):
+    """The BatchNormalization that is the only reader of ``node``'s output, or None."""
+    z = node.outputs[0]
+    readers = idx.consumers.get(z, [])
+    if len(readers) != 1 or readers[0].op_type != "BatchNormalization":
+        return None
+    bn = readers[0]
+    if bn.inputs[0] != z or not sole_reader(ctx, z, bn, idx.consumers):
+        return None
+    return bn
+
 class ConvBNFusion:
     """Folds an inference BatchNormalization into the Conv that feeds it.
 
@@ -64,13 +76,8 @@ class ConvBNFusion:
         for conv in [n for n in ctx.graph.nodes if n.op_type == "Conv" and n.domain == ""]:
             if len(conv.inputs) < 2 or len(conv.outputs) != 1 or not conv.outputs[0]:
                 continue
-            z = conv.outputs[0]
-            consumers = idx.consumers
-            readers = consumers.get(z, [])
-            if len(readers) != 1 or readers[0].op_type != "BatchNormalization":
-                continue
-            bn = readers[0]
-            if bn.inputs[0] != z or not sole_reader(ctx, z, bn, consumers):
+            bn = _sole_bn_reader(ctx, idx, conv)
+            if bn is None:
                 continue
             W = ctx.const(conv.inputs[1])
             if W is None or np.asarray(W).dtype.type not in _FLOATS or np.ndim(W) < 3:
@@ -81,7 +88,7 @@ class ConvBNFusion:
                 B = ctx.const(conv.inputs[2])
                 if B is None or np.asarray(B).shape != (W.shape[0],):
                     continue
-            p = _bn_params(ctx, bn, W.shape[0], consumers)
+            p = _bn_params(ctx, bn, W.shape[0], idx.consumers)
             if p is None:
                 continue
             s, off = _fold(*p)
@@ -117,13 +124,8 @@ class MatmulBNFusion:
         for mm in [n for n in ctx.graph.nodes if n.op_type == "MatMul" and n.domain == ""]:
             if len(mm.inputs) != 2 or len(mm.outputs) != 1 or not mm.outputs[0]:
                 continue
-            z = mm.outputs[0]
-            consumers = idx.consumers
-            readers = consumers.get(z, [])
-            if len(readers) != 1 or readers[0].op_type != "BatchNormalization":
-                continue
-            bn = readers[0]
-            if bn.inputs[0] != z or not sole_reader(ctx, z, bn, consumers):
+            bn = _sole_bn_reader(ctx, idx, mm)
+            if bn is None:
                 continue
             W = ctx.const(mm.inputs[1])
             if W is None or np.asarray(W).dtype.type not in _FLOATS or np.ndim(W) != 2:
@@ -131,7 +133,7 @@ class MatmulBNFusion:
             if value_rank(ctx, mm.inputs[0]) != 2:
                 continue
             W = np.asarray(W)
-            p = _bn_params(ctx, bn, W.shape[1], consumers)
+            p = _bn_params(ctx, bn, W.shape[1], idx.consumers)
             if p is None:
                 continue
             s, off = _fold(*p)
