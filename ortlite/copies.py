@@ -128,8 +128,7 @@ def insert_copies(graph, placements, providers, constants, stats):
                 location[cname] = need
             new_inputs[k] = copies[key]
         if new_inputs != node.inputs:  # the plan reads the copies; the IR keeps its names
-            pl = Placement(dataclasses.replace(node, inputs=new_inputs), pl.provider, pl.kernel, pl.refused)
-            pl.original = node
+            pl = Placement(dataclasses.replace(node, inputs=new_inputs), pl.provider, pl.kernel, pl.refused, node)
         steps.append(pl)
     return steps, infos, host_read_feeds
 

@@ -22,6 +22,7 @@ class Placement:
     provider: object  # ExecutionProvider instance
     kernel: object  # KernelDef
     refused: list = field(default_factory=list)  # [(provider name, reason)] of earlier providers
+    original: object = None  # for a copy-step view of a node: the IR node it was made from
 
 
 def schema_function(node, graph: Graph):

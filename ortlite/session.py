@@ -245,7 +245,7 @@ class InferenceSession:
         steps, copies, host_feeds = insert_copies(graph, placements, self._providers, constants, self._copy_stats)
         fn_of = {id(b[0]): b[1] for b in bound}
         bound = [
-            (s.node, fn_of[id(getattr(s, "original", s.node))], s.provider.name) if isinstance(s, Placement) else s
+            (s.node, fn_of[id(s.original or s.node)], s.provider.name) if isinstance(s, Placement) else s
             for s in steps
         ]
         if top:
