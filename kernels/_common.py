@@ -19,7 +19,3 @@ def to_ints(x) -> list:
     """A host tensor (shape input) as a Python list of ints."""
     return [int(v) for v in np.asarray(x).reshape(-1)]
 
-
-def as_array(xp, x, dtype=None):
-    """Make sure a result is an ndarray (numpy ufuncs on 0-d inputs return scalars)."""
-    return xp.asarray(x, dtype=dtype)

@@ -15,7 +15,6 @@ import dataclasses
 import threading
 from dataclasses import dataclass
 
-import numpy as np
 
 from ortlite.ir import Node
 from ortlite.partition import METADATA_ONLY_OPS, Placement, host_inputs
@@ -132,6 +131,3 @@ def insert_copies(graph, placements, providers, constants, stats):
         steps.append(pl)
     return steps, infos, host_read_feeds
 
-
-def values_on_device(values) -> bool:
-    return any(not isinstance(v, (np.ndarray, list, dict, type(None), np.generic)) for v in values)
