@@ -113,7 +113,9 @@ def _activation(op, name, alpha=None, beta=None, gamma=None):
     a = da if alpha is None else alpha
     b = db if beta is None else beta
     g = dg if gamma is None else gamma
-    return lambda xp, y: fn(xp, y, a, b, g)
+    act = lambda xp, y: fn(xp, y, a, b, g)  # noqa: E731
+    act.kind, act.params = name, (a, b)  # read by the compiled conv epilogue (kernels._jit)
+    return act
 
 
 def _in_place(act):
@@ -126,6 +128,7 @@ def _in_place(act):
         if r is not y:
             y[...] = r
 
+    run.kind, run.params = act.kind, act.params
     return run
 
 
@@ -144,7 +147,7 @@ class FusedConv:
         self.xp = ctx.xp
         self.act = _in_place(_activation("FusedConv", activation, *(params + [None, None])[:2]))
         self.conv = _Conv(ctx, auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
-                          pads=pads, strides=strides)
+                          pads=pads, strides=strides, act=self.act, has_z=ctx.has_input(3))
 
     def __call__(self, X, W, B=None, Z=None):
         y = self.conv.core.run(X, W, B, z=Z, act=self.act)  # compute dtype (float32/64), a fresh array

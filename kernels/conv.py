@@ -32,6 +32,8 @@ import numpy as np
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
+from . import _jit
+from ._jit import ACT_NONE
 from ._nn_util import (check_auto_pad, conv_geometry, prod, run_split, spatial_attrs, tap_ranges, window_slices,
                        worker_count)
 
@@ -92,6 +94,7 @@ class _Plan2D:
         ho, wo = out_hw
         self.h, self.w, self.ho, self.wo = h, w, ho, wo
         self.kernel, self.strides = tuple(kernel), tuple(strides)
+        self.dilations, self.begins = tuple(dilations), tuple(begins)
         self.rows = tap_ranges(kernel[0], dilations[0], begins[0], strides[0], h, ho)
         self.cols = tap_ranges(kernel[1], dilations[1], begins[1], strides[1], w, wo)
         # stride 1 and output width == input width: a tap is one flat shift of the image
@@ -221,10 +224,30 @@ def _epilogue(xp, y, bias, z, act):
         act(xp, y)
 
 
+def _bias_act_jit(y, bias, z, act):
+    """y = act(y + bias (+ z)) in one compiled pass per channel block (kernels._jit); False
+    when it cannot run (no numba, an activation it lacks, an odd layout)."""
+    code = _jit.act_code(act)
+    if code is None or not y.flags.c_contiguous:
+        return False
+    fn = _jit.bias_act(y.dtype, code[0], z is not None)
+    if fn is None:
+        return False
+    n, m = y.shape[:2]
+    y3 = y.reshape(n, m, -1)
+    b1 = np.zeros(m, dtype=y.dtype) if bias is None else np.ascontiguousarray(bias.reshape(m), dtype=y.dtype)
+    z3 = y3 if z is None else np.ascontiguousarray(z.reshape(y3.shape), dtype=y.dtype)
+    prm = np.array([code[1], code[2], 1, 0], dtype=y.dtype)
+    run_split(lambda lo, hi: fn(y3, b1, z3, prm, lo, hi), m, worker_count(y.size))
+    return True
+
+
 def _finish(y, bias, z, act, src=None):
     """The numpy epilogue of y (N, M, P): y = src + bias when src is given (else y += bias),
     then y += z and act(y) in place - split over the intra-op threads by output channels."""
     if src is None and bias is None and z is None and act is None:
+        return
+    if src is None and _bias_act_jit(y, bias, z, act):
         return
 
     def part(lo, hi):
@@ -257,7 +280,9 @@ class _ConvCore:
         self._geo = {}
         self._dw = {}
         self._shift = {}
+        self._jit_consts = {}
         self.packed = None
+        self._w_shape = None if w_const is None else tuple(w_const.shape)
         if w_const is not None:
             self.packed = self.pack(np.asarray(w_const), _compute_dtype(w_const.dtype))
             self.packed = xp.asarray(self.packed) if xp is not np else self.packed
@@ -313,6 +338,10 @@ class _ConvCore:
         npix = prod(out_sp)
         fast = xp is np and plan is not None and pad_value == 0
         if g == c and g == m and g > 1:
+            if fast and min(begins) >= 0 and min(ends) >= 0:
+                y = self._depthwise_jit(x, wp, bias, z, act, plan, cdtype)
+                if y is not None:
+                    return y.reshape(n, m, *out_sp)
             if fast:
                 return self._depthwise_gemm(x, wp, bias, z, act, plan).reshape(n, m, *out_sp)
             y = self._depthwise(x, wp, kernel, strides, dilations, begins, ends, out_sp, pad_value)
@@ -523,6 +552,72 @@ class _ConvCore:
 
         run_split(part, yk.shape[0], worker_count(zk.size))
 
+    def _jit_attrs(self, w_shape):
+        """(kernel, strides, dilations) as 2-D lists for a depthwise 1-D/2-D conv, else None."""
+        nd = len(w_shape) - 2
+        if nd not in (1, 2):
+            return None
+        kshape = self.attrs[0] or list(w_shape[2:])
+        try:
+            kernel, strides, dilations, _ = spatial_attrs(nd, kshape, *self.attrs[1:])
+        except ValueError:
+            return None  # the run reports it
+        one = [1] * (2 - nd)
+        return one + list(kernel), one + list(strides), one + list(dilations)
+
+    def prepare_jit(self, dtype, act, has_z):
+        """At session start: compile (or load from numba's cache) the depthwise loop this node
+        will run, so the first run does not pay for it. Only for constant depthwise weights."""
+        w = self.packed
+        if self.xp is not np or w is None or dtype is None or not _jit.available():
+            return
+        if self.group == 1:  # the GEMM paths' epilogue
+            code = _jit.act_code(act)
+            if code is not None:
+                _jit.bias_act(_compute_dtype(dtype), code[0], has_z)
+            return
+        if w.shape[1] != 1 or w.shape[0] != self.group:  # (g, M/g, C/g * taps): one filter per group
+            return
+        code = _jit.act_code(act)
+        code = ACT_NONE if code is None else code[0]
+        attrs = self._jit_attrs(self._w_shape)
+        if attrs is None or self._w_shape[1] != 1:
+            return
+        _jit.depthwise2d(_compute_dtype(dtype), *attrs, code, has_z)
+
+    def _depthwise_jit(self, x, wp, bias, z, act, plan, cdtype):
+        """Depthwise 2-D through the compiled loop (kernels._jit): one pass per plane with the
+        taps, bias, residual and (where it can) the activation fused. None without numba."""
+        code = _jit.act_code(act)
+        numpy_act = None
+        if code is None:  # an activation the compiled epilogue lacks: numpy runs it afterwards
+            code, numpy_act = (ACT_NONE, 0.0, 0.0), act
+        fn = _jit.depthwise2d(cdtype, plan.kernel, plan.strides, plan.dilations, code[0], z is not None)
+        if fn is None:
+            return None
+        n, c = x.shape[:2]
+        kh, kw = plan.kernel
+        planes = n * c
+        key = (cdtype.str, code)
+        consts = self._jit_consts.get(key) if wp is self.packed else None
+        if consts is None:
+            w3 = np.ascontiguousarray(wp.reshape(c, kh, kw), dtype=cdtype)
+            prm = np.array([code[1], code[2], 1, 0], dtype=cdtype)
+            consts = (w3, prm)
+            if wp is self.packed:
+                self._jit_consts[key] = consts
+        w3, prm = consts
+        b1 = np.zeros(c, dtype=cdtype) if bias is None else np.ascontiguousarray(bias.reshape(c), dtype=cdtype)
+        x3 = np.ascontiguousarray(x.reshape(planes, plan.h, plan.w))
+        y = np.empty((planes, plan.ho, plan.wo), dtype=cdtype)
+        z3 = y if z is None else np.ascontiguousarray(z.reshape(planes, plan.ho, plan.wo))
+        pt, pl = plan.begins
+        workers = worker_count(planes * plan.ho * plan.wo * kh * kw)
+        run_split(lambda p0, p1: fn(x3, w3, b1, z3, prm, y, pt, pl, p0, p1), planes, workers)
+        if numpy_act is not None:
+            _finish(y.reshape(1, planes, -1), None, None, numpy_act)
+        return y
+
     def _dw_plan(self, plan):
         """Per shape: the column phases of a depthwise conv (see _depthwise_gemm)."""
         dw = plan.dw
@@ -723,8 +818,10 @@ class _ConvCore:
 class Conv:
     """Conv-1 .. Conv-22: the meaning never changed (11 made kernel_shape optional, 22 added bfloat16)."""
 
-    def __init__(self, ctx, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
+    def __init__(self, ctx, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None,
+                 act=None, has_z=False):
         self.core = _ConvCore("Conv", ctx.xp, ctx.const(1), auto_pad, dilations, group, kernel_shape, pads, strides)
+        self.core.prepare_jit(ctx.input_dtype(0), act, has_z)
 
     def __call__(self, X, W, B=None):
         y = self.core.run(X, W, B)

@@ -60,6 +60,19 @@ def check(ours, ref, tol=1e-4):
             np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def conv_path(request, monkeypatch):
+    """Run a conv test on the compiled loops (kernels._jit, numba) and on the numpy paths."""
+    from ortlite.kernels import _jit
+
+    if request.param == "compiled":
+        if not _jit.available():
+            pytest.skip(f"compiled kernels unavailable: {_jit.unavailable_reason()}")
+    else:
+        monkeypatch.setitem(_jit._state, "numba", None)
+    return request.param
+
+
 # ------------------------------------------------------------------------------ depthwise
 
 DEPTHWISE = [
@@ -81,7 +94,7 @@ DEPTHWISE = [
 
 @pytest.mark.parametrize("n,c,h,w,k,s,d,p", DEPTHWISE)
 @pytest.mark.parametrize("bias", [True, False])
-def test_depthwise(n, c, h, w, k, s, d, p, bias):
+def test_depthwise(n, c, h, w, k, s, d, p, bias, conv_path):
     x, wt = randn(n, c, h, w), randn(c, 1, *k)
     consts = {"W": wt, "B": randn(c)} if bias else {"W": wt}
     ours, ref = run_both("Conv", [("X", x)], consts, group=c, kernel_shape=list(k), strides=list(s),
@@ -89,7 +102,7 @@ def test_depthwise(n, c, h, w, k, s, d, p, bias):
     check(ours, ref)
 
 
-def test_depthwise_runtime_weights_and_batch_change():
+def test_depthwise_runtime_weights_and_batch_change(conv_path):
     """Weights fed at run time (no packing), and one session run at two batch sizes."""
     c = 6
     m = _model("Conv", [("X", randn(1, c, 10, 10)), ("W", randn(c, 1, 3, 3))], {}, dynamic_batch=True, group=c,
@@ -101,7 +114,7 @@ def test_depthwise_runtime_weights_and_batch_change():
         check(ours_s.run(None, feeds), ref_s.run(None, feeds))
 
 
-def test_depthwise_1d_and_multiplier():
+def test_depthwise_1d_and_multiplier(conv_path):
     x = randn(2, 4, 17)
     ours, ref = run_both("Conv", [("X", x)], {"W": randn(4, 1, 5), "B": randn(4)}, group=4, pads=[2, 2], strides=[2])
     check(ours, ref)
@@ -109,7 +122,7 @@ def test_depthwise_1d_and_multiplier():
     check(ours, ref)
 
 
-def test_depthwise_large_blocks():
+def test_depthwise_large_blocks(conv_path):
     """Enough channels that the depthwise path runs several channel blocks."""
     x = randn(2, 64, 40, 40)
     ours, ref = run_both("Conv", [("X", x)], {"W": randn(64, 1, 3, 3), "B": randn(64)}, group=64,
@@ -164,13 +177,13 @@ DENSE = [
 
 @pytest.mark.parametrize("xs,ws,attrs", DENSE)
 @pytest.mark.parametrize("bias", [True, False])
-def test_dense_and_grouped(xs, ws, attrs, bias):
+def test_dense_and_grouped(xs, ws, attrs, bias, conv_path):
     consts = {"W": randn(*ws), "B": randn(ws[0])} if bias else {"W": randn(*ws)}
     ours, ref = run_both("Conv", [("X", randn(*xs))], consts, **attrs)
     check(ours, ref)
 
 
-def test_float64_and_float16_keep_their_type():
+def test_float64_and_float16_keep_their_type(conv_path):
     for dt in (np.float64, np.float16):
         x, w = randn(2, 6, 8, 8).astype(dt), randn(6, 1, 3, 3).astype(dt)
         g = helper.make_graph(
@@ -214,7 +227,7 @@ def _out_shape(xs, ws, attrs):
 @pytest.mark.parametrize("xs,ws,attrs", FUSED)
 @pytest.mark.parametrize("act,params", ACTS)
 @pytest.mark.parametrize("with_z", [False, True])
-def test_fused_conv(xs, ws, attrs, act, params, with_z):
+def test_fused_conv(xs, ws, attrs, act, params, with_z, conv_path):
     attrs = dict(attrs)
     if act:
         attrs["activation"] = act
@@ -253,6 +266,46 @@ def test_fused_conv_does_not_touch_z():
     m.ir_version = 8
     ortlite.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"X": x, "Z": z})
     np.testing.assert_array_equal(z, z0)
+
+
+def test_compiled_depthwise_is_prepared_and_used(monkeypatch):
+    """With numba, the depthwise loop is compiled at session creation (not on the first run) and
+    the run goes through it, never through the numpy depthwise path."""
+    from ortlite.kernels import _jit
+    from ortlite.kernels.conv import _ConvCore
+
+    if not _jit.available():
+        pytest.skip(f"compiled kernels unavailable: {_jit.unavailable_reason()}")
+    c = 5
+    m = _model("FusedConv", [("X", randn(1, c, 9, 9))], {"W": randn(c, 1, 5, 3), "B": randn(c)},
+               domain="com.microsoft", group=c, pads=[2, 1, 2, 1], strides=[1, 2], activation="Clip",
+               activation_params=[-0.5, 0.5])
+    key = ("depthwise2d", "<f4", 5, 3, 1, 2, 1, 1, _jit.ACT_CLIP, False)
+    _jit._state["fns"].pop(key, None)
+    sess = ortlite.InferenceSession(m, providers=["CPUExecutionProvider"])
+    assert _jit._state["fns"].get(key) is not None
+
+    def numpy_path(*a, **k):
+        raise AssertionError("the numpy depthwise path ran")
+
+    monkeypatch.setattr(_ConvCore, "_depthwise_gemm", numpy_path)
+    monkeypatch.setattr(_ConvCore, "_depthwise", numpy_path)
+    x = randn(1, c, 9, 9)
+    ref = ort.InferenceSession(m, providers=["CPUExecutionProvider"]).run(None, {"X": x})
+    check(sess.run(None, {"X": x}), ref)
+
+
+def test_jit_can_be_switched_off(monkeypatch):
+    """ORTLITE_JIT=0 keeps numba out (the numpy paths run) and says so."""
+    from ortlite.kernels import _jit
+
+    monkeypatch.setattr(_jit, "_state", {})
+    monkeypatch.setenv("ORTLITE_JIT", "0")
+    assert not _jit.available()
+    assert _jit.unavailable_reason() == "ORTLITE_JIT=0"
+    assert _jit.depthwise2d(np.float32, (3, 3), (1, 1), (1, 1), 0, False) is None
+    ours, ref = run_both("Conv", [("X", randn(1, 4, 8, 8))], {"W": randn(4, 1, 3, 3)}, group=4, pads=[1, 1, 1, 1])
+    check(ours, ref)
 
 
 # ------------------------------------------------------------------------------ pooling
