@@ -243,3 +243,4 @@ def bias_act(dtype, act, has_z):
     """The compiled in-place epilogue y = act(y + bias (+ z)) on (N, M, P), or None."""
     return _compiled("bias_act", dtype, _make_bias_act, (int(act), bool(has_z)),
                      lambda nb, t: (t[:, :, ::1], _ro(nb, t, 1), _ro(nb, t, 3), _ro(nb, t, 1), nb.int64, nb.int64))
+

@@ -41,6 +41,7 @@ EXTENDED_PASS_MODULES = [
     "fuse_layer_norm",
     "fuse_skip_layer_norm",
     "fuse_bias_gelu",
+    "fuse_quick_gelu",
     "fuse_attention",
     "fuse_matmul_transpose_scale",
     "fuse_conv_activation",
