@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ortlite.errors import InvalidArgument
-from ortlite.ortvalue import OrtDevice, OrtValue, _device_module, array_from_pointer, device_provider
+from ortlite.ortvalue import OrtDevice, OrtValue, _element_dtype, array_from_pointer, device_provider
 
 
 class IOBinding:
@@ -26,12 +26,12 @@ class IOBinding:
     def bind_input(self, name, device_type, device_id, element_type, shape, buffer_ptr):
         """Bind raw memory at ``buffer_ptr`` (host memory for device 'cpu')."""
         device = OrtDevice(device_type, device_id)
-        _device_module(device)
-        dtype = np.dtype(element_type)
-        if device.device_type() == "cpu":
+        dtype = _element_dtype(element_type)
+        prov = device_provider(device)
+        if prov is None:
             self._inputs[name] = array_from_pointer(buffer_ptr, dtype, shape)
-        else:  # pragma: no cover - device buffers land with the CUDA provider
-            raise InvalidArgument(f"bind_input: device '{device_type}' buffers are not supported yet")
+        else:  # device memory the caller owns: used in place, no copy
+            self._inputs[name] = prov.from_pointer(buffer_ptr, dtype, shape)
 
     def bind_ortvalue_input(self, name, ortvalue):
         if not isinstance(ortvalue, OrtValue):
@@ -48,16 +48,18 @@ class IOBinding:
     # ---- outputs ----------------------------------------------------------------
     def bind_output(self, name, device_type="cpu", device_id=0, element_type=None, shape=None, buffer_ptr=None):
         device = OrtDevice(device_type, device_id)
-        xp = _device_module(device)
+        device_provider(device)  # an unavailable device fails here, with the reason
         self._check_output_name(name)
         if buffer_ptr is None:
             self._outputs[name] = (device, None)
             return
         if element_type is None or shape is None:
             raise InvalidArgument(f"bind_output('{name}'): a buffer_ptr needs element_type and shape too")
-        if xp is not np:  # pragma: no cover
-            raise InvalidArgument(f"bind_output: device '{device_type}' buffers are not supported yet")
-        arr = array_from_pointer(buffer_ptr, np.dtype(element_type), shape)
+        prov = device_provider(device)
+        if prov is None:
+            arr = array_from_pointer(buffer_ptr, _element_dtype(element_type), shape)
+        else:
+            arr = prov.from_pointer(buffer_ptr, _element_dtype(element_type), shape)
         self._outputs[name] = (device, OrtValue(arr, device))
 
     def bind_ortvalue_output(self, name, ortvalue):
@@ -108,7 +110,11 @@ class IOBinding:
                     raise InvalidArgument(
                         f"output '{name}' has shape {list(np.shape(v))} but the bound buffer has {list(dst.shape)}"
                     )
-                dst[...] = v
+                if prov is None:
+                    dst[...] = v
+                else:
+                    with prov.active():  # device to device, on the provider's stream
+                        dst[...] = v
                 results.append(bound)
             else:
                 results.append(OrtValue(np.asarray(v) if isinstance(v, np.generic) else v, device))

@@ -42,6 +42,7 @@ class OrtDevice:
 
 
 CPU = OrtDevice("cpu", 0)
+_DL_CPU, _DL_CUDA, _DL_CUDA_MANAGED = 1, 2, 13  # DLPack device types
 
 
 _device_providers: dict = {}
@@ -51,14 +52,14 @@ def device_provider(device: OrtDevice):
     """The provider instance owning memory of ``device`` (None for the CPU)."""
     if device.device_type() == "cpu":
         return None
-    key = (device.device_type(), device.device_id())
+    from ortlite.providers import provider_for_device
+
+    cls, why = provider_for_device(device.device_type())
+    if cls is None:
+        raise ValueError(f"device '{device.device_type()}' is not available: {why}")
+    key = (cls, device.device_id())
     prov = _device_providers.get(key)
     if prov is None:
-        from ortlite.providers import provider_for_device
-
-        cls, why = provider_for_device(device.device_type())
-        if cls is None:
-            raise ValueError(f"device '{device.device_type()}' is not available: {why}")
         prov = _device_providers[key] = cls({"device_id": device.device_id()})
     return prov
 
@@ -103,9 +104,34 @@ class OrtValue:
     def ortvalue_from_shape_and_type(shape, element_type, device_type="cpu", device_id=0) -> "OrtValue":
         """A new uninitialized tensor (numpy dtype or ONNX element type) on a device."""
         device = OrtDevice(device_type, device_id)
-        xp = _device_module(device)
         dtype = _element_dtype(element_type)
-        return OrtValue(xp.empty(tuple(int(d) for d in shape), dtype=dtype), device)
+        shape = tuple(int(d) for d in shape)
+        prov = device_provider(device)
+        if prov is None:
+            return OrtValue(np.empty(shape, dtype=dtype), device)
+        return OrtValue(prov.empty(shape, dtype), device)
+
+    @staticmethod
+    def from_dlpack(data, is_bool_tensor=False) -> "OrtValue":
+        """An OrtValue sharing the memory of a DLPack producer (a CuPy or PyTorch tensor, a numpy
+        array, ...): no copy. ``is_bool_tensor`` reads a uint8 tensor as bool (older DLPack
+        producers export bool as uint8)."""
+        dev = getattr(data, "__dlpack_device__", None)
+        if dev is None:
+            raise TypeError("OrtValue.from_dlpack needs an object with __dlpack__ and __dlpack_device__ "
+                            f"(a CuPy/PyTorch tensor or numpy array), got {type(data).__name__}; pass the "
+                            "tensor itself rather than a capsule")
+        kind, dev_id = (int(v) for v in dev())
+        if kind == _DL_CPU:
+            arr, device = np.from_dlpack(data), CPU
+        elif kind in (_DL_CUDA, _DL_CUDA_MANAGED):
+            device = OrtDevice("cuda", dev_id)
+            arr = device_provider(device).from_dlpack(data)
+        else:
+            raise ValueError(f"OrtValue.from_dlpack: DLPack device type {kind} is not supported (CPU = 1, CUDA = 2)")
+        if is_bool_tensor and arr.dtype == np.uint8:
+            arr = arr.view(np.bool_)
+        return OrtValue(arr, device)
 
     @staticmethod
     def ort_value_from_sequence(values) -> "OrtValue":
@@ -154,6 +180,29 @@ class OrtValue:
         if isinstance(self._value, np.ndarray):
             return self._value.ctypes.data
         return int(self._value.data.ptr)
+
+    # ---- zero-copy exchange ------------------------------------------------------------
+    def __dlpack__(self, stream=None, **kwargs):
+        self._require_tensor("__dlpack__")
+        if isinstance(self._value, np.ndarray):
+            return self._value.__dlpack__(**kwargs)
+        return self._value.__dlpack__(stream=stream, **kwargs)
+
+    def __dlpack_device__(self):
+        self._require_tensor("__dlpack_device__")
+        return self._value.__dlpack_device__()
+
+    def to_dlpack(self):
+        """A DLPack capsule sharing this value's memory (onnxruntime's OrtValue.to_dlpack)."""
+        return self.__dlpack__()
+
+    @property
+    def __cuda_array_interface__(self):
+        v = self._value
+        if isinstance(v, np.ndarray) or not hasattr(v, "__cuda_array_interface__"):
+            raise AttributeError("__cuda_array_interface__: this OrtValue is not in CUDA memory "
+                                 f"(device '{self.device_name()}')")
+        return v.__cuda_array_interface__
 
     def numpy(self):
         """The value on the host: ndarray (a copy from a device, the array itself on CPU), list or dict."""

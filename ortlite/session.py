@@ -1,6 +1,7 @@
 """InferenceSession: load, optimize, partition, plan, run (onnxruntime's API)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
@@ -157,6 +158,7 @@ class InferenceSession:
         self._plan = self._compile(graph, [a.name for a in self._inputs] + self._overridable_names,
                                    [v.name for v in graph.outputs], (), top=True)
         self._output_index = {n: k for k, n in enumerate(self._plan.output_names)}
+        self._graph_runner = self._cuda_graph_runner()
         self._input_info = {v.name: v for v in graph.inputs}
         self._feedable = frozenset([a.name for a in self._inputs] + self._overridable_names)
         self._threads = int(self._sess_options.intra_op_num_threads or 0)
@@ -180,6 +182,25 @@ class InferenceSession:
         self.session_creation_s = time.perf_counter() - t0
 
     # ---- building -------------------------------------------------------------
+    def _cuda_graph_runner(self):
+        """A CudaGraphRunner when a provider was asked for enable_cuda_graph (refused with the
+        reason when the plan cannot be captured), else None."""
+        wants = [p for p in self._device_providers
+                 if getattr(getattr(p, "cuda_options", None), "enable_cuda_graph", False)]
+        if not wants:
+            return None
+        prov = wants[0]
+        prov.check_graph_capture(self._placements)
+        if self._host_read_feeds:
+            raise Fail("CUDAExecutionProvider: enable_cuda_graph=1 needs every value of the run on the device, "
+                       f"but inputs {sorted(self._host_read_feeds)} are read on the host")
+        if self._sess_options.enable_profiling:
+            raise Fail("CUDAExecutionProvider: enable_cuda_graph=1 and enable_profiling cannot be combined "
+                       "(a replayed graph has no per-node timings)")
+        from ortlite.providers.cuda import CudaGraphRunner
+
+        return CudaGraphRunner(prov, self._plan.input_names)
+
     def _apply_overrides(self, graph):
         by_name = self._sess_options._free_dim_by_name
         if by_name:
@@ -232,7 +253,8 @@ class InferenceSession:
                 constants, node.implicit_inputs,
             )
             try:
-                fn = pl.kernel.bind(kctx, attrs)
+                with pl.provider.active():
+                    fn = pl.kernel.bind(kctx, attrs)
             except (Fail, InvalidArgument, NotImplementedError):
                 raise
             except Exception as e:  # noqa: BLE001
@@ -398,7 +420,16 @@ class InferenceSession:
         if self._device_providers and self._host_read_feeds:
             vals = [self._output_to_host(v) if n in self._host_read_feeds else v
                     for n, v in zip(self._plan.input_names, vals)]
-        if self._profiler is not None:
+        if self._graph_runner is not None:
+            plan, runner = self._plan, self._graph_runner
+
+            def run():
+                out = runner.run(vals, lambda v: plan.run(v, None))
+                if fetch is None:
+                    return out
+                index = {s: k for k, s in enumerate(plan.output_slots)}
+                return [out[index[s]] for s in fetch]
+        elif self._profiler is not None:
             prof = self._profiler
             run = lambda: self._plan.run_profiled(vals, prof, fetch)  # noqa: E731
         elif self._pool is not None:
@@ -406,7 +437,14 @@ class InferenceSession:
         else:
             run = lambda: self._plan.run(vals, fetch)  # noqa: E731
         r0 = time.perf_counter_ns()
-        if self._thread_limiter is not None:
+        if self._device_providers:
+            with contextlib.ExitStack() as stack:
+                for p in self._device_providers:
+                    stack.enter_context(p.active())
+                if self._thread_limiter is not None:
+                    stack.enter_context(self._thread_limiter())
+                out = run()
+        elif self._thread_limiter is not None:
             with self._thread_limiter():
                 out = run()
         else:

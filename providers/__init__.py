@@ -9,6 +9,7 @@ _PROVIDERS = {
     "CUDAExecutionProvider": "ortlite.providers.cuda",
     "CPUExecutionProvider": "ortlite.providers.cpu",
 }
+_BUILTIN = dict(_PROVIDERS)
 _ALIASES = {"TensorRTExecutionProvider": "TensorrtExecutionProvider"}
 
 _availability_cache: dict[str, tuple[bool, str]] = {}
@@ -34,9 +35,18 @@ def register_provider(cls, priority: int | None = None) -> None:
 
 
 def unregister_provider(name: str) -> None:
+    """Remove a provider added with register_provider; a built-in name gets its own class back."""
     _registered_classes.pop(name, None)
-    _PROVIDERS.pop(name, None)
     _availability_cache.pop(name, None)
+    if name not in _BUILTIN:
+        _PROVIDERS.pop(name, None)
+        return
+    others = [n for n in _PROVIDERS if n not in _BUILTIN]
+    order = list(_BUILTIN)
+    order[-1:-1] = others  # plugins keep their place before the CPU provider
+    mods = {n: _BUILTIN.get(n, _PROVIDERS.get(n, "")) for n in order}
+    _PROVIDERS.clear()
+    _PROVIDERS.update(mods)
 
 
 def provider_for_device(device_type: str):

@@ -7,6 +7,7 @@ copies values between the host and its device. Compiling providers
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 
@@ -50,6 +51,11 @@ class ExecutionProvider:
             return Claim(node, None, f"no {self.family} kernel for {node.op_type} "
                                      f"(domain '{node.domain or 'ai.onnx'}', opset {node.opset})")
         return Claim(node, k)
+
+    def active(self):
+        """A context manager making this provider's device, memory pool and stream current on
+        the calling thread (kernel preparation and runs enter it); nothing to do on the CPU."""
+        return contextlib.nullcontext()
 
     def wrap_kernel(self, fn, node, kdef):
         """Hook: the callable a run invokes for ``node`` (providers may wrap kernels)."""
