@@ -32,7 +32,7 @@ import numpy as np
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
-from . import _jit
+from . import _jit, cuda_fused
 from ._jit import ACT_NONE
 from ._nn_util import (check_auto_pad, conv_geometry, prod, run_split, spatial_attrs, tap_ranges, window_slices,
                        worker_count)
@@ -281,6 +281,8 @@ class _ConvCore:
         self._dw = {}
         self._shift = {}
         self._jit_consts = {}
+        self._cudnn = None
+        self.algo_search = "EXHAUSTIVE"  # the CUDA provider's cudnn_conv_algo_search
         self.packed = None
         self._w_shape = None if w_const is None else tuple(w_const.shape)
         if w_const is not None:
@@ -322,8 +324,12 @@ class _ConvCore:
         g = self.group
         if c != w.shape[1] * g or m % g:
             raise ValueError(f"{self.op}: X {x.shape}, W {w.shape} and group={g} do not agree")
-        cdtype = cdtype or _compute_dtype(x.dtype)
         kernel, strides, dilations, begins, ends, out_sp, plan = self.geometry(tuple(x.shape), tuple(w.shape))
+        if xp is not np and cdtype is None and pad_value == 0:
+            y = self._cudnn_run(x, w, b, begins, ends, strides, dilations, z, act, out_sp)
+            if y is not None:
+                return y
+        cdtype = cdtype or _compute_dtype(x.dtype)
         x = x.astype(cdtype, copy=False)
         wp = self.packed if self.packed is not None else self.pack(w, cdtype)
         bias = None if b is None else b.astype(cdtype, copy=False).reshape(m, 1)
@@ -371,9 +377,27 @@ class _ConvCore:
         y = y.reshape(n, m, npix)
         if xp is np:
             _finish(y, bias, None if z is None else z.reshape(n, m, npix), act)
-        else:
+        elif not cuda_fused.bias_act(xp, y, bias, None if z is None else z.reshape(n, m, npix), act):
             _epilogue(xp, y, bias, None if z is None else z.reshape(n, m, npix), act)
         return y.reshape(n, m, *out_sp)
+
+    def _cudnn_run(self, x, w, b, begins, ends, strides, dilations, z, act, out_sp):
+        """On CUDA: the conv (+ bias) as a cached cuDNN graph, then Z and the activation in one
+        fused kernel; None when cuDNN cannot take it (im2col + cuBLAS runs)."""
+        if self._cudnn is None:
+            self._cudnn = cuda_fused.CudnnConv(self.algo_search)
+        y = self._cudnn.run(self.xp, x, w, b, begins, ends, strides, dilations, self.group)
+        if y is None:
+            return None
+        if z is not None and tuple(z.shape) != tuple(y.shape):
+            y = y + z
+            z = None
+        if z is not None or act is not None:
+            n, m = y.shape[:2]
+            zz = None if z is None else z.astype(y.dtype, copy=False).reshape(n, m, -1)
+            if not cuda_fused.bias_act(self.xp, y.reshape(n, m, -1), None, zz, act):
+                _epilogue(self.xp, y, None, zz.reshape(y.shape) if zz is not None else None, act)
+        return y
 
     def _gemm(self, x, w2, bias, z, act, plan, pointwise, const):
         """Group 1 on numpy: im2col (or the input itself) and one GEMM per image, or one GEMM over
@@ -822,6 +846,9 @@ class Conv:
                  act=None, has_z=False):
         self.core = _ConvCore("Conv", ctx.xp, ctx.const(1), auto_pad, dilations, group, kernel_shape, pads, strides)
         self.core.prepare_jit(ctx.input_dtype(0), act, has_z)
+        opts = getattr(ctx.provider, "cuda_options", None)
+        if opts is not None:
+            self.core.algo_search = opts.cudnn_conv_algo_search
 
     def __call__(self, X, W, B=None):
         y = self.core.run(X, W, B)

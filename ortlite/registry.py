@@ -95,12 +95,14 @@ def kernel(op_type: str, since: int = 1, domain: str = "", families=ALL_FAMILIES
         lst = _KERNELS.setdefault((domain, op_type), [])
         for other in lst:
             if other.since == since and set(other.families) & set(families):
+                if (len(other.families) > 1) != (len(families) > 1):
+                    continue  # a provider's own kernel overrides the shared one for its family
                 raise RuntimeError(
                     f"kernel {op_type} (domain '{domain}') since {since} registered twice: "
                     f"{other.where} and {where}"
                 )
         lst.append(kdef)
-        lst.sort(key=lambda k: k.since)
+        lst.sort(key=lambda k: (k.since, -len(k.families)))  # at one since, the specific kernel last (it wins)
         return impl
 
     return deco
