@@ -36,6 +36,13 @@ def get_available_providers():
     return available_provider_names()
 
 
+def get_unavailable_providers():
+    """ortlite only: {provider name: why it is not available here} (e.g. no CuPy, no device)."""
+    from ortlite.providers import all_provider_names, availability
+
+    return {n: availability(n)[1] for n in all_provider_names() if not availability(n)[0]}
+
+
 def get_device():
     """'GPU' when a GPU provider is available, else 'CPU' (as onnxruntime reports its build)."""
     return "GPU" if any(p != "CPUExecutionProvider" for p in get_available_providers()) else "CPU"
@@ -59,6 +66,6 @@ def set_default_logger_severity(level: int) -> None:
 __all__ = [
     "__version__", "InferenceSession", "SessionOptions", "RunOptions", "GraphOptimizationLevel",
     "ExecutionMode", "ExecutionOrder", "OrtValue", "OrtDevice", "IOBinding", "NodeArg", "ModelMetadata",
-    "get_all_providers", "get_available_providers", "get_device", "get_version_string", "get_build_info",
+    "get_all_providers", "get_available_providers", "get_unavailable_providers", "get_device", "get_version_string", "get_build_info",
     "set_default_logger_severity", "ProviderFallbackWarning", "PlacementReport", "NodePlacement",
 ]

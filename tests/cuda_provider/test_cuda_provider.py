@@ -117,6 +117,7 @@ def test_unavailable_with_the_reason_and_sessions_fall_back():
         pytest.skip("CuPy sees a device here: the fallback path is not taken")
     assert why and ("CuPy" in why)
     assert CUDA not in ortlite.get_available_providers() and CUDA in ortlite.get_all_providers()
+    assert ortlite.get_unavailable_providers()[CUDA] == why
     with pytest.warns(ortlite.ProviderFallbackWarning, match=f"{CUDA} is not available here.*CuPy"):
         s = ortlite.InferenceSession(mlp(), providers=[CUDA, CPU])
     assert s.get_providers() == [CPU]
