@@ -28,6 +28,25 @@ _lock = threading.Lock()
 _state = {}  # "numba": module or None, "reason": why not, "fns": {(name, dtype): compiled}
 
 
+def _activate_py(v, act, lo, hi, one, zero):
+    """The fused activation of the compiled loops (codes ACT_*; lo/hi: Clip's bounds, LeakyRelu's
+    alpha in lo, HardSigmoid's alpha/beta in lo/hi). Inlined with ``act`` a compile-time
+    constant of the caller, so the branches fold away."""
+    if act == 1:
+        return v if v > zero else zero
+    if act == 2:
+        return lo if v < lo else (hi if v > hi else v)
+    if act == 3:
+        return v if v >= zero else v * lo
+    if act == 4:
+        v = v * lo + hi
+        return zero if v < zero else (one if v > one else v)
+    return v
+
+
+_activate = _activate_py  # replaced by its numba-compiled form when numba loads
+
+
 def _numba():
     """The numba module, or None (not installed, broken, or ORTLITE_JIT=0)."""
     if "numba" not in _state:
@@ -41,6 +60,9 @@ def _numba():
                         import numba as mod  # noqa: F811
                     except Exception as e:  # noqa: BLE001 - any import failure: numpy paths
                         mod, reason = None, f"numba not importable ({type(e).__name__}: {e})"
+                if mod is not None:
+                    global _activate
+                    _activate = mod.njit(inline="always", cache=True)(_activate_py)
                 _state["numba"], _state["reason"] = mod, reason
                 _state["fns"] = {}
     return _state["numba"]
@@ -127,16 +149,7 @@ def _make_depthwise(nb, kh, kw, sh, sw, dh, dw, act, has_z):
                         v = tmp[ro + np.uint64(k)]
                         if HAS_Z:
                             v += z[p, oh, k]
-                        if ACT == 1:
-                            v = v if v > zero else zero
-                        elif ACT == 2:
-                            v = lo if v < lo else (hi if v > hi else v)
-                        elif ACT == 3:
-                            v = v if v >= zero else v * lo
-                        elif ACT == 4:
-                            v = v * lo + hi
-                            v = zero if v < zero else (one if v > one else v)
-                        y[p, oh, k] = v
+                        y[p, oh, k] = _activate(v, ACT, lo, hi, one, zero)
             else:
                 for oh in range(ho):
                     ro = np.uint64(oh) * uwq
@@ -150,16 +163,7 @@ def _make_depthwise(nb, kh, kw, sh, sw, dh, dw, act, has_z):
                         v = acc
                         if HAS_Z:
                             v += z[p, oh, k]
-                        if ACT == 1:
-                            v = v if v > zero else zero
-                        elif ACT == 2:
-                            v = lo if v < lo else (hi if v > hi else v)
-                        elif ACT == 3:
-                            v = v if v >= zero else v * lo
-                        elif ACT == 4:
-                            v = v * lo + hi
-                            v = zero if v < zero else (one if v > one else v)
-                        y[p, oh, k] = v
+                        y[p, oh, k] = _activate(v, ACT, lo, hi, one, zero)
 
     return depthwise2d
 
@@ -193,16 +197,7 @@ def _make_bias_act(nb, act, has_z):
                     v = y[i, m, k] + b
                     if HAS_Z:
                         v += z[i, m, k]
-                    if ACT == 1:
-                        v = v if v > zero else zero
-                    elif ACT == 2:
-                        v = lo if v < lo else (hi if v > hi else v)
-                    elif ACT == 3:
-                        v = v if v >= zero else v * lo
-                    elif ACT == 4:
-                        v = v * lo + hi
-                        v = zero if v < zero else (one if v > one else v)
-                    y[i, m, k] = v
+                    y[i, m, k] = _activate(v, ACT, lo, hi, one, zero)
 
     return bias_act
 
