@@ -12,6 +12,7 @@ release the GIL, so the conv kernel splits them over the intra-op threads (run_s
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -26,6 +27,19 @@ _ACT_CODES = {"Relu": ACT_RELU, "Clip": ACT_CLIP, "LeakyRelu": ACT_LEAKY, "HardS
 
 _lock = threading.Lock()
 _state = {}  # "numba": module or None, "reason": why not, "fns": {(name, dtype): compiled}
+
+
+@functools.lru_cache(maxsize=None)
+def _act_params(code, dtype_str):
+    a = np.array([code[1], code[2], 1, 0], dtype=np.dtype(dtype_str))
+    a.flags.writeable = False
+    return a
+
+
+def act_params(code, dtype):
+    """The loops' activation parameters [lo, hi, 1, 0] in ``dtype`` for an act_code result
+    (one shared read-only array per code and dtype)."""
+    return _act_params(tuple(code), np.dtype(dtype).str)
 
 
 def _activate_py(v, act, lo, hi, one, zero):

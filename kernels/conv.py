@@ -237,7 +237,7 @@ def _bias_act_jit(y, bias, z, act):
     y3 = y.reshape(n, m, -1)
     b1 = np.zeros(m, dtype=y.dtype) if bias is None else np.ascontiguousarray(bias.reshape(m), dtype=y.dtype)
     z3 = y3 if z is None else np.ascontiguousarray(z.reshape(y3.shape), dtype=y.dtype)
-    prm = np.array([code[1], code[2], 1, 0], dtype=y.dtype)
+    prm = _jit.act_params(code, y.dtype)
     run_split(lambda lo, hi: fn(y3, b1, z3, prm, lo, hi), m, worker_count(y.size))
     return True
 
@@ -590,24 +590,21 @@ class _ConvCore:
         return one + list(kernel), one + list(strides), one + list(dilations)
 
     def prepare_jit(self, dtype, act, has_z):
-        """At session start: compile (or load from numba's cache) the depthwise loop this node
-        will run, so the first run does not pay for it. Only for constant depthwise weights."""
-        w = self.packed
-        if self.xp is not np or w is None or dtype is None or not _jit.available():
-            return
-        if self.group == 1:  # the GEMM paths' epilogue
-            code = _jit.act_code(act)
-            if code is not None:
-                _jit.bias_act(_compute_dtype(dtype), code[0], has_z)
-            return
-        if w.shape[1] != 1 or w.shape[0] != self.group:  # (g, M/g, C/g * taps): one filter per group
+        """At session start: compile (or load from numba's cache) the loop this node's runs use -
+        the depthwise loop, or the GEMM paths' epilogue - so the first run does not pay for it.
+        Only for constant weights on numpy."""
+        if self.xp is not np or self.packed is None or dtype is None or not _jit.available():
             return
         code = _jit.act_code(act)
-        code = ACT_NONE if code is None else code[0]
-        attrs = self._jit_attrs(self._w_shape)
-        if attrs is None or self._w_shape[1] != 1:
-            return
-        _jit.depthwise2d(_compute_dtype(dtype), *attrs, code, has_z)
+        cdtype = _compute_dtype(dtype)
+        m, per_group = self._w_shape[:2]
+        if self.group == 1:
+            if code is not None:
+                _jit.bias_act(cdtype, code[0], has_z)
+        elif per_group == 1 and m == self.group:  # depthwise
+            attrs = self._jit_attrs(self._w_shape)
+            if attrs is not None:
+                _jit.depthwise2d(cdtype, *attrs, ACT_NONE if code is None else code[0], has_z)
 
     def _depthwise_jit(self, x, wp, bias, z, act, plan, cdtype):
         """Depthwise 2-D through the compiled loop (kernels._jit): one pass per plane with the
@@ -622,15 +619,12 @@ class _ConvCore:
         n, c = x.shape[:2]
         kh, kw = plan.kernel
         planes = n * c
-        key = (cdtype.str, code)
-        consts = self._jit_consts.get(key) if wp is self.packed else None
-        if consts is None:
+        w3 = self._jit_consts.get(cdtype.str) if wp is self.packed else None
+        if w3 is None:
             w3 = np.ascontiguousarray(wp.reshape(c, kh, kw), dtype=cdtype)
-            prm = np.array([code[1], code[2], 1, 0], dtype=cdtype)
-            consts = (w3, prm)
             if wp is self.packed:
-                self._jit_consts[key] = consts
-        w3, prm = consts
+                self._jit_consts[cdtype.str] = w3
+        prm = _jit.act_params(code, cdtype)
         b1 = np.zeros(c, dtype=cdtype) if bias is None else np.ascontiguousarray(bias.reshape(c), dtype=cdtype)
         x3 = np.ascontiguousarray(x.reshape(planes, plan.h, plan.w))
         y = np.empty((planes, plan.ho, plan.wo), dtype=cdtype)
