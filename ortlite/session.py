@@ -199,7 +199,7 @@ class InferenceSession:
                        "(a replayed graph has no per-node timings)")
         from ortlite.providers.cuda import CudaGraphRunner
 
-        return CudaGraphRunner(prov, self._plan.input_names)
+        return CudaGraphRunner(prov, self._plan.input_names, self._copy_stats)
 
     def _apply_overrides(self, graph):
         by_name = self._sess_options._free_dim_by_name
@@ -427,8 +427,7 @@ class InferenceSession:
                 out = runner.run(vals, lambda v: plan.run(v, None))
                 if fetch is None:
                     return out
-                index = {s: k for k, s in enumerate(plan.output_slots)}
-                return [out[index[s]] for s in fetch]
+                return [out[plan.output_slots.index(s)] for s in fetch]
         elif self._profiler is not None:
             prof = self._profiler
             run = lambda: self._plan.run_profiled(vals, prof, fetch)  # noqa: E731

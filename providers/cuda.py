@@ -276,9 +276,7 @@ class CUDAExecutionProvider(ExecutionProvider):
         self.cuda_options = parse_options(options)
         super().__init__(options)
         self.device_id = self.cuda_options.device_id
-        self.backend = self.backend_class(self.cuda_options)
-        if self.cuda_options.arena_extend_strategy == "kNextPowerOfTwo":
-            log.debug("CUDAExecutionProvider: CuPy's pool rounds blocks to 512 bytes whatever the arena strategy")
+        self.backend = self.backend_class(self.cuda_options)  # arena_extend_strategy: CuPy's pool has one
 
     @classmethod
     def availability(cls):
@@ -362,8 +360,9 @@ class CudaGraphRunner:
     inputs are already on the device) and replay the graph. As in onnxruntime, the outputs are
     the same device buffers on every replay, and the input shapes may not change."""
 
-    def __init__(self, provider: CUDAExecutionProvider, input_names):
+    def __init__(self, provider: CUDAExecutionProvider, input_names, stats):
         self.provider = provider
+        self.stats = stats  # the session's CopyStats: host inputs copied in are counted
         self.input_names = list(input_names)
         self.graph = None
         self.signature = None
@@ -391,6 +390,8 @@ class CudaGraphRunner:
         b = self.provider.backend
         for dst, v in zip(self.static_in, vals):
             if dst is not v:
+                if not b.is_device_array(v):
+                    self.stats.add(v)
                 b.copy_into(dst, v)
         b.launch(self.graph)
         return list(self.static_out)
@@ -398,6 +399,9 @@ class CudaGraphRunner:
     def _capture(self, vals, run_plan):
         b = self.provider.backend
         self.pool = b.new_pool()
+        for v in vals:
+            if not b.is_device_array(v):
+                self.stats.add(v)
         self.static_in = [b.device_copy(v, self.pool) for v in vals]  # buffers owned by the graph
         b.synchronize()
         self.graph, out = b.capture(lambda: run_plan(self.static_in), self.pool)

@@ -265,6 +265,7 @@ def test_cuda_graph_capture_and_replay(fake_cuda):
     for _ in range(2):
         x = rng.standard_normal((2, 5)).astype(np.float32)
         np.testing.assert_allclose(s.run(None, {"x": x})[0], ew_ref(x), rtol=1e-6)  # replayed
+        assert s._last_copies[0] == 2  # the host input into the graph's buffer, the output back
     assert runner.graph.launches == 2 and backend.captures == 1
     # inputs already on the device: copied device to device into the graph's buffers, no host copies
     b = s.io_binding()
