@@ -23,6 +23,8 @@ import numpy as np
 from ortlite.registry import kernel
 
 from . import _jit
+from . import contrib_transformer as _ct
+from . import elementwise as _ew
 
 log = logging.getLogger("ortlite")
 MS = "com.microsoft"
@@ -72,34 +74,27 @@ def _gelu(cp, x, bias, body):
     return k(x, bb, y)
 
 
-def _shared():
-    from . import contrib_transformer as ct
-    from . import elementwise as ew
-
-    return ct, ew
-
-
 @kernel("Gelu", since=20, families=CUDA)
 def gelu(xp, X, *, approximate="none"):
     if X.dtype.kind != "f":
-        return _shared()[1].gelu(xp, X, approximate=approximate)
+        return _ew.gelu(xp, X, approximate=approximate)
     body = _TANH if approximate == "tanh" else _ERF
-    return _try("Gelu", lambda: _gelu(xp, X, None, body), lambda: _shared()[1].gelu(xp, X, approximate=approximate))
+    return _try("Gelu", lambda: _gelu(xp, X, None, body), lambda: _ew.gelu(xp, X, approximate=approximate))
 
 
 @kernel("Gelu", since=1, domain=MS, families=CUDA)
 def ms_gelu(xp, X):
-    return _try("Gelu", lambda: _gelu(xp, X, None, _ERF), lambda: _shared()[1].gelu(xp, X))
+    return _try("Gelu", lambda: _gelu(xp, X, None, _ERF), lambda: _ew.gelu(xp, X))
 
 
 @kernel("BiasGelu", since=1, domain=MS, families=CUDA)
 def bias_gelu(xp, A, B):
-    return _try("BiasGelu", lambda: _gelu(xp, A, B, _ERF), lambda: _shared()[0].bias_gelu(xp, A, B))
+    return _try("BiasGelu", lambda: _gelu(xp, A, B, _ERF), lambda: _ct.bias_gelu(xp, A, B))
 
 
 @kernel("FastGelu", since=1, domain=MS, families=CUDA)
 def fast_gelu(xp, X, bias=None):
-    return _try("FastGelu", lambda: _gelu(xp, X, bias, _TANH), lambda: _shared()[0].fast_gelu(xp, X, bias))
+    return _try("FastGelu", lambda: _gelu(xp, X, bias, _TANH), lambda: _ct.fast_gelu(xp, X, bias))
 
 
 @kernel("QuickGelu", since=1, domain=MS, families=CUDA)
@@ -110,7 +105,7 @@ def quick_gelu(xp, X, *, alpha=1.702):
                          f"{a} v = ({a})x; y = (T)(v / (1 + exp(-({a})alpha * v)));")
         return k(X, np.float32(alpha), xp.empty_like(X))
 
-    return _try("QuickGelu", fused, lambda: _shared()[0].quick_gelu(xp, X, alpha=alpha))
+    return _try("QuickGelu", fused, lambda: _ct.quick_gelu(xp, X, alpha=alpha))
 
 
 _ACT_BODY = {
