@@ -43,6 +43,8 @@ from collections import Counter
 
 import numpy as np
 
+from ortlite.bench import _binder
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -248,20 +250,16 @@ def bench_ortlite_device(model_bytes, feeds_by_batch, provider, device, runs, wa
     placement = placement_summary(sess, provider)
     placement["create_s"] = round(create_s, 2)
     report = sess.get_placement()
-    out_names = [o.name for o in sess.get_outputs()]
     res, outs = {}, {}
     for batch, feeds in feeds_by_batch.items():
         r = res[batch] = {}
         io_out = run_out = None
         try:  # each batch and mode on its own: one failing (out of memory, a kernel error) keeps the others
-            b = sess.io_binding()
-            for k, v in feeds.items():  # bound on the device once, for every run
-                b.bind_ortvalue_input(k, ortlite.OrtValue.ortvalue_from_numpy(v, device, 0))
-            for n in out_names:
-                b.bind_output(n, device)
-            st, copies = time_runs(lambda: sess.run_with_iobinding(b), runs, warmup, sync=b.synchronize_outputs,
+            # inputs bound on the device once, outputs on the device; each run ends synchronized
+            run_io, outputs = _binder(device, ortlite.OrtValue)(sess, feeds)
+            st, copies = time_runs(run_io, runs, warmup,
                                    after=lambda: (report.last_run_copies, report.last_run_copy_bytes))
-            io_out = b.copy_outputs_to_cpu()
+            io_out = outputs()
             r.update(iobinding=with_throughput(st, batch), iobinding_copies=sorted({c for c, _ in copies}),
                      iobinding_copy_bytes=sorted({n for _, n in copies}))
             log(f"  ortlite {provider} b{batch} iobinding: {st['median_ms']:.2f} ms, copies/run {r['iobinding_copies']}")
@@ -269,7 +267,7 @@ def bench_ortlite_device(model_bytes, feeds_by_batch, provider, device, runs, wa
             r["iobinding_error"] = _err(e)
             log(f"  ERROR ortlite {provider} b{batch} iobinding: {r['iobinding_error']}")
         finally:
-            b = None
+            run_io = outputs = None
         try:
             sync = getattr(sess, "_providers", [None])[0]
             sync = sync.synchronize if sync is not None and hasattr(sync, "synchronize") else None
