@@ -69,8 +69,8 @@ class _Weight:
     A @ B in the form OpenBLAS runs fastest for A's row count.
 
     * one row: gemv on the Fortran-order copy, so every output is the dot product of one
-      contiguous column, accumulated the same way for each: identical weight columns give
-      bit-identical outputs, as in onnxruntime (C order's gemv sums its column tail apart);
+      contiguous column (C order's gemv sums its column tail apart; how each BLAS kernel
+      rounds is its own, so no bit-identity between columns is promised);
     * 2.._T_FORM_MAX_ROWS rows (or up to _T_FORM_MAX_ROWS_LONG_K when K >= 2N; N not huge):
       (B^T A^T)^T with B^T = the Fortran-order copy, the result copied back to C order;
     * more rows: A @ B with B in C order.

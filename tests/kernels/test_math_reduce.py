@@ -12,7 +12,9 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
+import exact_int
 import ortlite
+from exact_int import require_exact_onnxruntime
 from ortlite.types import onnx_elem_type
 
 ort = pytest.importorskip("onnxruntime")
@@ -113,20 +115,29 @@ def test_gemm_does_not_modify_inputs():
         np.testing.assert_array_equal(feeds[k], before[k])
 
 
-def test_matmul_integer_zero_points():
+@pytest.mark.parametrize("oracle", ["exact", "onnxruntime"])
+@pytest.mark.parametrize("a_dtype,b_dtype", [(np.uint8, np.int8), (np.int8, np.int8), (np.uint8, np.uint8)])
+def test_matmul_integer_zero_points(a_dtype, b_dtype, oracle):
     node = helper.make_node("MatMulInteger", ["A", "B", "az", "bz"], ["Y"])
-    a = RNG.integers(0, 255, (2, 4, 8)).astype(np.uint8)
-    b = RNG.integers(-128, 127, (8, 3)).astype(np.int8)
-    az = np.array(12, np.uint8)
-    bz = np.array([1, -3, 5], np.int8)  # per column
-    check(node, {"A": a, "az": az}, 10, inits={"B": b, "bz": bz})
-    # per-row zero point of A: numpy reference (onnxruntime wants a scalar there)
-    a2 = a[0]
-    az2 = np.arange(4, dtype=np.uint8)
-    (y,) = run_ortlite(node, {"A": a2, "B": b, "az": az2, "bz": bz}, 10, like=[np.zeros((1, 1), np.int32)])
-    ref = (a2.astype(np.int32) - az2.astype(np.int32)[:, None]) @ (b.astype(np.int32) - bz.astype(np.int32))
+    ai, bi = np.iinfo(a_dtype), np.iinfo(b_dtype)
+    # large operands (where a u8*s8 pair overflows int16) and small ones
+    a = np.concatenate([RNG.integers(ai.max - 55, ai.max + 1, (2, 2, 64)),
+                        RNG.integers(ai.min, ai.max + 1, (2, 2, 64))], axis=1).astype(a_dtype)
+    b = RNG.integers(bi.min, bi.max + 1, (64, 3)).astype(b_dtype)
+    az = np.array(12, a_dtype)
+    bz = np.array([1, 3, 5], b_dtype)  # per column
+    if oracle == "onnxruntime":
+        require_exact_onnxruntime("MatMulInteger", a_dtype, b_dtype)
+        check(node, {"A": a, "az": az}, 10, inits={"B": b, "bz": bz})
+        return
+    like = [np.zeros((1, 1), np.int32)]
+    (y,) = run_ortlite(node, {"A": a, "az": az}, 10, inits={"B": b, "bz": bz}, like=like)
     assert y.dtype == np.int32
-    np.testing.assert_array_equal(y, ref)
+    np.testing.assert_array_equal(y, exact_int.matmul_integer(a, b, az, bz))
+    # per-row zero point of A (onnxruntime wants a scalar there), B as an input
+    a2, az2 = a[0], np.arange(4, dtype=a_dtype)
+    (y,) = run_ortlite(node, {"A": a2, "B": b, "az": az2, "bz": bz}, 10, like=like)
+    np.testing.assert_array_equal(y, exact_int.matmul_integer(a2, b, az2, bz))
 
 
 def test_einsum_forms():

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import exact_int
 import ortlite
+from exact_int import require_exact_onnxruntime
 from ortlite.types import onnx_elem_type
 
 ort = pytest.importorskip("onnxruntime")
@@ -151,6 +153,8 @@ def test_quantize_per_axis_float16_int8():
     node = helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["y"], axis=1)
     got, want = run_both(node, {"x": x}, 21, inits={"s": scale, "zp": zp})
     assert_same(got, want, atol=0)
+    real = x.astype(np.float32) / scale.astype(np.float32).reshape(3, 1)
+    np.testing.assert_array_equal(got[0], exact_int.requantize(real, zp.reshape(3, 1), np.int8))
     node = helper.make_node("DequantizeLinear", ["y", "s", "zp"], ["x"], axis=1)
     got, want = run_both(node, {"y": got[0]}, 21, inits={"s": scale, "zp": zp})
     assert_same(got, want, rtol=1e-3)
@@ -198,25 +202,39 @@ def test_quantize_float8_saturate(fp8, saturate):
     np.testing.assert_array_equal(got, want)
 
 
-def test_qlinear_matmul_per_column_large_k():
-    a = rng.integers(0, 255, (3, 2, 300), dtype=np.uint8)
-    b = rng.integers(-128, 127, (300, 7), dtype=np.int8)
+@pytest.mark.parametrize("oracle", ["exact", "onnxruntime"])
+@pytest.mark.parametrize("b_dtype", [np.int8, np.uint8])
+def test_qlinear_matmul_per_column_large_k(b_dtype, oracle):
+    bi = np.iinfo(b_dtype)
+    a = rng.integers(0, 256, (3, 2, 300), dtype=np.uint8)
+    a[0] = rng.integers(200, 256, (2, 300))  # large activations: where int16 pair sums overflow
+    b = rng.integers(bi.min, bi.max + 1, (300, 7)).astype(b_dtype)
     node = helper.make_node("QLinearMatMul", ["a", "as", "azp", "b", "bs", "bzp", "ys", "yzp"], ["y"])
     inits = {"as": np.array(0.02, np.float32), "azp": np.array(120, np.uint8),
-             "bs": (rng.random(7) * 0.01 + 0.001).astype(np.float32), "bzp": np.zeros(7, np.int8),
+             "bs": (rng.random(7) * 0.01 + 0.001).astype(np.float32), "bzp": np.full(7, bi.min // 2 + 64, b_dtype),
              "ys": np.array(0.5, np.float32), "yzp": np.array(128, np.uint8)}
-    got, want = run_both(node, {"a": a, "b": b}, 10, inits=inits)
-    assert got[0].dtype == np.uint8
-    assert np.abs(got[0].astype(int) - want[0].astype(int)).max() <= 1
+    if oracle == "onnxruntime":
+        require_exact_onnxruntime("MatMulInteger", np.uint8, b_dtype)
+        got, want = run_both(node, {"a": a, "b": b}, 10, inits=inits)
+        assert got[0].dtype == np.uint8
+        assert np.abs(got[0].astype(int) - want[0].astype(int)).max() <= 1  # fixed-point requantization
+        return
+    model = _model(node, {"a": a, "b": b}, inits, 10, [np.uint8], [3])
+    got = ortlite.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"a": a, "b": b})[0]
+    acc = exact_int.matmul_integer(a, b, inits["azp"], inits["bzp"])
+    real = acc * (np.float64(inits["as"]) * inits["bs"].astype(np.float64) / np.float64(inits["ys"]))
+    exact_int.assert_requantized(got, real, inits["yzp"], np.uint8)
 
 
 def test_dynamic_quantize_linear():
     x = (rng.standard_normal((5, 7)) * 4 + 1).astype(np.float32)
     node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "zp"])
-    got, want = run_both(node, {"x": x}, 11)
-    assert_same(got, want, atol=0)
-    got, want = run_both(node, {"x": np.zeros((3,), np.float32)}, 11)
-    assert_same(got, want, atol=0)
+    for feed in (x, np.zeros((3,), np.float32), np.abs(x), -np.abs(x)):
+        got, want = run_both(node, {"x": feed}, 11)
+        assert_same(got, want, atol=0)
+        y, scale, zp = exact_int.dynamic_quantize_linear(feed)  # the spec's formula
+        np.testing.assert_array_equal(got[0], y)
+        assert got[1] == scale and got[2] == zp
 
 
 # ------------------------------------------------------------------------------------------- random
@@ -343,6 +361,8 @@ def test_quant_older_opsets(opset):
     q = helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["y"], **attrs)
     got, want = run_both(q, {"x": x}, opset, inits={"s": scale, "zp": zp})
     assert_same(got, want, atol=0)
+    bcast = (3, 1) if per_axis else ()
+    np.testing.assert_array_equal(got[0], exact_int.requantize(x / scale.reshape(bcast), zp.reshape(bcast), np.uint8))
     dq = helper.make_node("DequantizeLinear", ["y", "s", "zp"], ["x"], **attrs)
     got, want = run_both(dq, {"y": got[0]}, opset, inits={"s": scale, "zp": zp})
     assert_same(got, want)

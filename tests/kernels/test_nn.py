@@ -5,7 +5,8 @@ misses: float16 / float64 / integer dtypes, constant (pre-packed) vs runtime
 weights, the depthwise and 1x1 fast paths, groups with dilations and strides,
 MaxPool's Indices with storage_order and ceil_mode, per-channel QLinearConv,
 older opsets (Resize-10, Upsample-9, BatchNormalization spatial), antialiased
-resizing and LayerNormalization's optional outputs - each against onnxruntime.
+resizing and LayerNormalization's optional outputs - each against onnxruntime (the integer
+convolutions also against exact integer math, tests/exact_int.py).
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import exact_int
 import ortlite
+from exact_int import require_exact_onnxruntime
 from ortlite.types import onnx_elem_type
 
 ort = pytest.importorskip("onnxruntime")
@@ -111,28 +114,51 @@ def test_conv_transpose(attrs):
     check(ours, ref, rtol=1e-4, atol=1e-4)
 
 
-def test_qlinearconv_per_channel_int8():
-    x = RNG.integers(-128, 127, (1, 4, 7, 7)).astype(np.int8)
-    w = RNG.integers(-128, 127, (6, 4, 3, 3)).astype(np.int8)
-    feeds = {"x": x}
+@pytest.mark.parametrize("oracle", ["exact", "onnxruntime"])
+@pytest.mark.parametrize("x_dtype", [np.int8, np.uint8])
+def test_qlinearconv_per_channel(x_dtype, oracle):
+    xi = np.iinfo(x_dtype)
+    x = RNG.integers(xi.min, xi.max + 1, (1, 4, 7, 7)).astype(x_dtype)
+    x[0, :, :3] = RNG.integers(xi.max - 40, xi.max + 1, (4, 3, 7))  # large activations
+    w = RNG.integers(-128, 128, (6, 4, 3, 3)).astype(np.int8)
     consts = {
-        "x_scale": np.array(0.02, np.float32), "x_zp": np.array(3, np.int8),
+        "x_scale": np.array(0.02, np.float32), "x_zp": np.array(3, x_dtype),
         "w": w, "w_scale": RNG.uniform(0.001, 0.01, 6).astype(np.float32), "w_zp": np.zeros(6, np.int8),
-        "y_scale": np.array(0.5, np.float32), "y_zp": np.array(-5, np.int8),
+        "y_scale": np.array(0.5, np.float32), "y_zp": np.array(-5 if x_dtype == np.int8 else 120, x_dtype),
         "B": RNG.integers(-500, 500, 6).astype(np.int32),
     }
-    ours, ref = run_both("QLinearConv", feeds, {"y": np.int8}, opset=13, consts=consts, pads=[1, 1, 1, 1])
-    assert ours[0].dtype == np.int8
-    # onnxruntime's fixed-point requantization may differ by one unit
-    assert np.abs(ours[0].astype(np.int32) - ref[0].astype(np.int32)).max() <= 1
+    if oracle == "onnxruntime":
+        require_exact_onnxruntime("QLinearConv", x_dtype, np.int8)
+        ours, ref = run_both("QLinearConv", {"x": x}, {"y": x_dtype}, opset=13, consts=consts, pads=[1, 1, 1, 1])
+        assert ours[0].dtype == x_dtype
+        # onnxruntime's fixed-point requantization may differ by one unit
+        assert np.abs(ours[0].astype(np.int32) - ref[0].astype(np.int32)).max() <= 1
+        return
+    m = _model("QLinearConv", {"x": x}, {"y": x_dtype}, 13, consts, pads=[1, 1, 1, 1])
+    (y,) = ortlite.InferenceSession(m, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    acc = exact_int.conv_integer(x, w, consts["x_zp"], consts["w_zp"], pads=(1, 1, 1, 1)) + \
+        consts["B"].reshape(1, 6, 1, 1)
+    mult = np.float64(consts["x_scale"]) * consts["w_scale"].astype(np.float64) / np.float64(consts["y_scale"])
+    exact_int.assert_requantized(y, acc * mult.reshape(1, 6, 1, 1), consts["y_zp"], x_dtype)
 
 
-def test_conv_integer_uint8_zero_point():
-    x = RNG.integers(0, 255, (1, 2, 6, 6)).astype(np.uint8)
-    w = RNG.integers(0, 255, (3, 2, 3, 3)).astype(np.uint8)
-    ours, ref = run_both("ConvInteger", {"x": x, "w": w, "xz": np.array(128, np.uint8), "wz": np.array(7, np.uint8)},
-                         {"y": np.int32}, opset=13, pads=[1, 1, 1, 1])
-    check(ours, ref)
+@pytest.mark.parametrize("oracle", ["exact", "onnxruntime"])
+@pytest.mark.parametrize("w_dtype", [np.uint8, np.int8])
+def test_conv_integer_zero_point(w_dtype, oracle):
+    wi = np.iinfo(w_dtype)
+    x = RNG.integers(0, 256, (1, 2, 6, 6)).astype(np.uint8)
+    w = RNG.integers(wi.min, wi.max + 1, (3, 2, 3, 3)).astype(w_dtype)
+    feeds = {"x": x, "w": w, "xz": np.array(128, np.uint8), "wz": np.array(7, w_dtype)}
+    attrs = dict(pads=[1, 1, 2, 0], strides=[1, 2])
+    if oracle == "onnxruntime":
+        require_exact_onnxruntime("ConvInteger", np.uint8, w_dtype)
+        ours, ref = run_both("ConvInteger", feeds, {"y": np.int32}, opset=13, **attrs)
+        check(ours, ref)
+        return
+    m = _model("ConvInteger", feeds, {"y": np.int32}, 13, **attrs)
+    (y,) = ortlite.InferenceSession(m, providers=["CPUExecutionProvider"]).run(None, feeds)
+    assert y.dtype == np.int32
+    np.testing.assert_array_equal(y, exact_int.conv_integer(x, w, 128, 7, pads=(1, 1, 2, 0), strides=(1, 2)))
 
 
 # ---------------------------------------------------------------------------------- pools

@@ -214,7 +214,11 @@ def test_layer_norm_rows_with_large_mean():
 
 @pytest.mark.parametrize("rows", [1, 3, 64])
 @pytest.mark.parametrize("op", ["MatMul", "Gemm"])
-def test_constant_weight_identical_columns(op, rows):
+def test_constant_weight_layouts(op, rows):
+    # 1, 3 and 64 rows take the gemv, the transposed (B^T A^T) and the plain product of a packed
+    # weight (kernels/math.py _Weight). Each output is checked against float64 within the error
+    # bound of any summation order (K * eps32 * sum |a||w|), not for bit-identity: how a BLAS kernel
+    # rounds its edge columns differs between CPUs (OpenBLAS's Haswell and SkylakeX kernels do).
     k, n = 2048, 1000
     col = randn(k, 1)
     w = np.repeat(col, n, axis=1)
@@ -226,9 +230,10 @@ def test_constant_weight_identical_columns(op, rows):
         consts = {"w", "c"}
     m, f = _model(op, inputs, {"y": F32}, consts=consts, domain="", opset=13)
     y = ours(m, f)[0]
-    same = np.delete(y, 7, axis=1)
-    for r in range(rows):
-        assert np.unique(same[r]).size == 1, "identical weight columns must give identical outputs"
+    want = a.astype(np.float64) @ w.astype(np.float64) + (0.25 if op == "Gemm" else 0.0)
+    bound = k * np.finfo(np.float32).eps * (np.abs(a).astype(np.float64) @ np.abs(w).astype(np.float64)) + 1e-6
+    err = np.abs(y - want)
+    assert (err <= bound).all(), f"max error {err.max()} beyond the summation bound at {np.argmax(err - bound)}"
     np.testing.assert_allclose(y, theirs(m, f)[0], rtol=1e-4, atol=1e-3)
 
 
