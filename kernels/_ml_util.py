@@ -1,14 +1,22 @@
-"""Score post-transforms shared by the ai.onnx.ml classifiers and regressors.
+"""Helpers shared by the ai.onnx.ml kernels: score post-transforms and attribute checks.
 
-onnxruntime computes these in float32 with its own formulas (PROBIT is an
-approximation of erfinv, SOFTMAX_ZERO skips zeros), and has special cases for
-a single score column ("binary case"), where a second column is made from the
-first. The helpers here reproduce those formulas, vectorized over rows.
+onnxruntime computes the post-transforms in float32 with its own formulas (PROBIT is
+an approximation of erfinv, SOFTMAX_ZERO skips zeros), and has special cases for a
+single score column ("binary case"), where a second column is made from the first.
+The helpers here reproduce those formulas, vectorized over rows.
+
+The checks (``model_error``, ``Features``) refuse attribute lists that do not fit each
+other or the input's feature count, where onnxruntime would read a prefix of them or
+past their end: at session creation when the input's width is known from shape
+inference, else on each feed.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from ortlite.errors import Fail, InvalidArgument, RuntimeException
 from ortlite.errors import NotImplemented as OrtNotImplemented
 
 F32 = np.float32
@@ -123,3 +131,108 @@ def as_rows_f32(X):
     elif X.ndim > 2:
         X = X.reshape(X.shape[0], -1)
     return X.astype(F32, copy=False)
+
+
+# ---------------------------------------------------------------------------
+# Attribute checks
+
+
+class FeedError(RuntimeException, InvalidArgument):
+    """A feed the node's attributes cannot take (too few features, an index out of range).
+
+    onnxruntime reports it as INVALID_ARGUMENT from the node, so this is an InvalidArgument;
+    it is also a RuntimeException, which the plan passes on unchanged (the message already
+    names the node, in the plan's words) and which callers catch for kernel failures.
+    """
+
+
+def feed_error(node, message):
+    """A FeedError worded as onnxruntime (and ortlite's plan) word a node's failure."""
+    return FeedError(f"Non-zero status code returned while running {node.op_type} node. "
+                     f"Name:'{node.name}' Status Message: {message}")
+
+
+def model_error(ctx, message):
+    """A Fail for attributes that do not fit each other or the input's static shape, naming the node."""
+    return Fail(f"{ctx.node.op_type} node '{ctx.node.name}': {message}")
+
+
+def plural(n, word):
+    """'1 class', '3 classes', '2 targets'."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}{'es' if word.endswith('s') else 's'}"
+
+
+def check_lengths(ctx, ref, n, lists):
+    """Fail naming the first attribute of ``lists`` (name -> list or array; None when not set)
+    whose length is not ``n``, the length of attribute ``ref``."""
+    for name, v in lists.items():
+        size = None if v is None else v.size if isinstance(v, np.ndarray) else len(v)
+        if size is not None and size != n:
+            raise model_error(ctx, f"{name} has {size} entries but {ref} has {n}")
+
+
+def _fixed(dims):
+    return all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims)
+
+
+def row_width(shape):
+    """Features per row as ``as_rows_f32`` reads a shape: the length of a 1-D input, the product of
+    the dims after the first otherwise; None for a scalar or where a dim is not a fixed number."""
+    if shape is None or len(shape) == 0:
+        return None
+    dims = shape[:1] if len(shape) == 1 else shape[1:]
+    return int(math.prod(dims)) if _fixed(dims) else None
+
+
+def last_width(shape):
+    """The length of the last axis (1 for a scalar); None where it is not a fixed number."""
+    if shape is None:
+        return None
+    dims = list(shape[-1:]) or [1]
+    return int(dims[0]) if _fixed(dims) else None
+
+
+def matrix_width(shape):
+    """The last axis of an input of rank 2 or more; None for 1-D and scalar inputs."""
+    return last_width(shape) if shape is not None and len(shape) >= 2 else None
+
+
+def shape_str(shape):
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+class Features:
+    """The feature count a node's attributes need from its input ``i``.
+
+    Built in the prepare step: where shape inference fixed the input's width (``width``
+    of its shape) and it does not fit, session creation fails (``Fail``). Called with each
+    feed, it raises ``FeedError`` (InvalidArgument) before any numpy work runs.
+
+    Args:
+        need: the feature count (or, with ``at_least``, the smallest one) the attributes need.
+        why: how the attributes come to need it, e.g. "12 coefficients for 3 classes means
+            4 features per class"; the message goes on ", but input X has 2 features (shape [3, 2])".
+        width: shape -> features (``row_width``, ``last_width`` or ``matrix_width``).
+    """
+
+    __slots__ = ("node", "input", "need", "why", "at_least", "width")
+
+    def __init__(self, ctx, need, why, *, at_least=False, width=row_width, i=0):
+        self.node, self.input = ctx.node, ctx.node.inputs[i]
+        self.need, self.why, self.at_least, self.width = int(need), why, at_least, width
+        info = ctx.input_types[i] if i < len(ctx.input_types) else None
+        shape = None if info is None else info.shape
+        c = width(shape)
+        if c is not None and not self.fits(c):
+            raise model_error(ctx, self.describe(c, shape))
+
+    def fits(self, c):
+        return c >= self.need if self.at_least else c == self.need
+
+    def describe(self, c, shape):
+        return f"{self.why}, but input {self.input} has {c} features (shape {shape_str(shape)})"
+
+    def __call__(self, X):
+        c = self.width(X.shape)
+        if c is not None and not self.fits(c):
+            raise feed_error(self.node, self.describe(c, X.shape))

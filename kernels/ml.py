@@ -15,7 +15,8 @@ import numpy as np
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
-from ._ml_util import F32, as_rows_f32, batched_update, check_post_transform, labels_array
+from ._ml_util import (F32, Features, as_rows_f32, batched_update, check_post_transform, feed_error, labels_array,
+                       last_width, matrix_width, model_error, plural, shape_str)
 
 ML = "ai.onnx.ml"
 CPU = ("cpu",)
@@ -36,15 +37,33 @@ def _is_str_array(x):
 
 
 @kernel("ArrayFeatureExtractor", since=1, domain=ML, families=CPU)
-def array_feature_extractor(xp, X, Y):
-    # Selects columns of the last axis; onnxruntime makes a 1-D input one row.
-    idx = np.asarray(Y, dtype=np.int64).reshape(-1)
-    width = X.shape[-1] if X.ndim else 1
-    if idx.size and (idx.min() < 0 or idx.max() >= width):
-        raise ValueError(f"ArrayFeatureExtractor: index out of range [0, {width}) in {idx.tolist()}")
-    if X.ndim <= 1:
-        return X.reshape(1, -1)[:, idx]
-    return np.take(X, idx, axis=-1)
+class ArrayFeatureExtractor:
+    """Selects columns of the last axis; onnxruntime makes a 1-D input one row.
+
+    Constant indices are checked against the input's static width at session creation.
+    """
+
+    def __init__(self, ctx):
+        self.node = ctx.node
+        idx = ctx.const(1)
+        if idx is not None and idx.size:
+            idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+            lo, hi = int(idx.min()), int(idx.max())
+            if lo < 0:
+                raise model_error(ctx, f"index {lo} in {ctx.node.inputs[1]} is negative")
+            Features(ctx, hi + 1, f"{ctx.node.inputs[1]} selects column {hi}, so the input needs at least "
+                     f"{hi + 1} features", at_least=True, width=last_width)
+
+    def __call__(self, X, Y):
+        idx = np.asarray(Y, dtype=np.int64).reshape(-1)
+        width = X.shape[-1] if X.ndim else 1
+        if idx.size and (idx.min() < 0 or idx.max() >= width):
+            bad = int(idx[(idx < 0) | (idx >= width)][0])
+            raise feed_error(self.node, f"index {bad} in {self.node.inputs[1]} is out of range [0, {width}) "
+                             f"for input {self.node.inputs[0]} (shape {shape_str(X.shape)})")
+        if X.ndim <= 1:
+            return X.reshape(1, -1)[:, idx]
+        return np.take(X, idx, axis=-1)
 
 
 @kernel("Binarizer", since=1, domain=ML)
@@ -58,16 +77,22 @@ def binarizer(xp, X, *, threshold=0.0):
 
 @kernel("Scaler", since=1, domain=ML, families=CPU)
 class Scaler:
+    """(X - offset) * scale along the last axis; offset and scale have 1 value or one per feature."""
+
     def __init__(self, ctx, *, offset=None, scale=None):
         self.offset = np.asarray(offset or [0.0], dtype=F32)
         self.scale = np.asarray(scale or [1.0], dtype=F32)
+        o, s = self.offset.size, self.scale.size
+        if o > 1 and s > 1 and o != s:
+            raise model_error(ctx, f"offset has {o} values and scale {s}: each needs 1 value or one per feature")
+        n = max(o, s)
+        self.features = Features(ctx, n, f"{'offset' if o == n else 'scale'} has {n} values, one per feature",
+                                 width=last_width) if n > 1 else None
 
     def __call__(self, X):
+        if self.features is not None:
+            self.features(X)
         x = X.astype(F32, copy=False)
-        c = x.shape[-1] if x.ndim else 1
-        for name, v in (("offset", self.offset), ("scale", self.scale)):
-            if v.size not in (1, c):
-                raise ValueError(f"Scaler: {name} has {v.size} values for {c} features")
         return ((x - self.offset) * self.scale).astype(F32, copy=False)
 
 
@@ -95,23 +120,40 @@ class Normalizer:
 
 @kernel("Imputer", since=1, domain=ML, families=CPU)
 class Imputer:
+    """Replaces one value; the imputed values (floats for float inputs, int64s otherwise) are one
+    value or one per feature of a 2-D input (a 1-D input cycles through them, as onnxruntime)."""
+
     def __init__(self, ctx, *, imputed_value_floats=None, imputed_value_int64s=None,
                  replaced_value_float=0.0, replaced_value_int64=0):
         self.fvals = np.asarray(imputed_value_floats or [], dtype=F32)
         self.ivals = np.asarray(imputed_value_int64s or [], dtype=np.int64)
         self.freplace = F32(replaced_value_float)
         self.ireplace = int(replaced_value_int64)
+        dtype = ctx.input_dtype(0)
+        self.features = {}  # is-float -> Features; both where the input type is not known
+        for floats, vals, attr in ((True, self.fvals, "imputed_value_floats"),
+                                   (False, self.ivals, "imputed_value_int64s")):
+            if dtype is not None and (dtype.kind == "f") != floats:
+                continue
+            if vals.size == 0 and dtype is not None:
+                raise model_error(ctx, f"input {ctx.node.inputs[0]} is {dtype} but {attr} is empty")
+            if vals.size > 1:
+                self.features[floats] = Features(ctx, vals.size, f"{attr} has {vals.size} values, one per feature",
+                                                 width=matrix_width)
 
     def __call__(self, X):
-        c = X.shape[-1] if X.ndim else 1
-        if X.dtype.kind == "f":
+        floats = X.dtype.kind == "f"
+        if floats:
             vals, rep = self.fvals, self.freplace
             mask = np.isnan(X) if np.isnan(rep) else (X == X.dtype.type(rep))
         else:
             vals, rep = self.ivals, self.ireplace
             mask = X == rep
-        if vals.size == 0 or (X.ndim >= 2 and vals.size not in (1, c)):
-            raise ValueError(f"Imputer: {vals.size} imputed values for {c} features")
+        if vals.size == 0:
+            raise ValueError(f"Imputer: no imputed values for a {X.dtype} input")
+        if floats in self.features:
+            self.features[floats](X)
+        c = X.shape[-1] if X.ndim else 1
         vals = vals.astype(X.dtype)
         if vals.size == 1 or vals.size == c:
             fill = np.broadcast_to(vals if vals.size == c else vals[0], X.shape)
@@ -122,12 +164,17 @@ class Imputer:
 
 @kernel("FeatureVectorizer", since=1, domain=ML, families=CPU)
 class FeatureVectorizer:
+    """Concatenates the inputs' rows, each cut or zero-padded to its inputdimensions entry (onnxruntime)."""
+
     def __init__(self, ctx, *, inputdimensions=None):
-        self.dims = list(inputdimensions or [])
+        self.dims = [int(d) for d in (inputdimensions or [])]
+        if len(self.dims) != ctx.num_inputs:
+            n = plural(ctx.num_inputs, "input")
+            raise model_error(ctx, f"inputdimensions has {len(self.dims)} entries for {n}")
+        if any(d < 0 for d in self.dims):
+            raise model_error(ctx, f"inputdimensions {self.dims} has a negative entry")
 
     def __call__(self, *inputs):
-        if len(inputs) != len(self.dims):
-            raise ValueError(f"FeatureVectorizer: {len(inputs)} inputs for {len(self.dims)} inputdimensions")
         first = inputs[0]
         n = 1 if first.ndim <= 1 else first.shape[0]
         out = np.zeros((n, sum(self.dims)), dtype=F32)
@@ -185,7 +232,7 @@ class CategoryMapper:
     def __init__(self, ctx, *, cats_int64s=None, cats_strings=None, default_int64=-1, default_string="_Unused"):
         cats_int64s, cats_strings = list(cats_int64s or []), list(cats_strings or [])
         if len(cats_int64s) != len(cats_strings):
-            raise ValueError("CategoryMapper: cats_int64s and cats_strings must have the same length")
+            raise model_error(ctx, f"cats_int64s has {len(cats_int64s)} values but cats_strings {len(cats_strings)}")
         self.s2i = dict(zip(cats_strings, cats_int64s))
         self.i2s = dict(zip(cats_int64s, cats_strings))
         self.dint, self.dstr = int(default_int64), default_string
@@ -277,19 +324,20 @@ class LabelEncoder:
     def __init__(self, ctx, *, keys_floats=None, keys_int64s=None, keys_strings=None, keys_tensor=None,
                  values_floats=None, values_int64s=None, values_strings=None, values_tensor=None,
                  default_float=-0.0, default_int64=-1, default_string="_Unused", default_tensor=None):
-        keys = [(k, t) for k, t in ((keys_floats, F32), (keys_int64s, np.int64), (keys_strings, object))
-                if k is not None]
-        vals = [(v, t) for v, t in ((values_floats, F32), (values_int64s, np.int64), (values_strings, object))
-                if v is not None]
+        keys = [(k, t, a) for k, t, a in ((keys_floats, F32, "keys_floats"), (keys_int64s, np.int64, "keys_int64s"),
+                                          (keys_strings, object, "keys_strings")) if k is not None]
+        vals = [(v, t, a) for v, t, a in ((values_floats, F32, "values_floats"),
+                                          (values_int64s, np.int64, "values_int64s"),
+                                          (values_strings, object, "values_strings")) if v is not None]
         if keys_tensor is not None:
-            keys.append((keys_tensor.reshape(-1), keys_tensor.dtype))
+            keys.append((keys_tensor.reshape(-1), keys_tensor.dtype, "keys_tensor"))
         if values_tensor is not None:
-            vals.append((values_tensor.reshape(-1), values_tensor.dtype))
+            vals.append((values_tensor.reshape(-1), values_tensor.dtype, "values_tensor"))
         if len(keys) != 1 or len(vals) != 1:
-            raise ValueError("LabelEncoder: exactly one keys_* and one values_* attribute must be set")
-        (k, kt), (v, vt) = keys[0], vals[0]
+            raise model_error(ctx, "exactly one keys_* and one values_* attribute must be set")
+        (k, kt, ka), (v, vt, va) = keys[0], vals[0]
         if len(k) != len(v):
-            raise ValueError(f"LabelEncoder: {len(k)} keys for {len(v)} values")
+            raise model_error(ctx, f"{ka} has {len(k)} keys but {va} {len(v)} values")
         vt = np.dtype(vt)
         if vt.kind in "US":
             vt = np.dtype(object)
@@ -376,15 +424,18 @@ class ZipMap:
 
     def __init__(self, ctx, *, classlabels_int64s=None, classlabels_strings=None):
         if bool(classlabels_int64s) == bool(classlabels_strings):
-            raise ValueError("ZipMap: exactly one of classlabels_int64s and classlabels_strings must be set")
+            raise model_error(ctx, "exactly one of classlabels_int64s and classlabels_strings must be set")
         labels = [int(v) for v in classlabels_int64s] if classlabels_int64s else list(classlabels_strings)
         self.order = sorted(range(len(labels)), key=lambda i: labels[i])
         self.keys = [labels[i] for i in self.order]
+        n = len(labels)
+        self.features = Features(ctx, n, f"{plural(n, 'class label')} means {plural(n, 'score column')}")
 
     def __call__(self, X):
+        self.features(X)
         rows = X.reshape(1, -1) if X.ndim == 1 else X
-        if rows.ndim != 2 or rows.shape[1] != len(self.keys):
-            raise ValueError(f"ZipMap: input shape {list(X.shape)} does not match {len(self.keys)} labels")
+        if rows.ndim != 2:
+            raise ValueError(f"ZipMap: input must be 1-D or 2-D, got shape {list(X.shape)}")
         keys = self.keys
         vals = rows[:, self.order].astype(np.float64).tolist()
         return [dict(zip(keys, r)) for r in vals]
@@ -400,15 +451,29 @@ def _class_labels(ints, strings, op):
     return [int(v) for v in (ints or [])], False
 
 
+def _weight_rows(ctx, coef, rows, what):
+    """Features for ``coefficients`` read as ``rows`` rows of weights (one per class or target)."""
+    if rows < 1 or coef.size == 0 or coef.size % rows:
+        raise model_error(ctx, f"{plural(coef.size, 'coefficient')} do not split into {plural(rows, what)}")
+    f = coef.size // rows
+    return Features(ctx, f, f"{plural(coef.size, 'coefficient')} for {plural(rows, what)} means "
+                    f"{plural(f, 'feature')} per {what}")
+
+
 @kernel("LinearRegressor", since=1, domain=ML, families=CPU)
 class LinearRegressor:
     def __init__(self, ctx, *, coefficients=None, intercepts=None, post_transform="NONE", targets=1):
         self.post = check_post_transform("LinearRegressor", post_transform)
         self.targets = int(targets)
-        self.coef = np.asarray(coefficients or [], dtype=F32).reshape(self.targets, -1)
+        coef = np.asarray(coefficients or [], dtype=F32)
+        if intercepts and len(intercepts) != self.targets:
+            raise model_error(ctx, f"{plural(len(intercepts), 'intercept')} for {plural(self.targets, 'target')}")
+        self.features = _weight_rows(ctx, coef, self.targets, "target")
+        self.coef = coef.reshape(self.targets, -1)
         self.b = np.asarray(intercepts, dtype=F32) if intercepts else None
 
     def __call__(self, X):
+        self.features(X)
         x = as_rows_f32(X)
         y = x @ self.coef.T
         if self.b is not None:
@@ -427,12 +492,17 @@ class LinearClassifier:
         coef = np.asarray(coefficients or [], dtype=F32)
         # onnxruntime counts classes by the intercepts
         self.k = len(intercepts) if intercepts else max(len(self.labels), 1)
+        n = len(self.labels)
+        if (n != self.k) if self.k > 1 else (n > 2):  # one weight row goes with up to 2 labels
+            raise model_error(ctx, f"{plural(self.k, 'intercept')} (classes) but {plural(n, 'class label')}")
+        self.features = _weight_rows(ctx, coef, self.k, "class")
         self.coef_t = np.ascontiguousarray(coef.reshape(self.k, -1).T)
         self.b = np.asarray(intercepts, dtype=F32) if intercepts else np.zeros(self.k, F32)
         # one weight row with two labels: a second score column is made (1 - s, s)
         self.add_second = self.k == 1 and len(self.labels) == 2
 
     def __call__(self, X):
+        self.features(X)
         x = as_rows_f32(X)
         s = x @ self.coef_t + self.b
         if self.k == 1:
@@ -455,9 +525,11 @@ class LinearClassifier:
 class _SVMKernel:
     """kernel_type / kernel_params -> k(X, V) for rows of X against rows of V (float32 results)."""
 
-    def __init__(self, kernel_type, kernel_params):
+    def __init__(self, ctx, kernel_type, kernel_params):
         if kernel_type not in ("LINEAR", "POLY", "RBF", "SIGMOID"):
             raise OrtNotImplemented(f"SVM: kernel_type '{kernel_type}' not supported (LINEAR, POLY, RBF, SIGMOID)")
+        if kernel_params and len(kernel_params) != 3:  # onnxruntime reads three values from a non-empty list
+            raise model_error(ctx, f"kernel_params has {len(kernel_params)} values, not 3 (gamma, coef0, degree)")
         self.kind = kernel_type
         p = list(kernel_params or []) + [0.0, 0.0, 0.0]
         self.gamma, self.coef0, self.degree = F32(p[0]), F32(p[1]), F32(p[2])
@@ -526,24 +598,43 @@ class SVMClassifier:
         self.post = check_post_transform("SVMClassifier", post_transform)
         self.labels, self.strings = _class_labels(classlabels_ints, classlabels_strings, "SVMClassifier")
         if not self.labels:
-            raise ValueError("SVMClassifier: classlabels_ints or classlabels_strings is required")
-        self.k = len(self.labels)
+            raise model_error(ctx, "classlabels_ints or classlabels_strings is required")
+        k = self.k = len(self.labels)
         coef = np.asarray(coefficients or [], dtype=F32)
         if coef.size == 0:
-            raise ValueError("SVMClassifier: coefficients are required")
+            raise model_error(ctx, "coefficients are required")
         self.rho = np.asarray(rho or [0.0], dtype=F32)
         self.prob_a = np.asarray(prob_a or [], dtype=F32)
         self.prob_b = np.asarray(prob_b or [], dtype=F32)
+        if self.prob_a.size != self.prob_b.size:
+            raise model_error(ctx, f"prob_a has {self.prob_a.size} values but prob_b {self.prob_b.size}")
         self.all_positive = bool((coef >= 0).all())
         vpc = [int(v) for v in (vectors_per_class or [])]
         self.svc = sum(vpc) > 0
-        self.kernel = _SVMKernel(kernel_type if self.svc else "LINEAR", kernel_params)
+        self.kernel = _SVMKernel(ctx, kernel_type if self.svc else "LINEAR", kernel_params)
         if not self.svc:  # liblinear: one weight row per class
-            self.coef = coef.reshape(self.k, -1)
+            self.features = _weight_rows(ctx, coef, k, "class")
+            self.coef = coef.reshape(k, -1)
             return
         nv = sum(vpc)
-        self.sv = np.asarray(support_vectors, dtype=F32).reshape(nv, -1)
-        coef = coef.reshape(self.k - 1, nv)
+        if len(vpc) != k or min(vpc) < 0:
+            raise model_error(ctx, f"vectors_per_class {vpc} does not count the vectors of {plural(k, 'class')}")
+        sv = np.asarray(support_vectors or [], dtype=F32)
+        if sv.size == 0 or sv.size % nv:
+            raise model_error(ctx, f"{sv.size} support_vectors values do not split into {plural(nv, 'support vector')}")
+        if coef.size != (k - 1) * nv:
+            raise model_error(ctx, f"{plural(coef.size, 'coefficient')} for {plural(k, 'class')} and "
+                              f"{plural(nv, 'support vector')}: expected (classes - 1) x vectors = {(k - 1) * nv}")
+        npairs = k * (k - 1) // 2
+        for attr, n in (("rho", len(rho or [])), ("prob_a", self.prob_a.size), ("prob_b", self.prob_b.size)):
+            if n and n != npairs:
+                raise model_error(ctx, f"{attr} has {n} values for {plural(npairs, 'class pair')} "
+                                  f"({plural(k, 'class')}), one per pair")
+        f = sv.size // nv
+        self.features = Features(ctx, f, f"{sv.size} support_vectors values for {plural(nv, 'support vector')} "
+                                 f"means {plural(f, 'feature')} per vector")
+        self.sv = sv.reshape(nv, -1)
+        coef = coef.reshape(k - 1, nv)
         start = np.concatenate([[0], np.cumsum(vpc)])
         # pairwise decision values = kernels @ M + rho; column p of M mixes the two classes' coefficients
         self.pairs = [(i, j) for i in range(self.k - 1) for j in range(i + 1, self.k)]
@@ -555,6 +646,7 @@ class SVMClassifier:
         self.m = m
 
     def __call__(self, X):
+        self.features(X)
         x = as_rows_f32(X)
         n = x.shape[0]
         have_proba = self.prob_a.size > 0
@@ -615,17 +707,31 @@ class SVMRegressor:
     def __init__(self, ctx, *, coefficients=None, kernel_params=None, kernel_type="LINEAR", n_supports=0,
                  one_class=0, post_transform="NONE", rho=None, support_vectors=None):
         check_post_transform("SVMRegressor", post_transform)  # onnxruntime ignores it
-        self.coef = np.asarray(coefficients or [], dtype=F32)
-        if self.coef.size == 0:
-            raise ValueError("SVMRegressor: coefficients are required")
+        coef = self.coef = np.asarray(coefficients or [], dtype=F32)
+        if coef.size == 0:
+            raise model_error(ctx, "coefficients are required")
         self.rho = F32((rho or [0.0])[0])
         self.one_class = bool(one_class)
-        self.svc = int(n_supports) > 0
-        self.kernel = _SVMKernel(kernel_type if self.svc else "LINEAR", kernel_params)
-        if self.svc:
-            self.sv = np.asarray(support_vectors, dtype=F32).reshape(int(n_supports), -1)
+        nv = int(n_supports)
+        self.svc = nv > 0
+        self.kernel = _SVMKernel(ctx, kernel_type if self.svc else "LINEAR", kernel_params)
+        if not self.svc:  # linear: the coefficients are the weights
+            self.features = Features(ctx, coef.size, f"{plural(coef.size, 'coefficient')} (linear, n_supports=0) "
+                                     f"means {plural(coef.size, 'feature')}")
+            return
+        sv = np.asarray(support_vectors or [], dtype=F32)
+        if sv.size == 0 or sv.size % nv:
+            raise model_error(ctx, f"{sv.size} support_vectors values do not split into n_supports={nv} vectors")
+        if coef.size != nv:
+            raise model_error(ctx, f"{plural(coef.size, 'coefficient')} for n_supports={nv} support vectors "
+                              "(one each)")
+        f = sv.size // nv
+        self.features = Features(ctx, f, f"{sv.size} support_vectors values for n_supports={nv} vectors "
+                                 f"means {plural(f, 'feature')} per vector")
+        self.sv = sv.reshape(nv, -1)
 
     def __call__(self, X):
+        self.features(X)
         x = as_rows_f32(X)
         if self.svc:
             y = self.kernel(x, self.sv) @ self.coef + self.rho

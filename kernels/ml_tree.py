@@ -24,8 +24,8 @@ import numpy as np
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
-from ._ml_util import (F32, POST_TRANSFORM_CODES, binary_scores, check_post_transform, labels_array, probit,
-                       transform)
+from ._ml_util import (F32, POST_TRANSFORM_CODES, Features, binary_scores, check_lengths, check_post_transform,
+                       labels_array, model_error, plural, probit, transform)
 
 ML = "ai.onnx.ml"
 CPU = ("cpu",)  # numpy-specific code (np.take with out=, object labels)
@@ -64,6 +64,8 @@ class Forest:
         self.n_trees = len(roots)
         self.thr_dtype = np.dtype(thr_dtype)
         feat = np.where(is_leaf, 0, np.asarray(feat, dtype=np.intp))
+        if n and feat.min() < 0:
+            raise ValueError(f"tree ensemble: a node reads feature {int(feat.min())}")
         thr = np.where(is_leaf, 0, np.asarray(thr, dtype=np.float64)).astype(self.thr_dtype)
         mt = np.zeros(n, dtype=bool)
         if missing_true is not None and len(missing_true):
@@ -106,6 +108,12 @@ class Forest:
                              np.asarray(leaf_weight, dtype=np.float64), is_leaf, tree_of, n, first_weight_only)
 
     # ---- prepare -------------------------------------------------------------------------
+    def features(self, ctx):
+        """The input width the nodes need: more than the largest feature id an interior node reads."""
+        m = self.max_feature
+        return Features(ctx, m + 1, f"nodes_featureids reads feature {m}, so the input needs at least "
+                        f"{m + 1} features", at_least=True)
+
     def _prepare_members(self, members, n):
         self.has_member = bool(members)
         if not members:
@@ -206,10 +214,9 @@ class Forest:
 
     # ---- run -----------------------------------------------------------------------------
     def leaves(self, X):
-        """(N, C) input -> (N, T) doubled ids of the leaf each tree reaches."""
+        """(N, C) input -> (N, T) doubled ids of the leaf each tree reaches; C > max_feature
+        (the kernels check it with ``features``)."""
         n_rows, c = X.shape
-        if self.max_feature >= c:
-            raise ValueError(f"tree ensemble: a node reads feature {self.max_feature} but the input has {c}")
         x = np.ascontiguousarray(X, dtype=self.thr_dtype).reshape(-1)
         t = self.n_trees
         out = np.empty((n_rows, t), dtype=np.intp)
@@ -352,20 +359,30 @@ def finalize_regression(s, has, n_trees, aggregate, base, post):
     return transform(s.astype(F32), post) if post != "NONE" else s
 
 
-def _tree_common_prepare(op, nodes_treeids, nodes_nodeids, nodes_featureids, nodes_modes, nodes_values,
-                         nodes_values_as_tensor, nodes_truenodeids, nodes_falsenodeids,
-                         nodes_missing_value_tracks_true, w_treeids, w_nodeids, w_ids, w_weights,
+def _tree_common_prepare(ctx, nodes_treeids, nodes_nodeids, nodes_featureids, nodes_modes, nodes_values,
+                         nodes_values_as_tensor, nodes_hitrates, nodes_hitrates_as_tensor, nodes_truenodeids,
+                         nodes_falsenodeids, nodes_missing_value_tracks_true, w_treeids, w_nodeids, w_ids, w_weights,
                          w_weights_as_tensor, n_targets, thr_dtype, first_weight_only):
-    """Opset 1/3 attributes (node ids are per tree) -> a Forest."""
+    """Opset 1/3 attributes (node ids are per tree) -> a Forest. The ``w_*`` lists are the leaf
+    weights: ``target_*`` for the regressor, ``class_*`` for the classifier."""
+    op = ctx.node.op_type
     tree = np.asarray(nodes_treeids or [], dtype=np.int64)
     nid = np.asarray(nodes_nodeids or [], dtype=np.int64)
     n = tree.size
     if not n:
-        raise ValueError(f"{op}: the ensemble has no nodes")
-    lengths = {len(a) for a in (nodes_nodeids, nodes_featureids, nodes_modes, nodes_truenodeids,
-                                nodes_falsenodeids) if a is not None}
-    if lengths != {n}:
-        raise ValueError(f"{op}: the nodes_* attributes must have the same length")
+        raise model_error(ctx, "the ensemble has no nodes (nodes_treeids is empty)")
+    check_lengths(ctx, "nodes_treeids", n, {
+        "nodes_nodeids": nodes_nodeids or [], "nodes_featureids": nodes_featureids or [],
+        "nodes_modes": nodes_modes or [], "nodes_truenodeids": nodes_truenodeids or [],
+        "nodes_falsenodeids": nodes_falsenodeids or [], "nodes_values": nodes_values,
+        "nodes_values_as_tensor": nodes_values_as_tensor, "nodes_hitrates": nodes_hitrates,
+        "nodes_hitrates_as_tensor": nodes_hitrates_as_tensor,
+        "nodes_missing_value_tracks_true": nodes_missing_value_tracks_true})
+    w = "class" if op.endswith("Classifier") else "target"
+    check_lengths(ctx, f"{w}_ids", len(w_ids or []), {
+        f"{w}_nodeids": w_nodeids or [], f"{w}_treeids": w_treeids or [],
+        f"{w}_weights": (w_weights or []) if w_weights_as_tensor is None else None,
+        f"{w}_weights_as_tensor": w_weights_as_tensor})
     try:
         mode = np.asarray([MODE_NAMES[m] for m in nodes_modes], dtype=np.int8)
     except KeyError as e:
@@ -380,26 +397,26 @@ def _tree_common_prepare(op, nodes_treeids, nodes_nodeids, nodes_featureids, nod
     order = np.argsort(key, kind="stable")
     skey = key[order]
     if (skey[1:] == skey[:-1]).any():
-        raise ValueError(f"{op}: a node id appears twice in a tree")
+        raise model_error(ctx, "a node id appears twice in a tree")
 
     def find(trees, ids, what):
         q = (np.asarray(trees, dtype=np.int64) - tree.min()) * span + np.asarray(ids, dtype=np.int64)
         j = np.minimum(np.searchsorted(skey, q), n - 1)
         if q.size and not (skey[j] == q).all():
-            raise ValueError(f"{op}: a {what} refers to a node that does not exist")
+            raise model_error(ctx, f"a {what} refers to a node that does not exist")
         return order[j]
 
     is_leaf = mode == LEAF
     tc = np.zeros(n, dtype=np.intp)
     fc = np.zeros(n, dtype=np.intp)
     inner = ~is_leaf
-    tc[inner] = find(tree[inner], np.asarray(nodes_truenodeids)[inner], "true child")
-    fc[inner] = find(tree[inner], np.asarray(nodes_falsenodeids)[inner], "false child")
+    tc[inner] = find(tree[inner], np.asarray(nodes_truenodeids)[inner], "nodes_truenodeids entry")
+    fc[inner] = find(tree[inner], np.asarray(nodes_falsenodeids)[inner], "nodes_falsenodeids entry")
     # a tree's root is its first node in attribute order (onnxruntime)
     roots = np.nonzero(np.concatenate([[True], tree[1:] != tree[:-1]]))[0]
     weights = w_weights_as_tensor.reshape(-1) if w_weights_as_tensor is not None else np.asarray(
         w_weights or [], dtype=F32)
-    leaf_node = find(w_treeids or [], w_nodeids or [], "weight") if w_nodeids else np.zeros(0, np.intp)
+    leaf_node = find(w_treeids, w_nodeids, f"{w}_nodeids entry") if w_nodeids else np.zeros(0, np.intp)
     return Forest(np.asarray(nodes_featureids), thr, mode, tc, fc, nodes_missing_value_tracks_true, roots,
                   leaf_node, np.asarray(w_ids or [], dtype=np.intp), weights, n_targets, thr_dtype,
                   first_weight_only=first_weight_only)
@@ -411,10 +428,17 @@ def _thr_dtype(ctx, *tensors):
     return np.float64 if ctx.input_dtype(0) == np.float64 else F32
 
 
-def _base(base_values, base_values_as_tensor):
+def _base(ctx, base_values, base_values_as_tensor, k, sizes):
+    """The base values as float64; their count must be one of ``sizes``."""
     if base_values_as_tensor is not None:
-        return base_values_as_tensor.reshape(-1).astype(np.float64)
-    return np.asarray(base_values or [], dtype=np.float64)
+        base, name = base_values_as_tensor.reshape(-1).astype(np.float64), "base_values_as_tensor"
+    else:
+        base, name = np.asarray(base_values or [], dtype=np.float64), "base_values"
+    if base.size not in sizes:
+        what = plural(k, "class" if ctx.node.op_type.endswith("Classifier") else "target")
+        raise model_error(ctx, f"{name} has {base.size} values for {what} "
+                          f"(expected {' or '.join(map(str, sorted(set(sizes))))})")
+    return base
 
 
 def _check_aggregate(op, value):
@@ -437,13 +461,15 @@ class TreeEnsembleRegressor:
         k = int(n_targets) if n_targets else 1
         thr_dtype = _thr_dtype(ctx, nodes_values_as_tensor, target_weights_as_tensor, base_values_as_tensor)
         self.forest = _tree_common_prepare(
-            "TreeEnsembleRegressor", nodes_treeids, nodes_nodeids, nodes_featureids, nodes_modes, nodes_values,
-            nodes_values_as_tensor, nodes_truenodeids, nodes_falsenodeids, nodes_missing_value_tracks_true,
-            target_treeids, target_nodeids, target_ids, target_weights, target_weights_as_tensor, k, thr_dtype,
-            first_weight_only=(k == 1))
-        self.base = _base(base_values, base_values_as_tensor)
+            ctx, nodes_treeids, nodes_nodeids, nodes_featureids, nodes_modes, nodes_values, nodes_values_as_tensor,
+            nodes_hitrates, nodes_hitrates_as_tensor, nodes_truenodeids, nodes_falsenodeids,
+            nodes_missing_value_tracks_true, target_treeids, target_nodeids, target_ids, target_weights,
+            target_weights_as_tensor, k, thr_dtype, first_weight_only=(k == 1))
+        self.base = _base(ctx, base_values, base_values_as_tensor, k, (0, k))
+        self.features = self.forest.features(ctx)
 
     def __call__(self, X):
+        self.features(X)
         f = self.forest
         s, has = f.scores(f.leaves(_rows(X)), self.agg)
         return finalize_regression(s, has, f.n_trees, self.agg, self.base, self.post).astype(F32, copy=False)
@@ -463,15 +489,17 @@ class TreeEnsembleClassifier:
         self.labels = list(classlabels_strings) if self.strings else [int(v) for v in (classlabels_int64s or [])]
         k = len(self.labels)
         if k == 0:
-            raise ValueError("TreeEnsembleClassifier: classlabels_int64s or classlabels_strings is required")
+            raise model_error(ctx, "classlabels_int64s or classlabels_strings is required")
         self.k = k
         thr_dtype = _thr_dtype(ctx, nodes_values_as_tensor, class_weights_as_tensor, base_values_as_tensor)
         self.forest = _tree_common_prepare(
-            "TreeEnsembleClassifier", nodes_treeids, nodes_nodeids, nodes_featureids, nodes_modes, nodes_values,
-            nodes_values_as_tensor, nodes_truenodeids, nodes_falsenodeids, nodes_missing_value_tracks_true,
-            class_treeids, class_nodeids, class_ids, class_weights, class_weights_as_tensor, k, thr_dtype,
-            first_weight_only=(k == 1))
-        self.base = _base(base_values, base_values_as_tensor)
+            ctx, nodes_treeids, nodes_nodeids, nodes_featureids, nodes_modes, nodes_values, nodes_values_as_tensor,
+            nodes_hitrates, nodes_hitrates_as_tensor, nodes_truenodeids, nodes_falsenodeids,
+            nodes_missing_value_tracks_true, class_treeids, class_nodeids, class_ids, class_weights,
+            class_weights_as_tensor, k, thr_dtype, first_weight_only=(k == 1))
+        # one or two classes: a base value per class or one for the scored class (binary cases)
+        self.base = _base(ctx, base_values, base_values_as_tensor, k, (0, k) if k > 2 else (0, 1, 2))
+        self.features = self.forest.features(ctx)
         w = class_weights_as_tensor.reshape(-1) if class_weights_as_tensor is not None else np.asarray(
             class_weights or [], dtype=np.float64)
         self.all_positive = bool((w >= 0).all())
@@ -479,6 +507,7 @@ class TreeEnsembleClassifier:
         self.label_arr = labels_array(self.labels, self.strings)
 
     def __call__(self, X):
+        self.features(X)
         f = self.forest
         x = _rows(X)
         s, has = f.scores(f.leaves(x), "SUM")
@@ -568,15 +597,31 @@ class TreeEnsemble:
         ni = modes.size
         if modes.size and (modes.min() < 0 or modes.max() > MEMBER):
             raise OrtNotImplemented("TreeEnsemble: nodes_modes must be in 0..6")
+        check_lengths(ctx, "nodes_modes", ni, {
+            "nodes_featureids": nodes_featureids or [], "nodes_splits": nodes_splits,
+            "nodes_truenodeids": nodes_truenodeids or [], "nodes_falsenodeids": nodes_falsenodeids or [],
+            "nodes_trueleafs": nodes_trueleafs, "nodes_falseleafs": nodes_falseleafs,
+            "nodes_missing_value_tracks_true": nodes_missing_value_tracks_true, "nodes_hitrates": nodes_hitrates})
         splits = np.zeros(ni) if nodes_splits is None else nodes_splits.reshape(-1)
         self.out_dtype = ctx.output_dtype(0) or (splits.dtype if splits.dtype != np.float16 else F32)
         thr_dtype = np.float64 if (splits.dtype == np.float64 or ctx.input_dtype(0) == np.float64) else F32
         weights = np.asarray(leaf_weights if leaf_weights is not None else [], dtype=np.float64).reshape(-1)
         nl = weights.size
+        check_lengths(ctx, "leaf_weights", nl, {"leaf_targetids": leaf_targetids or []})
         tl = np.asarray(nodes_trueleafs or [0] * ni, dtype=bool)
         fl = np.asarray(nodes_falseleafs or [0] * ni, dtype=bool)
         tids = np.asarray(nodes_truenodeids or [], dtype=np.intp)
         fids = np.asarray(nodes_falsenodeids or [], dtype=np.intp)
+        for side, ids, leaf in (("true", tids, tl), ("false", fids, fl)):
+            # a child is a leaf (index into leaf_weights) or an interior node (index into nodes_*)
+            bad = np.nonzero((ids < 0) | (ids >= np.where(leaf, nl, ni)))[0]
+            if bad.size:
+                j = int(bad[0])
+                what = f"leaf {ids[j]} of {nl}" if leaf[j] else f"interior node {ids[j]} of {ni}"
+                raise model_error(ctx, f"nodes_{side}nodeids[{j}] points to {what}")
+        roots = np.asarray(tree_roots or [], dtype=np.intp)
+        if roots.size and (roots.min() < 0 or roots.max() >= ni):
+            raise model_error(ctx, f"tree_roots {roots.tolist()} points outside the {ni} interior nodes")
         # one numbering: interior nodes first, then leaves
         tc = np.where(tl, ni + tids, tids)
         fc = np.where(fl, ni + fids, fids)
@@ -590,21 +635,24 @@ class TreeEnsemble:
         members = {}
         if (modes == MEMBER).any():
             if membership_values is None:
-                raise ValueError("TreeEnsemble: BRANCH_MEMBER nodes need membership_values")
+                raise model_error(ctx, "BRANCH_MEMBER nodes need membership_values")
             vals = membership_values.reshape(-1).astype(np.float64)
             cuts = np.nonzero(np.isnan(vals))[0]
             sets = np.split(vals, cuts)
             sets = [s[~np.isnan(s)] for s in sets]
             member_nodes = np.nonzero(modes == MEMBER)[0]
             if len(sets) < member_nodes.size:
-                raise ValueError("TreeEnsemble: membership_values has fewer sets than BRANCH_MEMBER nodes")
+                raise model_error(ctx, f"membership_values has {len(sets)} sets for {member_nodes.size} "
+                                  "BRANCH_MEMBER nodes")
             members = {int(nd): set(sets[r].tolist()) for r, nd in enumerate(member_nodes)}
-        self.forest = Forest(feat, thr, mode, tc, fc, mt, np.asarray(tree_roots or [], dtype=np.intp),
+        self.forest = Forest(feat, thr, mode, tc, fc, mt, roots,
                              ni + np.arange(nl), np.asarray(leaf_targetids or [], dtype=np.intp), weights,
                              int(n_targets or 1), thr_dtype, members=members,
                              first_weight_only=False)
+        self.features = self.forest.features(ctx)
 
     def __call__(self, X):
+        self.features(X)
         f = self.forest
         s, has = f.scores(f.leaves(_rows(X)), self.agg)
         out = finalize_regression(s, has, f.n_trees, self.agg, np.zeros(0), self.post)
