@@ -2,19 +2,29 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 
 import numpy as np
+
+from ortlite.errors import InvalidArgument, OrtliteError, RuntimeException
+
+# What a run on unsuitable shapes raises (a kernel failing, a feed refused): bench and compare create
+# their sessions inside, and these tell a failed run from a failed session creation.
+_RUN_ERRORS = (RuntimeException, InvalidArgument)
 
 
 def _parse_shapes(items):
     shapes = {}
     for item in items or []:
         name, _, dims = item.rpartition(":")
+        try:
+            shapes[name] = [int(d) for d in dims.lower().split("x")]
+        except ValueError:
+            name = ""
         if not name:
-            raise SystemExit(f"--shape expects name:1x3x224x224, got '{item}'")
-        shapes[name] = [int(d) for d in dims.lower().split("x")]
+            raise SystemExit(f"--shape expects name:1x3x224x224 (integer sizes), got '{item}'")
     return shapes
 
 
@@ -30,34 +40,34 @@ def _load_model(path):
 
 
 def _feeds(model, given, shapes, batch=None):
-    """Random feeds for the model's inputs; --shape / --batch fill symbolic dimensions."""
+    """Random feeds for the model's inputs (arrays from --input kept; --shape / --batch / a given
+    array fill symbolic dims, defaults the rest), and the inputs whose symbolic dims were set by
+    default (name -> ortlite.zoo.InputShape). The shapes are printed first when defaults were chosen."""
     from ortlite import zoo
 
-    inits = {t.name for t in model.graph.initializer}
-    inputs = [vi for vi in model.graph.input if vi.name not in inits]
-    unknown = sorted(set(shapes) - {vi.name for vi in inputs})
-    if unknown:
-        raise SystemExit(f"--shape {unknown[0]}: the model has no input of that name; inputs: {[v.name for v in inputs]}")
-    dims = {}
-    for vi in inputs:
-        dd = list(vi.type.tensor_type.shape.dim)
-        if batch and dd and dd[0].dim_param:
-            dims[dd[0].dim_param] = batch
-        if vi.name in shapes:
-            want = shapes[vi.name]
-            if len(want) != len(dd):
-                raise SystemExit(f"--shape {vi.name}: rank {len(want)} given, the input has rank {len(dd)}")
-            for d, v in zip(dd, want):
-                if d.dim_param:
-                    dims[d.dim_param] = v
-                elif d.HasField("dim_value") and d.dim_value != v:
-                    raise SystemExit(f"--shape {vi.name}: dimension fixed at {d.dim_value} by the model, got {v}")
-    feeds = zoo.example_inputs(model, dims=dims)
-    for name, arr in given.items():
-        if name not in feeds:
-            raise SystemExit(f"--input {name}: the model has no input of that name; inputs: {list(feeds)}")
-        feeds[name] = arr
-    return feeds
+    shapes = {**shapes, **{k: np.shape(v) for k, v in given.items()}}
+    picked = zoo.input_shapes(model, shapes=shapes, batch=batch)
+    feeds = {**zoo.example_inputs(model, shapes={k: s.shape for k, s in picked.items()}), **given}
+    chosen = {k: s for k, s in picked.items() if s.chosen}
+    if chosen:
+        print("inputs (defaults chosen for symbolic dims; --shape to override): "
+              + ", ".join(f"{k} {list(np.shape(v))} {np.asarray(v).dtype}" for k, v in feeds.items()))
+    return feeds, chosen
+
+
+@contextlib.contextmanager
+def _hint_on(chosen, *errors):
+    """When one of ``errors`` ends a run whose inputs had dims set by default, a note says which --shape to pass."""
+    try:
+        yield
+    except errors as e:
+        if chosen:
+            s = "s" if len(chosen) > 1 else ""
+            e.add_note(f"hint: input{s} {', '.join(repr(k) for k in chosen)} had symbolic dims set by default to "
+                       f"{', '.join(str(list(c.shape)) for c in chosen.values())}; pass "
+                       + " ".join(f"--shape {k}:{c.pattern}" for k, c in chosen.items())
+                       + f" with the size{s} the model expects")
+        raise
 
 
 def _given_inputs(items):
@@ -75,11 +85,11 @@ def cmd_run(args):
     import ortlite
 
     model, label = _load_model(args.model)
-    given = _given_inputs(args.input)
+    feeds, chosen = _feeds(model, _given_inputs(args.input), _parse_shapes(args.shape))
     providers = [_provider(p) for p in args.providers.split(",")] if args.providers else None
     sess = ortlite.InferenceSession(model.SerializeToString(), providers=providers)
-    feeds = _feeds(model, given, _parse_shapes(args.shape))
-    outs = sess.run(None, feeds)
+    with _hint_on(chosen, OrtliteError):
+        outs = sess.run(None, feeds)
     print(f"model: {label}")
     print(f"providers: {sess.get_providers()}")
     for a in sess.get_inputs():
@@ -116,13 +126,14 @@ def cmd_bench(args):
     if args.warmup < 0 or args.iterations < 1 or (args.duration is not None and args.duration <= 0):
         raise SystemExit("ortlite: error: --warmup must be >= 0, --iterations >= 1 and --duration > 0")
     model, label = _load_model(args.model)
-    feeds = _feeds(model, {}, _parse_shapes(args.shape), batch=args.batch)
+    feeds, chosen = _feeds(model, {}, _parse_shapes(args.shape), batch=args.batch)
     providers = _provider_list(args.providers)
     src = args.model if args.model is not None else model
-    report = benchmark(src, feeds, providers=providers, onnxruntime=args.onnxruntime, warmup=args.warmup,
-                       iterations=args.iterations, duration=args.duration, threads=args.threads,
-                       iobinding=args.iobinding, level=args.level, atol=args.atol, rtol=args.rtol,
-                       label=label, batch=args.batch)
+    with _hint_on(chosen, *_RUN_ERRORS):
+        report = benchmark(src, feeds, providers=providers, onnxruntime=args.onnxruntime, warmup=args.warmup,
+                           iterations=args.iterations, duration=args.duration, threads=args.threads,
+                           iobinding=args.iobinding, level=args.level, atol=args.atol, rtol=args.rtol,
+                           label=label, batch=args.batch)
     print(report.text())
     if args.json:
         report.to_json(args.json)
@@ -141,11 +152,11 @@ def cmd_compare(args):
     from ortlite.compare import compare
 
     model, label = _load_model(args.model)
-    given = _given_inputs(args.input)
-    feeds = _feeds(model, given, _parse_shapes(args.shape), batch=args.batch)
+    feeds, chosen = _feeds(model, _given_inputs(args.input), _parse_shapes(args.shape), batch=args.batch)
     providers = _provider_list(args.providers) or ["CPUExecutionProvider"]
-    result = compare(model, providers, onnxruntime=args.onnxruntime, feeds=feeds, atol=args.atol, rtol=args.rtol,
-                     level=args.level, label=label)
+    with _hint_on(chosen, *_RUN_ERRORS):
+        result = compare(model, providers, onnxruntime=args.onnxruntime, feeds=feeds, atol=args.atol,
+                         rtol=args.rtol, level=args.level, label=label)
     print(result.format(top=args.top))
     if args.json:
         import json
@@ -170,6 +181,7 @@ def cmd_info(args):
     import ortlite
 
     model, label = _load_model(args.model)
+    feeds, chosen = _feeds(model, {}, {}) if args.run else (None, {})
     print(f"model: {label}")
     print(f"ir_version: {model.ir_version}; producer: {model.producer_name} {model.producer_version}".rstrip())
     print("opsets: " + ", ".join(f"{op.domain or 'ai.onnx'} {op.version}" for op in model.opset_import))
@@ -192,7 +204,8 @@ def cmd_info(args):
     print(f"after optimization ({args.level}): {len(sess._graph.nodes)} nodes")
     rep = sess.get_placement()
     if args.run:
-        sess.run(None, _feeds(model, {}, {}))
+        with _hint_on(chosen, OrtliteError):
+            sess.run(None, feeds)
         print(f"last run: {rep.last_run_copies} copies, {rep.last_run_copy_bytes} bytes")
     print(rep.summary())
     if args.nodes:
@@ -282,11 +295,11 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
         return args.fn(args)
-    except Exception as e:  # noqa: BLE001 - the CLI prints one line, not a traceback
-        from ortlite.errors import OrtliteError
-
+    except Exception as e:  # noqa: BLE001 - the CLI prints the error (and a hint), not a traceback
         if isinstance(e, (OrtliteError, ValueError, FileNotFoundError)):
             print(f"ortlite: error: {e}", file=sys.stderr)
+            for note in getattr(e, "__notes__", ()):
+                print(note, file=sys.stderr)
             return 2
         raise
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from ortlite.loader import normalize_dims
+
 LEVELS = {"disable": 0, "basic": 1, "extended": 2, "all": 99}
 
 
@@ -111,6 +113,7 @@ def expose_intermediates(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list]
                 t.ClearField(f)
             t.data_location = onnx.TensorProto.DEFAULT
             del t.external_data[:]
+        normalize_dims(light)  # -1 dims are unknown, not sizes to compute with
         inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False)
         types = {vi.name: vi for vi in inferred.graph.value_info}
     except Exception:  # noqa: BLE001 - untyped outputs work too

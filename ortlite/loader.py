@@ -1,6 +1,7 @@
 """Loading a model from a path, bytes or a ModelProto, with errors that say what is wrong."""
 from __future__ import annotations
 
+import itertools
 import os
 
 import onnx
@@ -113,6 +114,48 @@ def without_weights(model: onnx.ModelProto):
     out.functions.extend(model.functions)
     out.graph.CopyFrom(light)
     return out, added
+
+
+def normalize_dims(model: onnx.ModelProto) -> set:
+    """Make every negative ``dim_value`` unknown, in place, and return the ``dim_param`` names declared.
+
+    Paddle2ONNX and others write a dynamic dim as ``dim_value: -1``; onnxruntime reads any negative
+    value as unknown, and so must shape inference (which would otherwise compute with the -1).
+    The names returned tell the model's own symbols from the ``unk__N`` ones inference makes up.
+    Every graph (subgraphs and functions included) is walked; a 0 stays a real 0-sized dim.
+    """
+    declared = set()
+
+    def visit_type(tp):
+        kind = tp.WhichOneof("value")
+        if kind in ("tensor_type", "sparse_tensor_type"):
+            for d in getattr(tp, kind).shape.dim:
+                if d.HasField("dim_value") and d.dim_value < 0:
+                    d.ClearField("dim_value")
+                elif d.HasField("dim_param"):
+                    declared.add(d.dim_param)
+        elif kind in ("sequence_type", "optional_type"):
+            visit_type(getattr(tp, kind).elem_type)
+        elif kind == "map_type":
+            visit_type(tp.map_type.value_type)
+
+    def visit_nodes(nodes):
+        for n in nodes:
+            for a in n.attribute:
+                for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                    visit_graph(g)
+
+    def visit_graph(g):
+        for vi in itertools.chain(g.input, g.output, g.value_info):
+            visit_type(vi.type)
+        visit_nodes(g.node)
+
+    visit_graph(model.graph)
+    for f in model.functions:
+        for vi in f.value_info:
+            visit_type(vi.type)
+        visit_nodes(f.node)
+    return declared
 
 
 def check_model(model: onnx.ModelProto, label: str) -> None:

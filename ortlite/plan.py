@@ -136,7 +136,8 @@ class Plan:
         except (Fail, RuntimeException):
             raise
         except Exception as e:  # noqa: BLE001 - name the node that failed
-            raise _node_error(self.steps[k], e) from e
+            step = self.steps[k]
+            raise _node_error(step, e, [slots[i] for i in step.ins]) from e
         return [slots[s] for s in (fetch or self.output_slots)]
 
     def run_parallel(self, inputs, pool, fetch=None):
@@ -171,7 +172,8 @@ class Plan:
                 else:
                     _store_many(slots, step.outs, r, step)
             except Exception as e:  # noqa: BLE001
-                state["error"] = e if isinstance(e, (Fail, RuntimeException)) else _node_error(step, e)
+                state["error"] = (e if isinstance(e, (Fail, RuntimeException))
+                                  else _node_error(step, e, [slots[i] for i in step.ins]))
                 finished.set()
                 return
             ready = []
@@ -219,7 +221,7 @@ class Plan:
             except (Fail, RuntimeException):
                 raise
             except Exception as e:  # noqa: BLE001
-                raise _node_error(step, e) from e
+                raise _node_error(step, e, args) from e
             if len(step.outs) == 1 and type(r) is not tuple:
                 slots[step.outs[0]] = r
             else:
@@ -277,12 +279,28 @@ def _store_many(slots, outs, r, step):
         slots[o] = v
 
 
-def _node_error(step, e):
+def _node_error(step, e, args):
+    """onnxruntime's message for a failed node, plus the shapes and dtypes of the inputs ``args``
+    it was called with (built only here, on the error path)."""
     node = step.node
+    inputs = ", ".join(f"{n} {describe_value(v)}" if n else "''" for n, v in zip(_call_inputs(node), args))
     return RuntimeException(
         f"Non-zero status code returned while running {node.op_type} node. Name:'{node.name}' "
-        f"Status Message: {type(e).__name__}: {e}"
+        f"Status Message: {type(e).__name__}: {e}; inputs: {inputs or 'none'}"
     )
+
+
+def describe_value(v) -> str:
+    """``float32[3, 2]`` for an array (numpy, CuPy: never copied), ``sequence of 3``, ``map of 2``, ``None``."""
+    if v is None:
+        return "None"
+    if hasattr(v, "shape") and hasattr(v, "dtype"):
+        return f"{getattr(v.dtype, 'name', v.dtype)}{list(v.shape)}"
+    if isinstance(v, (list, tuple)):
+        return f"sequence of {len(v)}"
+    if isinstance(v, dict):
+        return f"map of {len(v)}"
+    return type(v).__name__
 
 
 def as_output(v):

@@ -16,7 +16,7 @@ from ortlite.context import KernelContext
 from ortlite.errors import Fail, InvalidArgument, InvalidGraph
 from ortlite.ir import Graph, ValueInfo
 from ortlite.iobinding import IOBinding
-from ortlite.loader import check_model, load_model, without_weights
+from ortlite.loader import check_model, load_model, normalize_dims, without_weights
 from ortlite.options import ExecutionMode, SessionOptions
 from ortlite.ortvalue import OrtValue
 from ortlite.copies import CopyStats, insert_copies
@@ -126,6 +126,7 @@ class InferenceSession:
         model, model_dir, label = load_model(path_or_bytes)
         self._model_path = label
         light, weight_inputs = without_weights(model)  # checker and shape inference need no weight data
+        declared = normalize_dims(light)  # a copy: the caller's ModelProto keeps its -1 dims
         check_model(light, label)
         self._model = model
         self._meta = ModelMetadata(model)
@@ -153,7 +154,7 @@ class InferenceSession:
             raise InvalidGraph(f"{label}: cannot build the graph: {e}") from e
         self._apply_overrides(graph)
         self._graph = graph
-        self._describe_io(graph, model)
+        self._describe_io(graph, model, declared)
         self._placements = []
         self._plan = self._compile(graph, [a.name for a in self._inputs] + self._overridable_names,
                                    [v.name for v in graph.outputs], (), top=True)
@@ -212,13 +213,20 @@ class InferenceSession:
                 raise InvalidArgument(f"add_initializer: '{name}' is not an initializer of the model")
             graph.initializers[name] = value.numpy() if isinstance(value, OrtValue) else np.asarray(value)
 
-    def _describe_io(self, graph, model):
+    def _describe_io(self, graph, model, declared):
+        """NodeArgs as onnxruntime reports them: a dim named by shape inference (``unk__N``, not one
+        of the model's ``declared`` names) is unknown (None)."""
         inits = set(graph.initializers)
-        self._inputs = [NodeArg(v.name, _shape_of(v), v.type_string) for v in graph.inputs if v.name not in inits]
-        self._outputs = [NodeArg(v.name, _shape_of(v), v.type_string) for v in graph.outputs]
+
+        def arg(v):
+            shape = [None if isinstance(d, str) and d not in declared else d for d in _shape_of(v)]
+            return NodeArg(v.name, shape, v.type_string)
+
+        self._inputs = [arg(v) for v in graph.inputs if v.name not in inits]
+        self._outputs = [arg(v) for v in graph.outputs]
         # Initializers listed as graph inputs (IR >= 4 allows it) may be fed to override them.
         over = [v for v in graph.inputs if v.name in inits] if model.ir_version >= 4 else []
-        self._overridable = [NodeArg(v.name, _shape_of(v), v.type_string) for v in over]
+        self._overridable = [arg(v) for v in over]
         self._overridable_names = [v.name for v in over]
 
     def _compile(self, graph: Graph, input_names, output_names, outer_names, top=False) -> Plan:

@@ -137,7 +137,8 @@ def type_proto_string(tp) -> str:
 def type_proto_shape(tp):
     """Shape of a tensor TypeProto as onnxruntime reports it: ints, dim_param strings, None for unknown.
 
-    Returns None when the value is not a tensor or has no shape at all.
+    A negative dim_value (Paddle2ONNX's -1) is unknown, as in onnxruntime. Returns None when the
+    value is not a tensor or has no shape at all.
     """
     kind = tp.WhichOneof("value")
     if kind == "tensor_type":
@@ -151,7 +152,7 @@ def type_proto_shape(tp):
     dims = []
     for d in tt.shape.dim:
         if d.HasField("dim_value"):
-            dims.append(int(d.dim_value))
+            dims.append(int(d.dim_value) if d.dim_value >= 0 else None)
         elif d.HasField("dim_param"):
             dims.append(d.dim_param)
         else:

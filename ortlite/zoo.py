@@ -23,15 +23,19 @@ import functools
 import json
 import math
 import os
+import re
 from collections import Counter
+from typing import NamedTuple
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ortlite import types as _ot
+
 __all__ = [
-    "GraphBuilder", "MODELS", "example_inputs", "resnet50", "mobilenet_v2", "bert_base", "gpt2",
-    "yolo_style", "lstm_text", "control_flow", "demo",
+    "GraphBuilder", "MODELS", "example_inputs", "input_shapes", "InputShape", "resnet50", "mobilenet_v2",
+    "bert_base", "gpt2", "yolo_style", "lstm_text", "control_flow", "demo",
 ]
 
 RANGES_KEY = "ortlite.input_ranges"
@@ -588,26 +592,175 @@ def _as_model(model) -> onnx.ModelProto:
     raise TypeError(f"expected a ModelProto, bytes, a path or a zoo name, got {type(model).__name__}")
 
 
-def example_inputs(model, seed: int = 0, dims: dict | None = None) -> dict[str, np.ndarray]:
+# Defaults for symbolic dims nobody gave a size for (``input_shapes``).
+IMAGE_SIZE = 224  # height and width of an image input, unless the model's metadata says
+SEQUENCE_LENGTH = 16
+_IMAGE_KEYS = ("imgsz", "img_size", "image_size", "imagesize", "input_size", "input_shape", "resolution")
+_IMAGE_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16, TensorProto.UINT8}
+_BATCH = re.compile(r"n|b|bs|batch.*|.*_batch|nbatch|num_batch(es)?|unk__\d+")
+_SEQUENCE = re.compile(r"seq|len|token|past|step|time|word")
+_SIDES = (re.compile(r"h|.*height"), re.compile(r"w|.*width"))
+
+
+def _role(name, axis, img):
+    """What a symbolic dim looks like: 'H' / 'W' (an image side, or so named), 'N' (batch-like or
+    unnamed), 'L' (a sequence length) or 'D' (anything else)."""
+    if img and axis in img:
+        return "HW"[img.index(axis)]
+    low = (name or "").lower()
+    side = next((k for k, r in enumerate(_SIDES) if r.fullmatch(low)), None)
+    if side is not None:
+        return "HW"[side]
+    if not low or _BATCH.fullmatch(low):
+        return "N"
+    return "L" if _SEQUENCE.search(low) else "D"
+
+
+class InputShape(NamedTuple):
+    """A graph input's shape with its symbolic dims filled in.
+
+    ``chosen``: the axes whose size was picked by default (no size given for them);
+    ``pattern``: the shape as ``--shape`` takes it, the chosen sizes written as placeholders
+    (N batch, H and W, L sequence, D<axis> others), e.g. ``1x3xHxW``.
+    """
+
+    shape: tuple
+    chosen: tuple
+    pattern: str
+
+
+def input_shapes(model, dims: dict | None = None, shapes: dict | None = None,
+                 batch: int | None = None) -> dict[str, InputShape]:
+    """The shape of every tensor graph input of ``model`` (not initializers), symbolic dims filled in.
+
+    A symbolic dim (a dim_param, an unknown or negative dim_value) takes, in order: its size in
+    ``shapes`` (input name -> whole shape, checked against the fixed dims; a dim name set there
+    holds for every input using it); ``dims`` (dim name -> size); ``batch`` (for batch-like names,
+    and axis 0 unless its name says sequence or height / width); else a default, one per dim name:
+    the model's ``ortlite.dims`` metadata; for an image input (rank 4, 1, 3 or 4 channels fixed,
+    NCHW or NHWC) the height and width from its metadata (ultralytics' ``imgsz`` "[640, 640]",
+    ``image_size``, ``input_size``, ``height``/``width``...), else 224, and so for other dims named
+    like ``height`` / ``width``; 16 for a sequence-like name (``sequence_length``, ``seq_len``,
+    ``past_sequence_length``...); else 1 (batch-like names, unnamed dims).
+    ValueError names a shape that does not fit.
+    """
+    model = _as_model(model)
+    meta = {p.key: p.value for p in model.metadata_props}
+    meta_dims, hw = json.loads(meta.get(DIMS_KEY, "{}")), _image_size(meta)
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [(vi.name, vi.type.tensor_type.elem_type, _ot.type_proto_shape(vi.type) or [])
+              for vi in model.graph.input if vi.name not in inits and vi.type.HasField("tensor_type")]
+    shapes = {k: [int(d) for d in v] for k, v in (shapes or {}).items()}
+    unknown = sorted(set(shapes) - {name for name, _, _ in inputs})
+    if unknown:
+        raise ValueError(f"the model has no input '{unknown[0]}'; inputs: {[name for name, _, _ in inputs]}")
+    given = dict(dims or {})
+    for name, _, decl in inputs:
+        if name in shapes:
+            _fit(name, decl, shapes[name], given)
+    if batch:  # to batch-like names on any axis (an RNN state's axis 1), and to axis 0 unless it looks like more
+        for _, _, decl in inputs:
+            for k, d in enumerate(decl):
+                if isinstance(d, str) and (_BATCH.fullmatch(d.lower()) or (k == 0 and _role(d, 0, None) == "D")):
+                    given.setdefault(d, batch)
+    picked, out = {}, {}
+    # image inputs first: they set the height and width of a dim name other inputs share
+    for name, elem, decl in sorted(inputs, key=lambda t: _image_axes(t[2], t[1]) is None):
+        if name in shapes:
+            out[name] = InputShape(tuple(shapes[name]), (), "x".join(map(str, shapes[name])))
+            continue
+        img = _image_axes(decl, elem)
+        shape, roles = [], {}
+        for k, d in enumerate(decl):
+            if isinstance(d, int):
+                v = d
+            elif d in given:
+                v = given[d]
+            elif k == 0 and d is None and batch:
+                v = batch
+            else:
+                roles[k] = _role(d, k, img)
+                v = picked[d] if d in picked else _default_dim(d, roles[k], meta_dims, hw)
+                if d is not None:
+                    picked[d] = v
+            shape.append(int(v))
+        out[name] = InputShape(tuple(shape), tuple(roles), _pattern(shape, roles))
+    return {name: out[name] for name, _, _ in inputs}
+
+
+def _fit(name, decl, want, given):
+    """Check a given shape against the declared one; record the sizes it gives dim names."""
+    if len(want) != len(decl):
+        raise ValueError(f"input '{name}' has rank {len(decl)} {_shape_text(decl)}, a shape of rank {len(want)} "
+                         f"was given: {want}")
+    for k, (d, v) in enumerate(zip(decl, want)):
+        if isinstance(d, int) and d != v:
+            raise ValueError(f"input '{name}': dimension {k} is fixed at {d} by the model {_shape_text(decl)}, "
+                             f"{v} was given")
+        if isinstance(d, str):
+            given.setdefault(d, v)
+
+
+def _shape_text(decl):
+    return "[" + ", ".join("?" if d is None else str(d) for d in decl) + "]"
+
+
+def _image_axes(decl, elem):
+    """The (height, width) axes of an image-like input, NCHW or NHWC with a symbolic side, else None."""
+    if len(decl) != 4 or elem not in _IMAGE_TYPES:
+        return None
+    for c, axes in ((1, (2, 3)), (3, (1, 2))):
+        if isinstance(decl[c], int) and decl[c] in (1, 3, 4) and not all(isinstance(decl[a], int) for a in axes):
+            return axes
+    return None
+
+
+def _image_size(meta):
+    """(height, width) from a model's metadata, read leniently (the last two numbers > 4), else 224x224."""
+    lower = {k.lower(): v for k, v in meta.items()}
+    for key in _IMAGE_KEYS:
+        nums = [int(n) for n in re.findall(r"\d+", lower.get(key, "")) if int(n) > 4]
+        if nums:
+            return (nums[-2], nums[-1]) if len(nums) > 1 else (nums[0], nums[0])
+    h, w = (re.findall(r"\d+", lower.get(k, "")) for k in ("height", "width"))
+    return (int(h[0]), int(w[0])) if h and w else (IMAGE_SIZE, IMAGE_SIZE)
+
+
+def _default_dim(name, role, meta_dims, hw):
+    if name in meta_dims:
+        return int(meta_dims[name])
+    return {"H": hw[0], "W": hw[1], "L": SEQUENCE_LENGTH}.get(role, 1)
+
+
+def _pattern(shape, roles):
+    """``--shape`` text with the chosen sizes (``roles``: axis -> role) as placeholders (N, H, W, L,
+    D<axis>); a chosen batch stays 1 when other sizes are placeholders."""
+    marks = {k: r if r in "HWL" or (r == "N" and k == 0) else f"D{k}" for k, r in roles.items()}
+    if any(m != "N" for m in marks.values()):
+        marks = {k: m for k, m in marks.items() if m != "N"}
+    return "x".join(marks.get(k, str(v)) for k, v in enumerate(shape))
+
+
+def example_inputs(model, seed: int = 0, dims: dict | None = None, shapes: dict | None = None,
+                   batch: int | None = None) -> dict[str, np.ndarray]:
     """Random valid feeds for every graph input of ``model`` (a ModelProto, bytes, a path or a MODELS name).
 
-    Symbolic dims come from ``dims`` (dim name -> size), else the model's ``ortlite.dims`` metadata, else 1.
-    Integer inputs listed in ``ortlite.input_ranges`` are drawn uniformly from [lo, hi); names containing
-    "mask" get ones; other floats are standard normal; other integers are zeros; bools are random.
+    Shapes come from :func:`input_shapes` (``dims``, ``shapes``, ``batch``, the model's ``ortlite.dims``
+    metadata, then defaults). Integer inputs listed in ``ortlite.input_ranges`` are drawn uniformly from
+    [lo, hi); names containing "mask" get ones; other floats are standard normal; other integers are zeros;
+    bools are random.
     """
     model = _as_model(model)
     meta = {p.key: p.value for p in model.metadata_props}
     ranges = json.loads(meta.get(RANGES_KEY, "{}"))
-    sizes = {**json.loads(meta.get(DIMS_KEY, "{}")), **(dims or {})}
+    chosen = input_shapes(model, dims, shapes, batch)
     rng = np.random.default_rng(seed)
-    inits = {t.name for t in model.graph.initializer}
     feeds = {}
     for vi in model.graph.input:
-        if vi.name in inits:
+        if vi.name not in chosen:
             continue
-        tt = vi.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") else int(sizes.get(d.dim_param, 1)) for d in tt.shape.dim)
-        dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type)
+        shape = chosen[vi.name].shape
+        dtype = helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
         if vi.name in ranges:
             lo, hi = ranges[vi.name]
             arr = rng.integers(lo, hi, size=shape)

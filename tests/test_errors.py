@@ -141,3 +141,86 @@ def test_disable_cpu_fallback_with_cpu_only_is_fine(mlp_model):
     so = ort.SessionOptions()
     so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     ort.InferenceSession(mlp_model[0].SerializeToString(), so)
+
+
+def _symbolic_matmul():
+    """MatMul of X [a, b] and W [c, d]: the mismatch shows only at run time."""
+    return make_model(
+        [helper.make_node("MatMul", ["X", "W"], ["Y"], name="mm")],
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["a", "b"]),
+         helper.make_tensor_value_info("W", TensorProto.FLOAT, ["c", "d"])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+    )
+
+
+@pytest.mark.parametrize("path", ["run", "profiled", "parallel", "trace"])
+def test_kernel_failure_lists_the_input_shapes_and_dtypes(path, monkeypatch, tmp_path):
+    so = ort.SessionOptions()
+    if path == "profiled":
+        so.enable_profiling = True
+        so.profile_file_prefix = str(tmp_path / "prof")
+    elif path == "parallel":
+        so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        so.inter_op_num_threads = 2
+    elif path == "trace":
+        monkeypatch.setenv("ORTLITE_TRACE", "1")
+    sess = ort.InferenceSession(_symbolic_matmul().SerializeToString(), so)
+    with pytest.raises(ort.RuntimeException, match=r"MatMul node. Name:'mm' Status Message: ValueError: .*; "
+                                                   r"inputs: X float32\[3, 2\], W float32\[4, 3\]$"):
+        sess.run(None, {"X": np.ones((3, 2), np.float32), "W": np.ones((4, 3), np.float32)})
+
+
+def test_kernel_failure_inputs_absent_and_non_tensor():
+    """A missing optional input shows as '', a sequence by its length."""
+    resize = make_model(
+        [helper.make_node("Resize", ["X", "", "scales"], ["Y"], name="rs")],
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1, 2, 2]),
+         helper.make_tensor_value_info("scales", TensorProto.FLOAT, ["k"])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+    )
+    with pytest.raises(ort.RuntimeException, match=r"Name:'rs' .*; inputs: X float32\[1, 1, 2, 2\], '', scales float32\[3\]$"):
+        ort.InferenceSession(resize.SerializeToString()).run(
+            None, {"X": np.ones((1, 1, 2, 2), np.float32), "scales": np.ones(3, np.float32)})
+    seq = make_model(
+        [helper.make_node("SequenceConstruct", ["a", "b"], ["S"]), helper.make_node("SequenceAt", ["S", "i"], ["Y"], name="at")],
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2]), helper.make_tensor_value_info("b", TensorProto.FLOAT, [2]),
+         helper.make_tensor_value_info("i", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+    )
+    with pytest.raises(ort.RuntimeException, match=r"SequenceAt node. Name:'at' .*; inputs: S sequence of 2, i int64\[\]$"):
+        ort.InferenceSession(seq.SerializeToString()).run(
+            None, {"a": np.ones(2, np.float32), "b": np.ones(2, np.float32), "i": np.array(5)})
+
+
+def test_kernel_failure_inside_an_if_branch_names_the_inner_node():
+    then = helper.make_graph([helper.make_node("Reshape", ["x", "s"], ["o"], name="inner_reshape")], "then", [],
+                             [helper.make_tensor_value_info("o", TensorProto.FLOAT, None)])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["o"])], "else", [],
+                              [helper.make_tensor_value_info("o", TensorProto.FLOAT, None)])
+    m = make_model(
+        [helper.make_node("If", ["c"], ["y"], name="branch", then_branch=then, else_branch=other)],
+        [helper.make_tensor_value_info("c", TensorProto.BOOL, []), helper.make_tensor_value_info("x", TensorProto.FLOAT, [None]),
+         helper.make_tensor_value_info("s", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    sess = ort.InferenceSession(m.SerializeToString())
+    feed = {"c": np.array(True), "x": np.ones(5, np.float32), "s": np.array([3], np.int64)}
+    with pytest.raises(ort.RuntimeException, match=r"Reshape node. Name:'inner_reshape' .*; inputs: x float32\[5\], s int64\[1\]$"):
+        sess.run(None, feed)
+
+
+def test_kernel_failure_describes_device_arrays_without_copying_them():
+    """The pretend device's arrays raise on host arithmetic: the message reads only .shape and .dtype."""
+    from ortlite import ortvalue, providers
+    from partition.pretend_device import PretendDeviceExecutionProvider as Dev
+
+    providers.register_provider(Dev, priority=0)
+    try:
+        sess = ort.InferenceSession(_symbolic_matmul().SerializeToString(), providers=[Dev.name, "CPUExecutionProvider"])
+        assert [p.provider for p in sess.get_placement()] == [Dev.name]
+        with pytest.raises(ort.RuntimeException,  # the device copies of X and W
+                           match=r"Name:'mm' .*; inputs: X@pretend float32\[3, 2\], W@pretend float32\[4, 3\]$"):
+            sess.run(None, {"X": np.ones((3, 2), np.float32), "W": np.ones((4, 3), np.float32)})
+    finally:
+        providers.unregister_provider(Dev.name)
+        ortvalue._device_providers.clear()
