@@ -168,7 +168,8 @@ def _rms_norm(xp, x, gamma, epsilon, axis=-1):
         ms = np.vecdot(flat, flat)[..., None]
         ms /= x.dtype.type(max(flat.shape[-1], 1))
     else:
-        ms = xp.einsum("...i,...i->...", flat, flat)[..., None] / x.dtype.type(max(flat.shape[-1], 1))
+        sq = np.einsum("...i,...i->...", flat, flat) if xp is np else (flat * flat).sum(axis=-1)  # no cuBLAS
+        ms = sq[..., None] / x.dtype.type(max(flat.shape[-1], 1))
     inv = 1 / xp.sqrt(ms + x.dtype.type(epsilon))
     y = (flat * inv).reshape(x.shape)
     y *= gamma.astype(x.dtype, copy=False)

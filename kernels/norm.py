@@ -151,7 +151,9 @@ def _normalize(xp, xa, axes, epsilon):
         rows = xa.reshape(-1, int(np.prod(xa.shape[xa.ndim - len(axes):])))
         mean = rows.mean(axis=1, keepdims=True)
         d = rows - mean
-        var = xp.einsum("ij,ij->i", d, d).reshape(-1, 1) / xa.dtype.type(rows.shape[1])
+        # a reduction on devices: CuPy runs this einsum as a batched 1x1 cuBLAS GEMM per row
+        sq = xp.einsum("ij,ij->i", d, d) if xp is np else (d * d).sum(axis=1)
+        var = sq.reshape(-1, 1) / xa.dtype.type(rows.shape[1])
         inv = 1 / xp.sqrt(var + xa.dtype.type(epsilon))
         d *= inv
         stat_shape = kept + (1,) * len(axes)

@@ -89,10 +89,11 @@ def _norm(v):
     return v
 
 
-def load_xfail() -> dict:
+def load_xfail(path: str = XFAIL_FILE) -> dict:
+    """{case name: reason} from an expected-failures file (``name: reason`` lines)."""
     out = {}
-    if os.path.exists(XFAIL_FILE):
-        with open(XFAIL_FILE, encoding="utf-8") as f:
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
             for line in f:
                 line = line.strip()
                 if not line or line.startswith("#"):

@@ -26,3 +26,17 @@ def real_cuda():
     import cupy
 
     return cupy
+
+
+@pytest.fixture
+def strict_cuda():
+    """The real CUDA provider over the strict CuPy stand-in (strict_backend.py), refused uses raising."""
+    from cuda_provider import strict_cupy
+    from cuda_provider.strict_backend import StrictCUDAExecutionProvider
+
+    strict_cupy.reset()
+    providers.register_provider(StrictCUDAExecutionProvider, priority=0)
+    ortvalue._device_providers.clear()
+    yield strict_cupy
+    providers.unregister_provider(StrictCUDAExecutionProvider.name)
+    ortvalue._device_providers.clear()
