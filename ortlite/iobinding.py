@@ -91,6 +91,10 @@ class IOBinding:
             raise InvalidArgument(f"Invalid output name: '{name}'. Valid outputs: {valid}")
 
     def _run(self, run_options):
+        """Run with the bound values. Device outputs are OrtValues ordered on the session's stream:
+        the run synchronizes it before returning (unless RunOptions says
+        disable_synchronize_execution_providers=1), and their numpy() / __dlpack__(stream) /
+        __cuda_array_interface__ are ordered after it either way."""
         s = self._session
         feeds = s._check_feed(self._inputs)
         names = list(self._outputs) or [o.name for o in s.get_outputs()]
@@ -98,7 +102,7 @@ class IOBinding:
         results = []
         for name, v in zip(names, values):
             device, bound = self._outputs.get(name, (OrtDevice("cpu", 0), None))
-            prov = device_provider(device)
+            prov = s._provider_on(device)  # the session's own provider: copies go on the session's stream
             if prov is None:  # wanted on the host: bring device results back (counted)
                 v = s._output_to_host(v)
             elif not prov.is_on_device(v):  # wanted on a device, computed on the host
@@ -113,10 +117,11 @@ class IOBinding:
                 if prov is None:
                     dst[...] = v
                 else:
-                    with prov.active():  # device to device, on the provider's stream
+                    with prov.active():  # device to device, on the session's stream
                         dst[...] = v
+                    bound._owner = prov
                 results.append(bound)
             else:
-                results.append(OrtValue(np.asarray(v) if isinstance(v, np.generic) else v, device))
+                results.append(OrtValue(np.asarray(v) if isinstance(v, np.generic) else v, device, prov))
         self._results = results
         s._last_copies = (s._copy_stats.count, s._copy_stats.bytes)

@@ -77,13 +77,26 @@ def _element_dtype(element_type):
 
 
 class OrtValue:
-    """A value handed to or returned by a session (onnxruntime.OrtValue)."""
+    """A value handed to or returned by a session (onnxruntime.OrtValue).
 
-    __slots__ = ("_value", "_device", "__weakref__")
+    Streams: a device value made here (from numpy, DLPack, update_inplace) is complete when the
+    call returns, so any stream may read it. A session's output carries the provider whose stream
+    computed it (``_owner``); reading it (numpy(), __dlpack__(stream=...), __cuda_array_interface__)
+    is ordered after that stream's work.
+    """
 
-    def __init__(self, value, device: OrtDevice = CPU):
+    __slots__ = ("_value", "_device", "_owner", "__weakref__")
+
+    def __init__(self, value, device: OrtDevice = CPU, owner=None):
         self._value = value
         self._device = device
+        self._owner = owner
+
+    def _provider(self):
+        """The provider whose stream orders this value (None on the CPU)."""
+        if self._device.device_type() == "cpu":
+            return None
+        return self._owner or device_provider(self._device)
 
     # ---- constructors (onnxruntime's names) ---------------------------------
     @staticmethod
@@ -94,7 +107,11 @@ class OrtValue:
             arr = arr.astype(object)
         device = OrtDevice(device_type, device_id)
         prov = device_provider(device)
-        return OrtValue(arr if prov is None else prov.to_device(arr), device)
+        if prov is None:
+            return OrtValue(arr, device)
+        value = prov.to_device(arr)
+        prov.synchronize()  # a synchronous copy, as onnxruntime's: any stream may read it now
+        return OrtValue(value, device)
 
     @staticmethod
     def ortvalue_from_numpy_with_onnx_type(data, onnx_element_type: int) -> "OrtValue":
@@ -126,7 +143,9 @@ class OrtValue:
             arr, device = np.from_dlpack(data), CPU
         elif kind in (_DL_CUDA, _DL_CUDA_MANAGED):
             device = OrtDevice("cuda", dev_id)
-            arr = device_provider(device).from_dlpack(data)
+            prov = device_provider(device)
+            arr = prov.from_dlpack(data)  # the producer's work is ordered before this provider's stream...
+            prov.synchronize()  # ...which is drained, so the session streams that read it need no order
         else:
             raise ValueError(f"OrtValue.from_dlpack: DLPack device type {kind} is not supported (CPU = 1, CUDA = 2)")
         if is_bool_tensor and arr.dtype == np.uint8:
@@ -186,7 +205,8 @@ class OrtValue:
         self._require_tensor("__dlpack__")
         if isinstance(self._value, np.ndarray):
             return self._value.__dlpack__(**kwargs)
-        return self._value.__dlpack__(stream=stream, **kwargs)
+        with self._provider().active():  # the consumer's stream waits for the one that made the value
+            return self._value.__dlpack__(stream=stream, **kwargs)
 
     def __dlpack_device__(self):
         self._require_tensor("__dlpack_device__")
@@ -199,17 +219,18 @@ class OrtValue:
     @property
     def __cuda_array_interface__(self):
         v = self._value
-        if isinstance(v, np.ndarray) or not hasattr(v, "__cuda_array_interface__"):
+        if isinstance(v, np.ndarray) or not hasattr(type(v), "__cuda_array_interface__"):
             raise AttributeError("__cuda_array_interface__: this OrtValue is not in CUDA memory "
                                  f"(device '{self.device_name()}')")
-        return v.__cuda_array_interface__
+        with self._provider().active():  # its "stream" entry is the stream that made the value
+            return v.__cuda_array_interface__
 
     def numpy(self):
         """The value on the host: ndarray (a copy from a device, the array itself on CPU), list or dict."""
         v = self._value
         if self._device.device_type() == "cpu" or v is None:
             return v
-        prov = device_provider(self._device)
+        prov = self._provider()  # to_host copies on its stream and waits for it
         if isinstance(v, list):
             return [prov.to_host(x) for x in v]
         return prov.to_host(v)
@@ -223,7 +244,10 @@ class OrtValue:
         if isinstance(self._value, np.ndarray):
             np.copyto(self._value, src, casting="same_kind")
         else:
-            self._value.set(src.astype(self._value.dtype, copy=False))
+            prov = self._provider()
+            with prov.active():
+                self._value.set(src.astype(self._value.dtype, copy=False))
+            prov.synchronize()
 
     def __array__(self, dtype=None, copy=None):
         a = self.numpy()

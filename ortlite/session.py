@@ -18,7 +18,7 @@ from ortlite.ir import Graph, ValueInfo
 from ortlite.iobinding import IOBinding
 from ortlite.loader import check_model, load_model, normalize_dims, without_weights
 from ortlite.options import ExecutionMode, SessionOptions
-from ortlite.ortvalue import OrtValue
+from ortlite.ortvalue import OrtValue, device_provider
 from ortlite.copies import CopyStats, insert_copies
 from ortlite.report import NodePlacement, PlacementReport
 from ortlite.partition import Placement, assign, prefer_host_for_shape_math
@@ -388,6 +388,16 @@ class InferenceSession:
             self._last_copies = (stats.count, stats.bytes)
         return [as_output(v) for v in values]
 
+    def _provider_on(self, device):
+        """This session's provider for ``device`` (its stream orders the session's values), else the
+        process-wide one of ortvalue.device_provider; None for the CPU."""
+        if device.device_type() == "cpu":
+            return None
+        for p in self._device_providers:
+            if p.device_type == device.device_type() and getattr(p, "device_id", 0) == device.device_id():
+                return p
+        return device_provider(device)
+
     def _output_to_host(self, v):
         for p in self._device_providers:
             if p.is_on_device(v):
@@ -451,6 +461,11 @@ class InferenceSession:
                 if self._thread_limiter is not None:
                     stack.enter_context(self._thread_limiter())
                 out = run()
+            # as onnxruntime: the run's device work is finished when run() returns, unless the caller
+            # orders later work on the session's stream itself (then values carry that stream)
+            if run_options is None or run_options._config.get("disable_synchronize_execution_providers") != "1":
+                for p in self._device_providers:
+                    p.synchronize()
         elif self._thread_limiter is not None:
             with self._thread_limiter():
                 out = run()

@@ -149,8 +149,9 @@ def _probe_cupy() -> tuple[bool, str]:
 class _CupyBackend:
     """What the provider does on CuPy: memory pool, stream, copies, pointers, DLPack, graphs."""
 
-    def __init__(self, opts: CudaOptions):
-        import cupy
+    def __init__(self, opts: CudaOptions, cupy=None):
+        if cupy is None:  # the tests pass a strict stand-in module (tests/cuda_provider/strict_backend.py)
+            import cupy
 
         self.cp = cupy
         count = cupy.cuda.runtime.getDeviceCount()
@@ -177,8 +178,12 @@ class _CupyBackend:
     def active(self, pool=None):
         """This provider's device, memory pool and stream current on this thread."""
         cp = self.cp
-        with self.device, cp.cuda.using_allocator((pool or self.pool).malloc), self.stream, _tf32(cp, self.use_tf32):
+        with self.device, cp.cuda.using_allocator((pool or self.pool).malloc), self.stream, self.compute_mode():
             yield
+
+    def compute_mode(self):
+        """The float32 GEMM mode of use_tf32 (a context manager)."""
+        return _tf32(self.cp, self.use_tf32)
 
     def is_device_array(self, value) -> bool:
         return isinstance(value, self.cp.ndarray)

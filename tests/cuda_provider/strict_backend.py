@@ -51,6 +51,7 @@ class FakeStream:
 
     def synchronize(self):
         self.syncs += 1
+        STREAM_LOG.append(("synchronize", self.id, None))
 
     def begin_capture(self):
         self.capturing = True
@@ -69,6 +70,19 @@ FakeStream.null = FakeStream()
 def current_stream():
     stack = getattr(_tls, "streams", None)
     return stack[-1] if stack else FakeStream.null
+
+
+# (what, stream id, extra): each copy, kernel, synchronize and exchange, with the stream it ran on
+STREAM_LOG: list = []
+
+
+def log_stream(what, stream=None):
+    cur = current_stream()
+    STREAM_LOG.append((what, cur.id, stream))
+    return cur.ptr
+
+
+sc.STREAM_EVENT[0] = log_stream
 
 
 class FakePool:
@@ -130,6 +144,7 @@ class _Cuda:
 
 def _to_device(host, copy=True):
     """cupy.asarray / cupy.array of host data: refuses dtypes CuPy has none for, as CuPy does."""
+    log_stream("device_copy" if type(host) is SArr else "host_to_device")
     if type(host) is SArr:
         return SArr(host._a.copy()) if copy else host
     a = np.asarray(host)
@@ -139,6 +154,7 @@ def _to_device(host, copy=True):
 
 
 def _asnumpy(a, stream=None, order="C", out=None, blocking=True):
+    STREAM_LOG.append(("device_to_host", (stream or current_stream()).id, None))
     return np.array(a._a if type(a) is SArr else a, copy=True)
 
 
@@ -169,7 +185,10 @@ class FakeCupy:
 
     @staticmethod
     def from_dlpack(obj):
-        return SArr(np.from_dlpack(obj))
+        """As cupy.from_dlpack: asks the producer to order its work before the current stream."""
+        log_stream("from_dlpack")
+        obj.__dlpack__(stream=current_stream().ptr)
+        return SArr(obj._a) if type(obj) is SArr else SArr(np.from_dlpack(obj))
 
 
 FAKE_CUPY = FakeCupy()
@@ -213,6 +232,7 @@ class StrictCudaBackend(_CupyBackend):
 
         def run(*args):
             snaps = []
+            log_stream(f"kernel {op}")
             with sc.kernel_scope(op):
                 for k, a in enumerate(args):
                     if isinstance(a, list):

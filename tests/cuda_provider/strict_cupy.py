@@ -102,6 +102,16 @@ def record(cat, detail=""):
         raise _error(cat)(f"[strict cupy] {cat} at {site} ({current_op()}): {detail}")
 
 
+# The backend sets STREAM_EVENT[0] to a function(what, stream=None) that logs what ran on which
+# stream and returns the current stream's handle.
+STREAM_EVENT = [None]
+
+
+def stream_event(what, stream=None):
+    fn = STREAM_EVENT[0]
+    return fn(what, stream) if fn is not None else None
+
+
 def reset():
     """Forget the recorded events."""
     EVENTS.clear()
@@ -334,12 +344,32 @@ class SArr:
         return _wrap(self._a[self._index(key, "getitem")])
 
     def __setitem__(self, key, value):
+        stream_event("setitem")
         k = self._index(key, "setitem")
         if type(value) is np.ndarray:
             record("H2D", f"numpy array assigned into a device array (shape {value.shape})")
         elif type(value) in (list, tuple):
             record("H2D", "list assigned into a device array")
         self._a[k] = _unwrap(value)
+
+    # --- what crosses streams (recorded through STREAM_EVENT: see strict_backend.py)
+    def set(self, arr, stream=None):
+        """cupy.ndarray.set: host -> this array, on ``stream`` or the current stream."""
+        stream_event("set", stream)
+        self._a[...] = np.asarray(arr)
+
+    def __dlpack__(self, *, stream=None, **kwargs):
+        stream_event("dlpack", stream)
+        return self._a.__dlpack__()
+
+    def __dlpack_device__(self):
+        return (2, 0)
+
+    @property
+    def __cuda_array_interface__(self):
+        stream = stream_event("cuda_array_interface")
+        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self._a.ctypes.data, False),
+                "version": 3, "strides": None, "stream": stream}
 
     # --- methods
     def __getattr__(self, name):
