@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ortlite.errors import Fail, InvalidArgument
+from ortlite.providers._cuda_capture import UNCAPTURABLE
 from ortlite.providers.base import ExecutionProvider
 
 log = logging.getLogger("ortlite")
@@ -38,7 +39,9 @@ IGNORED_ORT_OPTIONS = frozenset({
     "sdpa_kernel", "fuse_conv_bias", "use_ep_level_unified_stream", "default_memory_arena_cfg",
 })
 # Ops whose CuPy kernels call cuBLAS (matmul / einsum / dot): CuPy refuses cuBLAS calls while a
-# stream is capturing (cupy/cupy#6290), so a plan holding one cannot become a CUDA graph.
+# stream is capturing (cupy/cupy#6290), so a plan holding one cannot become a CUDA graph. The
+# generated table _cuda_capture.UNCAPTURABLE (what the strict stand-in recorded) decides first;
+# this list covers the contrib ops no recorded run reaches.
 CUBLAS_OPS = frozenset({
     "MatMul", "Gemm", "Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "QLinearMatMul", "MatMulInteger",
     "FusedConv", "FusedGemm", "FusedMatMul", "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "Attention",
@@ -340,6 +343,8 @@ class CUDAExecutionProvider(ExecutionProvider):
                 blockers.append(f"{what} runs on {p.provider.name} (a capture holds CUDA work only)")
             elif node.op_type in CONTROL_FLOW_OPS:
                 blockers.append(f"{what} is control flow (its branch or trip count is decided on the host)")
+            elif (node.domain, node.op_type) in UNCAPTURABLE:
+                blockers.append(f"{what} {UNCAPTURABLE[(node.domain, node.op_type)]}")
             elif node.op_type in CUBLAS_OPS:
                 blockers.append(f"{what} calls cuBLAS, which CuPy refuses during stream capture (cupy/cupy#6290)")
         if blockers:

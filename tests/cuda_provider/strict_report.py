@@ -41,15 +41,101 @@ def _reason(msg: str) -> str:
     return re.sub(r"node '[^']*'", "node", msg)[:200]
 
 
+CAPTURE_TABLE = os.path.join(os.path.dirname(TESTS), "providers", "_cuda_capture.py")
+# what keeps a kernel out of a CUDA graph, by the category the stand-in records
+_CAPTURE_REASONS = {
+    "BLAS": "calls cuBLAS, which CuPy refuses during stream capture (cupy/cupy#6290)",
+    "LINALG": "calls cuSOLVER / cuBLAS, which CuPy refuses during stream capture",
+    "CURAND": "calls cuRAND, which CuPy refuses during stream capture",
+    "SYNC": "waits for the device mid-kernel (a value read on the host or a data-dependent shape)",
+    "H2D": "copies host data to the device on every run (a capture would replay a freed host buffer)",
+}
+
+
+def capture_table(events) -> dict:
+    """{(domain, op): reason} for the ops whose kernels recorded an uncapturable use in a kernel."""
+    found = collections.defaultdict(dict)
+    for (cat, site, op, _det), _n in events.items():
+        if cat in _CAPTURE_REASONS and not op.startswith("("):
+            domain, _, op_type = op.rpartition(":")
+            found[(domain, op_type)].setdefault(cat, site.split(":")[0])
+    return {key: "; ".join(f"{_CAPTURE_REASONS[c]} ({found[key][c]})" for c in sorted(found[key]))
+            for key in sorted(found)}
+
+
+def write_capture_table(table, path=CAPTURE_TABLE):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write('"""CUDA kernels that cannot run inside a CUDA graph capture, and why. Generated: do not edit.\n\n'
+                "Written by `python tests/cuda_provider/strict_report.py --capture-table` from what the strict\n"
+                "CuPy stand-in recorded while the ONNX node suite ran on the CUDA provider (cuBLAS / cuSOLVER /\n"
+                "cuRAND calls, host syncs, host->device copies inside a kernel);\n"
+                "tests/cuda_provider/test_strict_node_suite.py checks that it matches a fresh run.\n"
+                '"""\n\nUNCAPTURABLE = {\n')
+        for (domain, op), reason in table.items():
+            f.write(f"    ({domain!r}, {op!r}): {reason!r},\n")
+        f.write("}\n")
+
+
+def zoo_models():
+    """{name: model builder}: the zoo's model families, small, run at the default optimization level
+    (so the com.microsoft fused ops the node suite lacks run too)."""
+    from ortlite import zoo
+
+    return {
+        "demo": lambda: zoo.demo(),
+        "resnet50_64px": lambda: zoo.resnet50(batch=1, size=64),
+        "mobilenet_v2_64px": lambda: zoo.mobilenet_v2(batch=1, size=64),
+        "bert_tiny": lambda: zoo.bert_tiny(batch=1, seq=16),
+        "gpt2_2_layers": lambda: zoo.gpt2(batch=1, seq=16, layers=2),
+        "yolo_style_64px": lambda: zoo.yolo_style(batch=1, size=64),
+        "lstm_text": lambda: zoo.lstm_text(batch=1, seq=8),
+        "gru_text": lambda: zoo.lstm_text(batch=1, seq=8, cell="GRU"),
+    }
+
+
+def record_node_suite(cases=None):
+    """Run the node suite and the zoo models on the stand-in with refused uses recorded, not raised:
+    sc.EVENTS."""
+    import ortlite
+    import ortlite.providers as providers
+    from ortlite import zoo
+
+    sc.reset()
+    raise_before, sc.RAISE[0] = sc.RAISE[0], False
+    providers.register_provider(StrictCUDAExecutionProvider, priority=0)
+    try:
+        for case in cases if cases is not None else ns.load_cases():
+            sc.CURRENT_CASE[0] = case[0]
+            try:
+                ns.run_case(case, PROVIDERS)
+            except Exception:  # noqa: BLE001 - only the recorded events matter here
+                pass
+        for name, make in zoo_models().items():
+            sc.CURRENT_CASE[0] = name
+            model = make()
+            ortlite.InferenceSession(model.SerializeToString(), providers=list(PROVIDERS)).run(
+                None, zoo.example_inputs(model))
+    finally:
+        providers.unregister_provider(StrictCUDAExecutionProvider.name)
+        sc.RAISE[0] = raise_before
+    return sc.EVENTS
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-k", action="append", default=[], help="run the cases whose name holds this")
     ap.add_argument("--record", action="store_true", help="record refused uses and go on (list every problem)")
     ap.add_argument("--update-xfail", action="store_true", help="rewrite expected_failures_cuda.txt")
     ap.add_argument("--out", help="also write the report to this file")
+    ap.add_argument("--capture-table", action="store_true", help=f"rewrite {os.path.relpath(CAPTURE_TABLE)}")
     a = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     logging.getLogger("ortlite").setLevel(logging.ERROR)  # placement summaries
+    if a.capture_table:
+        table = capture_table(record_node_suite())
+        write_capture_table(table)
+        print(f"wrote {len(table)} ops to {CAPTURE_TABLE}")
+        return
     import ortlite.providers as providers
 
     cases = ns.load_cases()

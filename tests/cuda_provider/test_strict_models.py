@@ -8,19 +8,11 @@ from onnx import TensorProto, helper
 import ortlite
 from ortlite import zoo
 from ortlite.registry import kernel
+from cuda_provider.strict_report import zoo_models
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 
-MODELS = {
-    "demo": lambda: zoo.demo(),
-    "resnet50_64px": lambda: zoo.resnet50(batch=1, size=64),
-    "mobilenet_v2_64px": lambda: zoo.mobilenet_v2(batch=1, size=64),
-    "bert_tiny": lambda: zoo.bert_tiny(batch=1, seq=16),
-    "gpt2_2_layers": lambda: zoo.gpt2(batch=1, seq=16, layers=2),
-    "yolo_style_64px": lambda: zoo.yolo_style(batch=1, size=64),
-    "lstm_text": lambda: zoo.lstm_text(batch=1, seq=8),
-    "gru_text": lambda: zoo.lstm_text(batch=1, seq=8, cell="GRU"),
-}
+MODELS = zoo_models()
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -60,3 +60,12 @@ def test_cuda_pass_share():
     cpu_pass = len(CASES) - len(XFAIL)
     share = 1 - len(set(XFAIL_CUDA) - set(XFAIL)) / cpu_pass
     assert share >= PASS_SHARE_FLOOR, f"{share:.1%} of the CPU-passing cases pass on CUDA, below {PASS_SHARE_FLOOR:.1%}"
+
+
+def test_capture_table_matches_what_the_stand_in_records():
+    """providers/_cuda_capture.py (which ops enable_cuda_graph refuses) is what a fresh recorded run of
+    the node suite and the zoo models finds; regenerate it with strict_report.py --capture-table."""
+    from cuda_provider.strict_report import capture_table, record_node_suite
+    from ortlite.providers._cuda_capture import UNCAPTURABLE
+
+    assert capture_table(record_node_suite()) == UNCAPTURABLE
