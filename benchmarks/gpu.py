@@ -11,12 +11,14 @@ Per model (ortlite.zoo.resnet50, ortlite.zoo.bert_base at seq 128) and batch:
 - ortlite CUDA with plain ``run`` (numpy in, numpy out);
 - PyTorch eager fp32 on the same GPU: modules written here that mirror the zoo graphs (BatchNorm
   folded into the convolutions as in the exported ResNet, eager attention and erf GELU in BERT),
-  loaded with the zoo model's (random) weights; no_grad, cudnn.benchmark on, TF32 off;
+  loaded with the zoo model's (random) weights; no_grad, cudnn.benchmark on;
+- TF32 alike on both sides: off by default (ortlite use_tf32=0, torch allow_tf32 False, agreement
+  at 1e-3); ``--tf32 1`` turns it on for both (onnxruntime's default) and checks at 1e-2;
 - ortlite CPU and onnxruntime's CPUExecutionProvider (fewer runs; batch 32 skipped with --quick).
 
 Each line: warm-up runs, then timed runs; median and p90 in ms, items/s from the median. Device
 work is synchronized before the clock stops. Correctness at batch 1: ortlite CUDA outputs
-against ortlite CPU outputs (max abs diff; pass at rtol 1e-3 / atol 1e-3), and the torch
+against ortlite CPU outputs (max abs diff; pass at 1e-3, or 1e-2 with --tf32 1), and the torch
 modules against ortlite CPU (checks that they mirror the graphs).
 
 Writes ``<out-dir>/gpu-<card>.md`` (default out-dir benchmarks/results) and, with --json, the
@@ -50,7 +52,9 @@ ROOT = os.path.dirname(HERE)
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-RTOL = ATOL = 1e-3
+RTOL = ATOL = 1e-3  # full float32 on both sides (--tf32 0, the default)
+TF32_RTOL = TF32_ATOL = 1e-2  # --tf32 1: TF32 GEMMs round operands to 10 mantissa bits (BERT-base ~4e-3 off)
+TF32 = [False]  # --tf32: ortlite's use_tf32 and torch's allow_tf32, set alike
 MODELS = ("resnet50", "bert_base")
 
 
@@ -197,8 +201,14 @@ def max_abs_diff(got, ref) -> float:
                for g, r in zip(got, ref))
 
 
+def tolerances() -> tuple:
+    """(rtol, atol) of the agreement check: looser when both sides run their GEMMs in TF32."""
+    return (TF32_RTOL, TF32_ATOL) if TF32[0] else (RTOL, ATOL)
+
+
 def all_close(got, ref) -> bool:
-    return all(np.shape(g) == np.shape(r) and np.allclose(g, r, rtol=RTOL, atol=ATOL) for g, r in zip(got, ref))
+    rtol, atol = tolerances()
+    return all(np.shape(g) == np.shape(r) and np.allclose(g, r, rtol=rtol, atol=atol) for g, r in zip(got, ref))
 
 
 # ---------------------------------------------------------------------------------------
@@ -243,7 +253,8 @@ def bench_ortlite_device(model_bytes, feeds_by_batch, provider, device, runs, wa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
-        sess = ortlite.InferenceSession(model_bytes, providers=[provider, CPU])
+        opts = {"use_tf32": str(int(TF32[0]))} if provider == CUDA else {}
+        sess = ortlite.InferenceSession(model_bytes, providers=[(provider, opts), CPU])
         create_s = time.perf_counter() - t0
     if provider not in sess.get_providers():
         raise RuntimeError(f"the session dropped {provider}: {sess.get_providers()}")
@@ -433,8 +444,8 @@ def bench_torch(name, model, feeds_by_batch, seq, runs, warmup, log):
     if not torch.cuda.is_available():
         raise RuntimeError("torch.cuda.is_available() is False")
     torch.backends.cudnn.benchmark = True
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = TF32[0]  # as ortlite's use_tf32 in this run
+    torch.backends.cudnn.allow_tf32 = TF32[0]
     dev = torch.device("cuda", 0)
     mod = torch_module(name, seq)
     note = "zoo weights"
@@ -697,7 +708,9 @@ class Bench:
             lines.append(f"| {r['model']} | {r['batch']} | " + " | ".join(
                 _ips(x) for x in (cu.get("iobinding"), cu.get("run"), r.get("torch_eager"), r.get("ortlite_cpu"),
                                   r.get("onnxruntime_cpu"))) + " |")
-        lines += ["", "## Correctness (batch 1, rtol 1e-3 / atol 1e-3 against ortlite CPU)", ""]
+        rtol, atol = tolerances()
+        mode = "TF32 GEMMs on both sides" if TF32[0] else "full float32 GEMMs on both sides (no TF32)"
+        lines += ["", f"## Correctness (batch 1, rtol {rtol:g} / atol {atol:g} against ortlite CPU; {mode})", ""]
         if not self.correctness:
             lines.append("- nothing compared")
         for name, c in self.correctness.items():
@@ -766,6 +779,9 @@ def main(argv=None):
     ap.add_argument("--budget-s", type=float, default=0,
                     help="skip the CPU lines of larger batches not started within this many seconds (0: no limit)")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--tf32", type=int, choices=(0, 1), default=0,
+                    help="1: ortlite use_tf32=1 (onnxruntime's default) and torch allow_tf32, with tolerances for "
+                         "TF32; 0 (default): full float32 on both sides")
     ap.add_argument("--no-onnxruntime", action="store_true")
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
     ap.add_argument("--json", default=None, help="also write the numbers as JSON")
@@ -784,6 +800,7 @@ def main(argv=None):
     if args.quick:
         args.cpu_warmup = min(args.cpu_warmup, 1)
     warnings.simplefilter("ignore")
+    TF32[0] = bool(args.tf32)
     bench = Bench(args, argv)
     old = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
