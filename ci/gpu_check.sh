@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# GPU check: the CUDA-marked tests, the ONNX node suite on the CPU and on CUDAExecutionProvider,
-# and benchmarks/gpu.py, on a GPU machine without network (Python, numpy, onnx, onnxruntime,
-# CuPy, torch and setuptools preinstalled). Finishes in under 5 minutes (GPU_CHECK_BUDGET_S,
-# default 285 s): every step runs under `timeout`, a failing step does not stop the others.
+# GPU check, on a GPU machine without network (Python, numpy, onnx, onnxruntime, CuPy, torch and
+# setuptools preinstalled), in this order: the probes (ci/gpu_probes.py: CuPy finds NVRTC and the
+# CUDA headers, a reduction runs, a cuDNN handle; the stream race probe; the CUDA-graph capture
+# checks), the CUDA-marked tests, the ONNX node suite one case per op on the CPU and on
+# CUDAExecutionProvider (every kernel compiled once, not ~1,100 kernels of the whole suite), and
+# benchmarks/gpu.py. Finishes in under 5 minutes (GPU_CHECK_BUDGET_S, default 285 s): the step caps
+# add up to 280 s, every step runs under `timeout` (its cap or the time left), a failing step does
+# not stop the others, and summary.txt is always written.
 #
 #   OUT=/some/dir bash ci/gpu_check.sh        # OUT defaults to ./gpu_out; PYTHON picks the interpreter
 #   GPU_CHECK_BENCH_ARGS="--models bert_base --runs 50" bash ci/gpu_check.sh   # extra benchmark arguments
@@ -11,15 +15,15 @@
 # benchmark runs its CPU parts only (--quick --batches 1), and the script still exits 0.
 # Exit 1 when a step failed or timed out.
 #
-# cuDNN frontend: a wheel in ci/wheels/ is installed first when present. It is carried to the
-# machine, not committed; fetch it where there is network with
-#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 nvidia-cudnn-frontend -d ci/wheels
+# Wheels in ci/wheels/ (the cuDNN frontend; pytest and its dependencies where the image lacks
+# pytest) are installed first when present. They are carried to the machine, not committed: fetch
+# them where there is network with `bash ci/fetch_gpu_wheels.sh`.
 #
 # Files in $OUT (8 at most, the GPU machine returns no more):
 #   summary.txt           environment, setup log, one STEP line per step (at the end)
+#   probes.txt            ci/gpu_probes.py: one PROBE line each
 #   pytest-cuda.txt       python -m pytest -q -m cuda tests
-#   node-suite.txt        both node-suite runs' output
-#   node-suite-cpu.json   node suite on CPUExecutionProvider
+#   node-suite.txt        both node-suite runs' output (one case per op)
 #   node-suite-cuda.json  node suite on CUDAExecutionProvider, compared with the CPU run
 #   bench.txt             benchmarks/gpu.py output
 #   gpu-<card>.md         the benchmark report (also copied to benchmarks/results/)
@@ -127,11 +131,20 @@ t0=$(date +%s)
 setup_ok=1
 shopt -s nullglob
 wheels=(ci/wheels/nvidia_cudnn_frontend-*.whl)
+pytest_wheels=(ci/wheels/pytest-*.whl ci/wheels/pluggy-*.whl ci/wheels/iniconfig-*.whl ci/wheels/packaging-*.whl)
 shopt -u nullglob
 if ((${#wheels[@]})); then
     timeout 60 "$PY" -m pip install --no-deps --no-index "${wheels[@]}" >>"$SETUP_LOG" 2>&1 || setup_ok=0
 else
     echo "no ci/wheels/nvidia_cudnn_frontend-*.whl: cuDNN frontend not installed from a wheel" >>"$SETUP_LOG"
+fi
+if ! timeout 30 "$PY" -c "import pytest" >>"$SETUP_LOG" 2>&1; then
+    if ((${#pytest_wheels[@]})); then
+        timeout 60 "$PY" -m pip install --no-deps --no-index "${pytest_wheels[@]}" >>"$SETUP_LOG" 2>&1 || setup_ok=0
+    else
+        echo "pytest is not importable and ci/wheels has no pytest wheel (bash ci/fetch_gpu_wheels.sh)" >>"$SETUP_LOG"
+        setup_ok=0
+    fi
 fi
 # --no-build-isolation: no network for setuptools; --no-deps: numpy/onnx come with the image
 if ! timeout 90 "$PY" -m pip install --no-deps --no-index --no-build-isolation -e . >>"$SETUP_LOG" 2>&1; then
@@ -166,10 +179,20 @@ fi
 CUDA_OK=$(timeout 60 "$PY" -c "import ortlite; print(int('CUDAExecutionProvider' in ortlite.get_available_providers()))" 2>/dev/null || echo 0)
 say "ortlite CUDAExecutionProvider available: $CUDA_OK"
 
+# ---- probes: smoke (NVRTC, a reduction, cuDNN), stream race, CUDA-graph capture -------------------
+LOG=$OUT/probes.txt
+: >"$LOG"
+run_step probes 60 "$LOG" "$PY" ci/gpu_probes.py
+if [[ $CUDA_OK != 1 ]]; then  # no usable CUDA provider: the probes' failures say why, but fail nothing
+    record probes SKIP "$SECS" "no usable CUDA provider: $(grep -m1 ' FAIL ' "$LOG" | cut -c1-160)"
+else
+    record probes "$(status_of $RC)" "$SECS" "$(or_skipped "rc=$RC $(grep -c ' OK ' "$LOG") ok, $(grep -c ' FAIL ' "$LOG") failed: $(grep ' FAIL ' "$LOG" | awk '{print $2}' | tr '\n' ' ')")"
+fi
+
 # ---- CUDA-marked tests ---------------------------------------------------------------------
 LOG=$OUT/pytest-cuda.txt
 : >"$LOG"
-run_step pytest-cuda 90 "$LOG" "$PY" -m pytest -q -rfEsX -m cuda tests
+run_step pytest-cuda 50 "$LOG" "$PY" -m pytest -q -rfEsX -m cuda tests/cuda_provider
 last=$(grep -E '(passed|failed|skipped|deselected|error|no tests ran)' "$LOG" | tail -1)
 if ((RC == 5)); then
     record pytest-cuda NONE "$SECS" "no CUDA-marked test collected: $last"
@@ -183,12 +206,13 @@ LOG=$OUT/node-suite.txt
 NS=tests/conformance/node_suite.py
 JOBS=$(nproc)
 ((JOBS > 8)) && JOBS=8
-run_step node-suite-cpu 60 "$LOG" "$PY" $NS --summary --jobs "$JOBS" --json "$OUT/node-suite-cpu.json"
+CPU_JSON=$(mktemp --suffix .json)  # not in $OUT: the machine returns 8 files
+run_step node-suite-cpu 15 "$LOG" "$PY" $NS --one-per-op --summary --jobs "$JOBS" --json "$CPU_JSON"
 record node-suite-cpu "$(status_of $RC)" "$SECS" "$(or_skipped "rc=$RC $(grep -E '^[0-9]+/[0-9]+ passed' "$LOG" | tail -1)")"
 cmp_args=()
-[[ -s $OUT/node-suite-cpu.json ]] && cmp_args=(--compare-with "$OUT/node-suite-cpu.json" --min-share 0.95)
+[[ -s $CPU_JSON ]] && cmp_args=(--compare-with "$CPU_JSON" --min-share 0.95)
 CUDA_JOBS=$((JOBS < 4 ? JOBS : 4))
-run_step node-suite-cuda 100 "$LOG" "$PY" $NS --summary --jobs "$CUDA_JOBS" --provider CUDAExecutionProvider \
+run_step node-suite-cuda 60 "$LOG" "$PY" $NS --one-per-op --summary --jobs "$CUDA_JOBS" --provider CUDAExecutionProvider \
     --json "$OUT/node-suite-cuda.json" "${cmp_args[@]}"
 share=$(grep -E 'of the cases that pass on' "$LOG" | tail -1)
 counts=$(grep -E '^[0-9]+/[0-9]+ passed .* on CUDAExecutionProvider' "$LOG" | tail -1)
@@ -213,7 +237,7 @@ fi
 # GPU_CHECK_BENCH_ARGS: extra arguments (e.g. "--models bert_base --runs 50"), word-split on purpose
 # shellcheck disable=SC2206
 bench_args+=(${GPU_CHECK_BENCH_ARGS:-})
-run_step bench 240 "$LOG" "$PY" benchmarks/gpu.py --out-dir "$OUT" --json "$OUT/gpu-bench.json" "${bench_args[@]}"
+run_step bench 95 "$LOG" "$PY" benchmarks/gpu.py --out-dir "$OUT" --json "$OUT/gpu-bench.json" "${bench_args[@]}"
 md=$(ls -t "$OUT"/gpu-*.md 2>/dev/null | head -1)
 if [[ -n $md ]]; then
     copied=""

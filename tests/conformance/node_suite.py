@@ -127,6 +127,19 @@ def run_case(case, providers=None):
     return sess.get_placement().counts()
 
 
+def one_per_op(cases):
+    """The first case of each (domain, op) the cases' models run, expanded function bodies apart."""
+    seen, out = set(), []
+    for c in cases:
+        if c[0].endswith("_expanded"):
+            continue
+        ops = {(n.domain, n.op_type) for n in onnx.ModelProto.FromString(c[1]).graph.node}
+        if ops - seen:
+            seen |= ops
+            out.append(c)
+    return out
+
+
 def assert_similar(got, exp, rtol, atol, where):
     if isinstance(exp, list):
         assert isinstance(got, list), f"{where}: expected a sequence, got {type(got).__name__}"
@@ -262,6 +275,8 @@ def main(argv=None):
     ap.add_argument("--min-share", type=float, default=None,
                     help="with --compare-with: exit 1 when the share is below this (e.g. 0.95)")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (spawned; default 1)")
+    ap.add_argument("--one-per-op", action="store_true",
+                    help="only the first case of each op (every kernel once: a short run on a cold kernel cache)")
     args = ap.parse_args(argv)
 
     import ortlite.providers as prov
@@ -293,6 +308,8 @@ def main(argv=None):
     cases = all_cases
     if args.k:
         cases = [c for c in cases if any(k in c[0] for k in args.k)]
+    if args.one_per_op:
+        cases = one_per_op(cases)
     xfail = load_xfail()
     t0 = time.perf_counter()
     results = {}
