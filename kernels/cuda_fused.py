@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 
 import numpy as np
 
@@ -147,56 +148,70 @@ class CudnnConv:
     """2-D convolution (group 1, symmetric pads) + bias through a cached cuDNN graph.
 
     ``run`` returns the output, or None when cuDNN cannot take this case (the caller runs
-    im2col + cuBLAS); the first failure to load cuDNN is logged once and sticks."""
+    im2col + cuBLAS). Failing to load cuDNN (not installed, no libcudnn) is logged once and holds
+    for the process; a configuration cuDNN fails on falls back alone (logged once per node).
+    cuDNN handles are per device and per thread: set_stream on a shared handle would race."""
 
-    _state = {"failed": None, "handle": None}
+    _state = {"failed": None}
+    _handles = threading.local()
     _heur = {"HEURISTIC": ("A",), "DEFAULT": ("FALLBACK",), "EXHAUSTIVE": ("A", "B", "FALLBACK")}
 
     def __init__(self, algo_search="EXHAUSTIVE"):
         self.algo_search = algo_search
-        self.graphs = {}
+        self.graphs = {}  # configuration -> built graph, or None where cuDNN failed on it
 
     @classmethod
     def _module(cls):
-        st = cls._state
-        if st["failed"]:
+        if cls._state["failed"]:
             return None
         try:
             import cudnn
 
-            if st["handle"] is None:
-                st["handle"] = cudnn.create_handle()
             return cudnn
         except Exception as e:  # noqa: BLE001 - not installed, or no libcudnn: im2col + cuBLAS
-            st["failed"] = f"{type(e).__name__}: {e}"
+            cls._state["failed"] = f"{type(e).__name__}: {e}"
             log.info("ortlite: convolutions on CUDA use im2col + cuBLAS (cuDNN frontend unavailable: %s)",
-                     st["failed"])
+                     cls._state["failed"])
             return None
+
+    @classmethod
+    def _handle(cls, cudnn, cp):
+        """This thread's cuDNN handle for the current device."""
+        by_device = getattr(cls._handles, "by_device", None)
+        if by_device is None:
+            by_device = cls._handles.by_device = {}
+        dev = cp.cuda.Device().id
+        if dev not in by_device:
+            by_device[dev] = cudnn.create_handle()
+        return by_device[dev]
 
     def run(self, cp, x, w, b, begins, ends, strides, dilations, group):
         if (group != 1 or x.ndim != 4 or list(begins) != list(ends) or x.dtype not in (np.float32, np.float16)
                 or w.dtype != x.dtype):
             return None
+        key = (x.shape, w.shape, b is not None, x.dtype.str, tuple(begins), tuple(strides), tuple(dilations))
+        if key in self.graphs and self.graphs[key] is None:
+            return None
         cudnn = self._module()
         if cudnn is None:
             return None
         try:
-            return self._run(cudnn, cp, x, w, b, begins, strides, dilations)
-        except Exception as e:  # noqa: BLE001
-            self._state["failed"] = f"{type(e).__name__}: {e}"
-            log.warning("ortlite: cuDNN convolution failed (%s); using im2col + cuBLAS from now on", self._state["failed"])
+            return self._run(cudnn, cp, key, x, w, b, begins, strides, dilations)
+        except Exception as e:  # noqa: BLE001 - this configuration only
+            self.graphs[key] = None
+            log.warning("ortlite: cuDNN convolution failed for x %s, w %s (%s: %s); this configuration uses "
+                        "im2col + cuBLAS", list(x.shape), list(w.shape), type(e).__name__, e)
             return None
 
-    def _run(self, cudnn, cp, x, w, b, pads, strides, dilations):
+    def _run(self, cudnn, cp, key, x, w, b, pads, strides, dilations):
         x = cp.ascontiguousarray(x)
         w = cp.ascontiguousarray(w)
         n, c, h, wd = x.shape
         m, _, kh, kw = w.shape
         ho = (h + 2 * pads[0] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
         wo = (wd + 2 * pads[1] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
-        key = (x.shape, w.shape, b is not None, x.dtype.str, tuple(pads), tuple(strides), tuple(dilations))
         entry = self.graphs.get(key)
-        handle = self._state["handle"]
+        handle = self._handle(cudnn, cp)
         stream = cp.cuda.get_current_stream()
         cudnn.set_stream(handle=handle, stream=stream.ptr)
         if entry is None:
