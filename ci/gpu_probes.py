@@ -141,7 +141,6 @@ def _graph_model(op_nodes, x_shape=(64, 64)):
 
 @probe("capture-accepted")
 def capture_accepted():
-    import ortlite
     from onnx import helper
 
     m = _graph_model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Mul", ["r", "r"], ["s"]),
@@ -157,7 +156,6 @@ def capture_accepted():
 
 @probe("capture-refusals", must_pass=False)
 def capture_refusals():
-    import ortlite
     from onnx import helper, numpy_helper
 
     w = numpy_helper.from_array(np.ones((64, 64), np.float32), "w")

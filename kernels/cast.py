@@ -137,6 +137,9 @@ def _cast_numeric(X, dtype, saturate, round_mode):
 def _cast(xp, X, dtype, saturate=1, round_mode="up"):
     if X.dtype == dtype and dtype != _STRING:
         return X
+    if xp is not np and (dtype == _STRING or X.dtype == _STRING):
+        # strings live on the host only: the CUDA provider refuses such a Cast (get_capability)
+        raise TypeError(f"Cast between {X.dtype} and string runs on the host only, not on a device array")
     with np.errstate(all="ignore"):
         if dtype == _STRING:
             return _to_string(np.asarray(X))

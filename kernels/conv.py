@@ -899,7 +899,7 @@ class QLinearConv:
         r = xp.rint(acc.astype(np.float32) * scale)
         out_dtype = y_zero_point.dtype if y_zero_point is not None else x.dtype
         if y_zero_point is not None:
-            r += np.float32(y_zero_point.reshape(-1)[0])
+            r += y_zero_point.reshape(-1)[0].astype(np.float32)  # a 0-d device array on CuPy
         info = np.iinfo(out_dtype)
         return xp.clip(r, info.min, info.max).astype(out_dtype)
 

@@ -123,10 +123,83 @@ def gather_nd(xp, data, indices, *, batch_dims=0):
 _REDUCTIONS = ("none", "add", "mul", "max", "min")
 
 
-def _scatter_into(xp, out, key, updates, reduction):
-    """out[key] (op)= updates, with duplicates in key accumulated for the reductions."""
+# ufunc.at dtypes CuPy 14 accepts (others raise TypeError; multiply/logical_*.at do not exist).
+_CUPY_AT_DTYPES = {
+    "add": frozenset({"int32", "int64", "float16", "float32", "float64", "uint32", "uint64"}),
+    "maximum": frozenset({"int32", "int64", "float32", "float64", "uint32", "uint64"}),
+    "minimum": frozenset({"int32", "int64", "float32", "float64", "uint32", "uint64"}),
+}
+
+
+def _at_dtype(op, dt):
+    """The dtype to accumulate ``op``.at in on CuPy for an array of dtype ``dt`` (exact: integer
+    sums wrap around as in ``dt`` once cast back; max/min of float16 are exact in float32)."""
+    dt = np.dtype(dt)
+    if dt.name in _CUPY_AT_DTYPES[op]:
+        return dt
+    if dt == np.bool_:
+        return np.dtype(np.int32)
+    if dt.kind in "iu":
+        return np.dtype(np.int64)
+    if dt.kind == "f" or dt.name == "bfloat16":
+        return np.dtype(np.float32) if dt.itemsize <= 4 else np.dtype(np.float64)
+    return dt
+
+
+def _scatter_reduce_generic(xp, out, key, updates, reduction, max_dup=None):
+    """out[key] (op)= updates like numpy's ufunc.at, with only what CuPy has: add/maximum/minimum.at
+    on the dtypes CuPy accepts (others accumulated in a wider dtype and cast back), and multiply
+    in rounds over the duplicates (each round writes distinct positions, in index order, so the
+    products are numpy's exactly; ``max_dup``, known from the shapes, bounds the updates one position
+    can get, else the update count). ``out`` must be contiguous (a fresh copy); returns it."""
+    flat = out.reshape(-1)
+    lin = xp.arange(flat.shape[0], dtype=np.int64).reshape(out.shape)[key]  # flat position per update
+    upd = xp.broadcast_to(xp.asarray(updates), lin.shape).reshape(-1)
+    lin = lin.reshape(-1)
+    if reduction == "mul" and out.dtype == np.bool_:
+        # logical_and.at: a position stays True when none of its updates is False
+        zeros = xp.zeros(flat.shape[0], dtype=np.int32)
+        xp.add.at(zeros, lin, xp.logical_not(upd).astype(np.int32))
+        flat[...] = xp.logical_and(flat, zeros == 0)
+        return out
+    if reduction == "mul":
+        n = lin.shape[0]
+        if n == 0:
+            return out
+        # duplicates keep their index order: sort unique keys (CuPy's argsort takes no kind=)
+        order = xp.argsort(lin * n + xp.arange(n, dtype=np.int64))
+        lin_s, upd_s = lin[order], upd[order]
+        rank = xp.arange(n, dtype=np.int64) - xp.searchsorted(lin_s, lin_s, side="left")
+        # round r multiplies in each position's r-th update (distinct positions: exact, in order);
+        # the others write to a spare last slot, so no data-dependent shape (no host sync)
+        size = flat.shape[0]
+        ext = xp.concatenate([flat, flat[:1]])
+        spare = xp.full(lin_s.shape, size, dtype=np.int64)
+        for r in range(min(int(max_dup or n), n)):
+            ext[xp.where(rank == r, lin_s, spare)] = ext[lin_s] * upd_s
+        flat[...] = ext[:size]
+        return out
+    op = {"add": "add", "max": "maximum", "min": "minimum"}[reduction]
+    acc_dt = _at_dtype(op, out.dtype)
+    if acc_dt == out.dtype:
+        getattr(xp, op).at(flat, lin, upd.astype(acc_dt, copy=False))
+        return out
+    acc = flat.astype(acc_dt)
+    getattr(xp, op).at(acc, lin, upd.astype(acc_dt))
+    if out.dtype == np.bool_:
+        flat[...] = acc != 0  # logical_or (add), or/and (max/min) of 0/1 values
+    else:
+        flat[...] = acc.astype(out.dtype)  # integers wrap around as numpy's ufunc.at does
+    return out
+
+
+def _scatter_into(xp, out, key, updates, reduction, max_dup=None):
+    """out[key] (op)= updates, with duplicates in key accumulated for the reductions (``max_dup``:
+    the most updates one position can get, from the shapes)."""
     if reduction == "none":
         out[key] = updates
+    elif xp is not np and reduction in ("add", "mul", "max", "min"):
+        return _scatter_reduce_generic(xp, out, key, updates, reduction, max_dup)
     elif reduction == "add":
         if out.dtype == np.bool_:
             xp.logical_or.at(out, key, updates)
@@ -157,7 +230,7 @@ def _scatter_elements(xp, data, indices, updates, axis, reduction):
         for i, n in enumerate(idx.shape)
     )
     out = data.copy()
-    return _scatter_into(xp, out, key, updates, reduction)
+    return _scatter_into(xp, out, key, updates, reduction, idx.shape[axis] if idx.ndim else 1)
 
 
 @kernel("Scatter", since=9)  # deprecated alias of ScatterElements without reduction
@@ -178,7 +251,7 @@ def scatter_nd(xp, data, indices, updates, *, reduction="none"):
     idx = xp.where(idx < 0, idx + dims, idx)
     key = tuple(idx[..., j] for j in range(k))
     out = data.copy()
-    return _scatter_into(xp, out, key, updates, reduction)
+    return _scatter_into(xp, out, key, updates, reduction, int(np.prod(indices.shape[:-1], dtype=np.int64)))
 
 
 @kernel("TensorScatter", since=24)

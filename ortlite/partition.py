@@ -87,7 +87,7 @@ def assign(graph: Graph, providers, fallback_disabled=False) -> list:
         refused = []
         chosen = None
         for prov in providers:
-            claim = prov.get_capability(node, registry.lookup)
+            claim = prov.get_capability(node, registry.lookup, graph)
             if claim.taken:
                 chosen = (prov, claim.kernel)
                 break

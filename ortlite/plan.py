@@ -314,12 +314,16 @@ class Subgraph:
     """A compiled If/Loop/Scan body: ``run(inputs, outer)`` returns its outputs as a list.
 
     ``outer`` maps outer-scope names to values; the body reads those in ``outer_names``.
+    The body's plan copies values it reads on a device there, and its outputs back to the host.
     """
 
-    __slots__ = ("plan", "input_names", "output_names", "outer_names", "input_infos", "output_infos")
+    __slots__ = ("plan", "input_names", "output_names", "outer_names", "input_infos", "output_infos", "outer_needs")
 
-    def __init__(self, plan, input_names, output_names, outer_names, input_infos=(), output_infos=()):
+    def __init__(self, plan, input_names, output_names, outer_names, input_infos=(), output_infos=(),
+                 outer_needs=None):
         self.plan = plan
+        # outer name -> where the body's readers need it ('cpu', 'cuda', ...; None: in several places)
+        self.outer_needs = dict(outer_needs or {})
         self.input_names = tuple(input_names)
         self.output_names = tuple(output_names)
         self.outer_names = tuple(outer_names)

@@ -156,6 +156,8 @@ class InferenceSession:
         self._graph = graph
         self._describe_io(graph, model, declared)
         self._placements = []
+        self._body_placements = []
+        self._body_copies = []
         self._plan = self._compile(graph, [a.name for a in self._inputs] + self._overridable_names,
                                    [v.name for v in graph.outputs], (), top=True)
         self._output_index = {n: k for k, n in enumerate(self._plan.output_names)}
@@ -249,11 +251,14 @@ class InferenceSession:
         if top and self._sess_options.optimized_model_filepath:
             self._save_optimized(graph, constants, ctx.fed, placements)
         bound = []
+        implicit_needs = {}  # id(node) -> {outer name: where its bodies read it (None: several places)}
         for pl in placements:
             node = pl.node
             attrs = dict(node.attrs)
             for an, sg in node.subgraphs.items():
                 attrs[an] = self._compile_subgraph(sg, graph)
+            if node.subgraphs and self._device_providers:
+                implicit_needs[id(node)] = _merge_needs([attrs[an] for an in node.subgraphs])
             kctx = KernelContext(
                 node, node.opset, pl.provider.xp, pl.provider,
                 [_info(graph, n, constants) for n in node.inputs],
@@ -272,7 +277,12 @@ class InferenceSession:
                 ) from e
             bound.append((node, pl.provider.wrap_kernel(fn, node, pl.kernel), pl.provider.name))
         # Copies go in after binding: kernels prepared with the host values of their constants.
-        steps, copies, host_feeds = insert_copies(graph, placements, self._providers, constants, self._copy_stats)
+        output_names = list(output_names)
+        body = None if top else (list(input_names), list(output_names), output_names)
+        steps, copies, host_feeds, outer_needs = insert_copies(
+            graph, placements, self._providers, constants, self._copy_stats, subgraph=body,
+            implicit_needs=implicit_needs)
+        self._last_outer_needs = outer_needs
         fn_of = {id(b[0]): b[1] for b in bound}
         bound = [
             (s.node, fn_of[id(s.original or s.node)], s.provider.name) if isinstance(s, Placement) else s
@@ -282,6 +292,9 @@ class InferenceSession:
             self._placements = placements
             self._copies = copies
             self._host_read_feeds = host_feeds
+        else:  # If/Loop/Scan bodies: in the placement report after the main graph's nodes
+            self._body_placements.extend(placements)
+            self._body_copies.extend(copies)
         self._report_placement(placements, top)
         return Plan(bound, list(input_names) + list(outer_names), output_names, constants, graph.name)
 
@@ -310,7 +323,7 @@ class InferenceSession:
         ins = [v.name for v in sg.inputs]
         outs = [v.name for v in sg.outputs]
         plan = self._compile(sg, ins, outs, outer)
-        return Subgraph(plan, ins, outs, outer, sg.inputs, sg.outputs)
+        return Subgraph(plan, ins, outs, outer, sg.inputs, sg.outputs, self._last_outer_needs)
 
     def _report_placement(self, placements, top):
         if not placements:
@@ -353,10 +366,11 @@ class InferenceSession:
         return self._profiling_start_ns
 
     def get_placement(self):
-        """Where each node of the main graph runs and why (an ``ortlite.PlacementReport``)."""
+        """Where each node runs and why (an ``ortlite.PlacementReport``): the main graph's nodes,
+        then the nodes of If/Loop/Scan bodies; copies of both."""
         nodes = [NodePlacement(p.node.name, p.node.op_type, p.node.domain, p.provider.name, tuple(p.refused))
-                 for p in self._placements]
-        return PlacementReport(nodes, self._copies, self.get_providers(), self)
+                 for p in self._placements + self._body_placements]
+        return PlacementReport(nodes, self._copies + self._body_copies, self.get_providers(), self)
 
     def end_profiling(self):
         """Write the profile (Chrome-trace JSON, onnxruntime's format) and return its file name.
@@ -399,12 +413,12 @@ class InferenceSession:
         return device_provider(device)
 
     def _output_to_host(self, v):
+        if isinstance(v, list):  # a sequence: element by element, each copy counted
+            return [self._output_to_host(x) for x in v]
         for p in self._device_providers:
             if p.is_on_device(v):
                 self._copy_stats.add(v)
                 return p.to_host(v)
-        if isinstance(v, list):
-            return [self._output_to_host(x) for x in v]
         return v
 
     def run_with_ort_values(self, output_names, input_dict_ort_values, run_options=None):
@@ -491,6 +505,15 @@ class InferenceSession:
                 f"Required inputs ({missing}) are missing from input feed ({list(input_feed)})."
             )
         return feeds
+
+
+def _merge_needs(subgraphs) -> dict:
+    """{outer name: where every reader in ``subgraphs`` needs it, or None where they differ}."""
+    merged = {}
+    for sg in subgraphs:
+        for n, need in getattr(sg, "outer_needs", {}).items():
+            merged[n] = need if merged.get(n, need) == need else None
+    return merged
 
 
 def _check_value(name, value, info: ValueInfo):

@@ -44,8 +44,9 @@ class ExecutionProvider:
     def xp(self):
         raise NotImplementedError
 
-    def get_capability(self, node, lookup) -> Claim:
-        """Claim ``node`` when a kernel of this provider's family exists for it."""
+    def get_capability(self, node, lookup, graph=None) -> Claim:
+        """Claim ``node`` when a kernel of this provider's family exists for it. ``graph`` is the IR
+        graph the node is placed in (its value types), where the caller has it."""
         k = lookup(node.op_type, node.domain, node.opset, self.family)
         if k is None:
             return Claim(node, None, f"no {self.family} kernel for {node.op_type} "

@@ -24,6 +24,7 @@ import numpy as np
 
 from ortlite.errors import Fail, InvalidArgument
 from ortlite.providers._cuda_capture import UNCAPTURABLE
+from ortlite.providers._cuda_dtypes import cupy_dtype_refusal
 from ortlite.providers.base import ExecutionProvider
 
 log = logging.getLogger("ortlite")
@@ -189,15 +190,25 @@ class _CupyBackend:
         return _tf32(self.cp, self.use_tf32)
 
     def is_device_array(self, value) -> bool:
+        """A CuPy array, or a sequence (a list) whose elements are all CuPy arrays."""
+        if type(value) is list:
+            return bool(value) and all(isinstance(x, self.cp.ndarray) for x in value)
         return isinstance(value, self.cp.ndarray)
 
     def to_device(self, host_array):
         with self.active():
+            if type(host_array) is list:  # a sequence: element by element (cupy.asarray would stack it)
+                return [x if x is None or isinstance(x, self.cp.ndarray) else self.cp.asarray(x)
+                        for x in host_array]
             return self.cp.asarray(host_array)
 
     def to_host(self, value):
         with self.active():
-            out = self.cp.asnumpy(value, stream=self.stream)
+            if type(value) is list:  # a sequence: element by element, one synchronize
+                out = [self.cp.asnumpy(x, stream=self.stream) if isinstance(x, self.cp.ndarray) else x
+                       for x in value]
+            else:
+                out = self.cp.asnumpy(value, stream=self.stream)
             self.stream.synchronize()
         return out
 
@@ -289,6 +300,15 @@ class CUDAExecutionProvider(ExecutionProvider):
     @classmethod
     def availability(cls):
         return _probe_cupy()
+
+    def get_capability(self, node, lookup, graph=None):
+        """Claim ``node`` when a CUDA kernel exists and CuPy can hold every dtype it reads and
+        writes (else refused with the reason, and it runs on the host)."""
+        claim = super().get_capability(node, lookup, graph)
+        why = cupy_dtype_refusal(node, graph)  # also types the outputs for later nodes
+        if claim.taken and why:
+            claim.kernel, claim.reason = None, why
+        return claim
 
     # ---- what it runs ------------------------------------------------------------------
     @property

@@ -47,10 +47,10 @@ class PretendDeviceExecutionProvider(ExecutionProvider):
     def xp(self):
         return np
 
-    def get_capability(self, node, lookup):
+    def get_capability(self, node, lookup, graph=None):
         if node.domain != "" or node.op_type not in SUPPORTED:
             return Claim(node, None, f"no pretend-device kernel for {node.op_type}")
-        return super().get_capability(node, lookup)
+        return super().get_capability(node, lookup, graph)
 
     def wrap_kernel(self, fn, node, kdef):
         hosts = set(kdef.host_inputs)
