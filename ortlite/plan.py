@@ -140,8 +140,11 @@ class Plan:
             raise _node_error(step, e, [slots[i] for i in step.ins]) from e
         return [slots[s] for s in (fetch or self.output_slots)]
 
-    def run_parallel(self, inputs, pool, fetch=None):
+    def run_parallel(self, inputs, pool, fetch=None, context=None):
         """Run independent steps concurrently on ``pool`` (a ThreadPoolExecutor).
+
+        ``context``: a function returning a context manager each step runs in on its worker thread
+        (the session's device providers made current there: device, memory pool, stream).
 
         A step starts as soon as the steps producing its inputs are done; an intermediate is
         released when its last reader is done. numpy and BLAS release the GIL in their heavy
@@ -166,7 +169,11 @@ class Plan:
                 return
             step = self.steps[k]
             try:
-                r = step.fn(*[slots[i] for i in step.ins])
+                if context is None:
+                    r = step.fn(*[slots[i] for i in step.ins])
+                else:
+                    with context():
+                        r = step.fn(*[slots[i] for i in step.ins])
                 if len(step.outs) == 1 and type(r) is not tuple:
                     slots[step.outs[0]] = r
                 else:

@@ -402,6 +402,14 @@ class InferenceSession:
             self._last_copies = (stats.count, stats.bytes)
         return [as_output(v) for v in values]
 
+    @contextlib.contextmanager
+    def _device_context(self):
+        """The session's device providers current on this thread (ORT_PARALLEL's worker threads)."""
+        with contextlib.ExitStack() as stack:
+            for p in self._device_providers:
+                stack.enter_context(p.active())
+            yield
+
     def _provider_on(self, device):
         """This session's provider for ``device`` (its stream orders the session's values), else the
         process-wide one of ortvalue.device_provider; None for the CPU."""
@@ -464,7 +472,8 @@ class InferenceSession:
             prof = self._profiler
             run = lambda: self._plan.run_profiled(vals, prof, fetch)  # noqa: E731
         elif self._pool is not None:
-            run = lambda: self._plan.run_parallel(vals, self._pool, fetch)  # noqa: E731
+            ctx = self._device_context if self._device_providers else None
+            run = lambda: self._plan.run_parallel(vals, self._pool, fetch, ctx)  # noqa: E731
         else:
             run = lambda: self._plan.run(vals, fetch)  # noqa: E731
         r0 = time.perf_counter_ns()

@@ -173,6 +173,7 @@ class _CupyBackend:
             else:
                 self.stream = cupy.cuda.Stream(non_blocking=True)
         self.use_tf32 = opts.use_tf32
+        self.gpu_mem_limit = opts.gpu_mem_limit
 
     @property
     def xp(self):
@@ -237,7 +238,11 @@ class _CupyBackend:
                 "limit_bytes": int(p.get_limit())}
 
     def new_pool(self):
-        return self.cp.cuda.MemoryPool()
+        """A pool for a CUDA graph's buffers, under the same gpu_mem_limit as the session's."""
+        pool = self.cp.cuda.MemoryPool()
+        if self.gpu_mem_limit:
+            pool.set_limit(size=self.gpu_mem_limit)
+        return pool
 
     def capture(self, fn, pool):
         """Record fn() on the stream as a CUDA graph, allocating from ``pool``: (graph, fn's result)."""

@@ -124,3 +124,21 @@ def test_from_dlpack_orders_the_producer_and_completes(log):
     assert ("synchronize", imp[1], None) in log[log.index(imp):], log
     sess, stream = _session()
     np.testing.assert_array_equal(sess.run_with_ort_values(None, {"x": v})[0].numpy(), np.maximum(X, 0) ** 2)
+
+
+def test_parallel_execution_runs_every_kernel_on_the_session_stream(log):
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sigmoid", ["x"], ["b"]),
+             helper.make_node("Neg", ["x"], ["c"]), helper.make_node("Sum", ["a", "b", "c"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+    so = ortlite.SessionOptions()
+    so.execution_mode = ortlite.ExecutionMode.ORT_PARALLEL
+    so.inter_op_num_threads = 3
+    sess = ortlite.InferenceSession(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(),
+                                    so, providers=[CUDA])
+    stream = sess._device_providers[0].backend.stream.id
+    log.clear()
+    y = sess.run(None, {"x": X})[0]
+    np.testing.assert_allclose(y, np.maximum(X, 0) + 1 / (1 + np.exp(-X)) - X, rtol=1e-6)
+    kernels = [e for e in log if e[0].startswith("kernel")]
+    assert len(kernels) == 4 and {e[1] for e in kernels} == {stream}, log
