@@ -161,6 +161,7 @@ class InferenceSession:
         self._plan = self._compile(graph, [a.name for a in self._inputs] + self._overridable_names,
                                    [v.name for v in graph.outputs], (), top=True)
         self._output_index = {n: k for k, n in enumerate(self._plan.output_names)}
+        self._defaults = self._stage_defaults(graph)
         self._graph_runner = self._cuda_graph_runner()
         self._input_info = {v.name: v for v in graph.inputs}
         self._feedable = frozenset([a.name for a in self._inputs] + self._overridable_names)
@@ -402,6 +403,19 @@ class InferenceSession:
             self._last_copies = (stats.count, stats.bytes)
         return [as_output(v) for v in values]
 
+    def _stage_defaults(self, graph):
+        """The values of overridable initializers (graph inputs with an initializer) when not fed:
+        one read only on a device is copied there once, here, not by its copy step every run."""
+        defaults = dict(graph.initializers)
+        providers = {p.device_type: p for p in self._device_providers}
+        for c in self._copies:
+            if (c.value in self._overridable_names and c.src == "cpu" and c.dst in providers
+                    and c.value not in self._host_read_feeds and c.value in defaults):
+                prov = providers[c.dst]
+                with prov.active():
+                    defaults[c.value] = prov.to_device(defaults[c.value])
+        return defaults
+
     @contextlib.contextmanager
     def _device_context(self):
         """The session's device providers current on this thread (ORT_PARALLEL's worker threads)."""
@@ -455,7 +469,7 @@ class InferenceSession:
         if run_options is not None and run_options.terminate:
             raise Fail("Exiting due to terminate flag being set to true.")
         self._copy_stats.reset()
-        defaults = self._graph.initializers  # overridable initializers not fed keep their value
+        defaults = self._defaults  # overridable initializers not fed keep their value
         vals = [feeds[n] if n in feeds else defaults.get(n) for n in self._plan.input_names]
         if self._device_providers and self._host_read_feeds:
             vals = [self._output_to_host(v) if n in self._host_read_feeds else v

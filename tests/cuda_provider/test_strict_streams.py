@@ -142,3 +142,23 @@ def test_parallel_execution_runs_every_kernel_on_the_session_stream(log):
     np.testing.assert_allclose(y, np.maximum(X, 0) + 1 / (1 + np.exp(-X)) - X, rtol=1e-6)
     kernels = [e for e in log if e[0].startswith("kernel")]
     assert len(kernels) == 4 and {e[1] for e in kernels} == {stream}, log
+
+
+def test_overridable_initializer_is_copied_to_the_device_once(log):
+    from onnx import numpy_helper
+
+    w = np.full((2, 3), 2.0, np.float32)
+    nodes = [helper.make_node("Mul", ["x", "w"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+                                       helper.make_tensor_value_info("w", TensorProto.FLOAT, [2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+                          [numpy_helper.from_array(w, "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    sess = ortlite.InferenceSession(m.SerializeToString(), providers=[CUDA])
+    for _ in range(2):
+        log.clear()
+        np.testing.assert_array_equal(sess.run(None, {"x": X})[0], X * 2)
+        assert [e[0] for e in log].count("host_to_device") == 1, log  # x only; w stays on the device
+        assert sess._last_copies[0] == 2  # x in, y out
+    np.testing.assert_array_equal(sess.run(None, {"x": X, "w": w * 3})[0], X * 6)  # still overridable
