@@ -161,41 +161,34 @@ def prefer_host_for_shape_math(placements, providers) -> int:
         for k, name in enumerate(list(p.node.inputs) + list(p.node.implicit_inputs)):
             if name:
                 readers.setdefault(name, []).append((p, k))
-    moved_ids = set()
-    host_math = set()  # host nodes whose results only feed host-only inputs (directly or not)
+    # 1. nodes whose every output is read through host-only inputs, directly or through such nodes
+    host_math = set()
     changed = True
     while changed:
         changed = False
         for p in reversed(placements):
-            if id(p.node) in host_math:
-                continue
             outs = [o for o in p.node.outputs if o]
-            if not outs or not all(readers.get(o) for o in outs):
+            if id(p.node) in host_math or not outs or not all(readers.get(o) for o in outs):
                 continue
-            ok = all(
-                id(r.node) in host_math or k in host_inputs(r)
-                for o in outs for r, k in readers[o]
-            )
-            if not ok:
-                continue
-            if p.provider.device_type == "cpu":
+            if all(id(r.node) in host_math or k in host_inputs(r) for o in outs for r, k in readers[o]):
                 host_math.add(id(p.node))
                 changed = True
-                continue
-            meta = (p.node.domain, p.node.op_type) in METADATA_ONLY_OPS
-            ins_ok = meta or all(
-                not name or name not in producer or producer[name].provider.device_type == "cpu"
-                for name in p.node.inputs
-            )
-            if not ins_ok:
-                continue
-            kdef = registry.lookup(p.node.op_type, p.node.domain, p.node.opset, cpu.family)
-            if kdef is None:
-                continue
-            p.refused.append((p.provider.name, HOST_REASON))
-            p.provider, p.kernel = cpu, kdef
-            p.node.provider = cpu.name
-            moved_ids.add(id(p.node))
-            host_math.add(id(p.node))
-            changed = True
+    # 2. those on a device move to the CPU when what they read is on the host (constants, feeds,
+    #    CPU nodes, nodes moved before them) or only their shape is read: a Shape -> Gather ->
+    #    Unsqueeze chain feeding a Slice moves whole, so no shape is copied back mid-run
+    moved_ids = set()
+    for p in placements:
+        if p.provider.device_type == "cpu" or id(p.node) not in host_math:
+            continue
+        meta = (p.node.domain, p.node.op_type) in METADATA_ONLY_OPS
+        if not meta and not all(not name or name not in producer or producer[name].provider.device_type == "cpu"
+                                for name in p.node.inputs):
+            continue
+        kdef = registry.lookup(p.node.op_type, p.node.domain, p.node.opset, cpu.family)
+        if kdef is None:
+            continue
+        p.refused.append((p.provider.name, HOST_REASON))
+        p.provider, p.kernel = cpu, kdef
+        p.node.provider = cpu.name
+        moved_ids.add(id(p.node))
     return len(moved_ids)

@@ -21,7 +21,7 @@ from ortlite.options import ExecutionMode, SessionOptions
 from ortlite.ortvalue import OrtValue, device_provider
 from ortlite.copies import CopyStats, insert_copies
 from ortlite.report import NodePlacement, PlacementReport
-from ortlite.partition import Placement, assign, prefer_host_for_shape_math
+from ortlite.partition import HOST_REASON, Placement, assign, prefer_host_for_shape_math
 from ortlite.plan import Plan, Subgraph, as_output
 
 log = logging.getLogger("ortlite")
@@ -335,9 +335,14 @@ class InferenceSession:
         for p in placements:
             counts[p.provider.name] = counts.get(p.provider.name, 0) + 1
         summary = ", ".join(f"{k}: {v}" for k, v in counts.items())
-        if fell:
-            ops = sorted({p.node.op_type for p in fell})
-            log.warning("placement: %s; %d node(s) not on %s (ops: %s)", summary, len(fell), first, ", ".join(ops))
+        # shape math kept on the host by design is reported, not warned about
+        fell_back = [p for p in fell if not any(r == HOST_REASON for _, r in p.refused)]
+        if fell_back:
+            ops = sorted({p.node.op_type for p in fell_back})
+            log.warning("placement: %s; %d node(s) not on %s (ops: %s)", summary, len(fell_back), first,
+                        ", ".join(ops))
+        elif fell:
+            log.info("placement: %s; %d shape-math node(s) kept on the host", summary, len(fell))
         else:
             log.info("placement: all %d nodes on %s", len(placements), first)
 

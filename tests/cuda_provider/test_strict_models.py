@@ -46,3 +46,15 @@ def test_the_stand_in_refuses_what_cupy_refuses(body, words, strict_cuda):
     kernel(op, since=1, domain="com.example.strict", families=("cuda",))(body)
     with pytest.raises(Exception, match=words):
         ortlite.InferenceSession(_one_node(op), providers=[CUDA]).run(None, {"x": np.ones(3, np.float32)})
+
+
+@pytest.mark.parametrize("name", ["bert_tiny", "gpt2_2_layers"])
+def test_shape_math_stays_on_the_host_end_to_end(name, strict_cuda):
+    """Shape -> Gather -> Unsqueeze -> Slice/Range chains run on the CPU whole: no value is copied
+    back from the device in the middle of a run (each such copy is a sync)."""
+    m = MODELS[name]()
+    sess = ortlite.InferenceSession(m.SerializeToString(), providers=[CUDA, CPU])
+    back = [c for c in sess.get_placement().copies if c.src != "cpu"]
+    assert not back, back
+    moved = [n for n in sess.get_placement().nodes if n.provider == CPU]
+    assert moved and all(n.op_type in {"Shape", "Gather", "Unsqueeze", "Concat", "Cast", "Squeeze"} for n in moved), moved
