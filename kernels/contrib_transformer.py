@@ -272,23 +272,26 @@ class EmbedLayerNormalization:
                  gamma=None, beta=None, mask=None, position_ids=None):
         xp = self.xp
         b, s = input_ids.shape
+        bad = None  # on a device: rows whose ids are out of range (their outputs become NaN)
         for name, ids, table in (("input_ids", input_ids, word_embedding),
                                  ("segment_ids", segment_ids, segment_embedding),
                                  ("position_ids", position_ids, position_embedding)):
-            if ids is not None and table is not None and ids.size and (
-                    int(ids.min()) < 0 or int(ids.max()) >= table.shape[0]):
-                raise ValueError(f"EmbedLayerNormalization: {name} out of range [0, {table.shape[0]})")
+            if ids is not None and table is not None and ids.size:
+                bad = _ids_out_of_range(xp, "EmbedLayerNormalization", name, ids, table.shape[0], bad)
         wd = _wd(word_embedding.dtype)
-        emb = xp.take(word_embedding, input_ids.astype(np.int64), axis=0).astype(wd)
+        emb = xp.take(word_embedding, _rows(xp, input_ids, word_embedding), axis=0).astype(wd)
         if position_ids is None:
             if s > position_embedding.shape[0]:
                 raise ValueError("EmbedLayerNormalization: sequence longer than the position table")
             emb += position_embedding[:s].astype(wd, copy=False)
         else:
-            emb += xp.take(position_embedding, position_ids.astype(np.int64), axis=0).astype(wd, copy=False)
+            emb += xp.take(position_embedding, _rows(xp, position_ids, position_embedding), axis=0).astype(wd, copy=False)
         if segment_ids is not None and segment_embedding is not None:
-            emb += xp.take(segment_embedding, segment_ids.astype(np.int64), axis=0).astype(wd, copy=False)
+            emb += xp.take(segment_embedding, _rows(xp, segment_ids, segment_embedding), axis=0).astype(wd, copy=False)
         y, _, _ = _layer_norm(xp, emb, gamma, beta, self.epsilon)  # emb is left as is
+        if bad is not None:
+            y = xp.where(bad.reshape(b, s, 1), y.dtype.type(np.nan), y)
+            emb = xp.where(bad.reshape(b, s, 1), emb.dtype.type(np.nan), emb)
         if mask is not None:
             mask_index = xp.sum(mask == 1, axis=1).astype(np.int32)
         else:
@@ -582,6 +585,25 @@ class MultiHeadAttention:
 
 # --------------------------------------------------------------------------- RotaryEmbedding
 
+def _ids_out_of_range(xp, op, name, ids, n, bad=None):
+    """Indices outside [0, n): on the host an error naming them; on a device (where reading them
+    back would be a sync every run) the mask of bad entries, or'ed into ``bad``, which the kernel
+    turns into NaN outputs - a visible wrong answer, never a plausible one."""
+    if xp is np:
+        if int(ids.min()) < 0 or int(ids.max()) >= n:
+            raise ValueError(f"{op}: {name} out of range [0, {n})")
+        return None
+    mask = ((ids < 0) | (ids >= n)).reshape(ids.shape[0], -1)
+    return mask if bad is None else bad | mask
+
+
+def _rows(xp, ids, table):
+    """Row indices into ``table``: as given on the host (checked), clipped on a device (the rows
+    of bad ids are NaN-ed by the caller)."""
+    ids = ids.astype(np.int64)
+    return ids if xp is np else xp.clip(ids, 0, table.shape[0] - 1)
+
+
 def _positions(xp, position_ids, b, s):
     """position_ids of shape (1) mean 'offset + arange(S)' for every batch entry; else [B, S]."""
     pid = position_ids.astype(np.int64)
@@ -606,10 +628,13 @@ def rotary_embedding(xp, input, position_ids, cos_cache, sin_cache, *, interleav
     else:
         raise ValueError(f"RotaryEmbedding: input must be 3-D or 4-D, got shape {input.shape}")
     pos = _positions(xp, position_ids, b, s)
-    if int(pos.max()) >= cos_cache.shape[0] or int(pos.min()) < 0:
-        raise ValueError("RotaryEmbedding: position_ids out of the caches' range")
-    return _onnx_rotary(xp, input, cos_cache, sin_cache, pos, interleaved=interleaved, num_heads=heads,
-                        rotary_embedding_dim=rotary_embedding_dim)
+    bad = _ids_out_of_range(xp, "RotaryEmbedding", "position_ids", pos, cos_cache.shape[0])
+    y = _onnx_rotary(xp, input, cos_cache, sin_cache, xp.clip(pos, 0, cos_cache.shape[0] - 1), interleaved=interleaved,
+                     num_heads=heads, rotary_embedding_dim=rotary_embedding_dim)
+    if bad is None:
+        return y
+    bad = bad.reshape((b, 1, s, 1) if input.ndim == 4 else (b, s, 1))
+    return xp.where(bad, y.dtype.type(np.nan), y)
 
 
 # --------------------------------------------------------------------------- GroupQueryAttention

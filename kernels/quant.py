@@ -164,9 +164,9 @@ def dynamic_quantize_linear(xp, x):
     xmin = xp.minimum(x.min(), 0).astype(np.float32) if x.size else np.float32(0)
     xmax = xp.maximum(x.max(), 0).astype(np.float32) if x.size else np.float32(0)
     scale = ((xmax - xmin) / np.float32(255)).astype(np.float32)
-    if float(scale) == 0.0:  # all zeros: onnxruntime reports scale 1, zero point 0
-        zp = xp.zeros((), dtype=np.uint8)
-        return xp.zeros(x.shape, dtype=np.uint8), xp.ones((), dtype=np.float32), zp
+    # all zeros: onnxruntime reports scale 1, zero point 0 (and then every value quantizes to 0);
+    # decided on the device, without reading the scale back
+    scale = xp.where(scale == 0, np.float32(1), scale).astype(np.float32)
     zp = xp.clip(xp.rint(-xmin / scale), 0, 255).astype(np.uint8)
     y = xp.clip(xp.rint(x.astype(np.float32) / scale) + zp.astype(np.float32), 0, 255).astype(np.uint8)
     return y, xp.asarray(scale, dtype=np.float32), xp.asarray(zp)

@@ -17,7 +17,6 @@ UNCAPTURABLE = {
     ('', 'ConvTranspose'): 'calls cuBLAS, which CuPy refuses during stream capture (cupy/cupy#6290) (kernels/conv.py)',
     ('', 'DeformConv'): 'calls cuBLAS, which CuPy refuses during stream capture (cupy/cupy#6290) (kernels/conv.py)',
     ('', 'Det'): 'calls cuSOLVER / cuBLAS, which CuPy refuses during stream capture (kernels/math.py)',
-    ('', 'DynamicQuantizeLinear'): 'waits for the device mid-kernel (a value read on the host or a data-dependent shape) (kernels/quant.py)',
     ('', 'Einsum'): 'calls cuBLAS, which CuPy refuses during stream capture (cupy/cupy#6290) (kernels/math.py)',
     ('', 'GRU'): 'calls cuBLAS, which CuPy refuses during stream capture (cupy/cupy#6290) (kernels/rnn.py)',
     ('', 'GatherND'): 'copies host data to the device on every run (a capture would replay a freed host buffer) (kernels/indexing.py)',

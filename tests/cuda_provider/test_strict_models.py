@@ -58,3 +58,45 @@ def test_shape_math_stays_on_the_host_end_to_end(name, strict_cuda):
     assert not back, back
     moved = [n for n in sess.get_placement().nodes if n.provider == CPU]
     assert moved and all(n.op_type in {"Shape", "Gather", "Unsqueeze", "Concat", "Cast", "Squeeze"} for n in moved), moved
+
+
+def _syncs(strict):
+    return [k for k in strict.EVENTS if k[0] == "SYNC" and not k[2].startswith("(")]
+
+
+def test_no_per_run_sync_in_embeddings_rotary_and_dynamic_quantize(strict_cuda):
+    """EmbedLayerNormalization / RotaryEmbedding check their indices without reading them back
+    (out-of-range rows become NaN on a device; the CPU raises), DynamicQuantizeLinear picks its
+    all-zero scale on the device."""
+    F, I = TensorProto.FLOAT, TensorProto.INT32
+    rng = np.random.default_rng(0)
+    ids = np.array([[1, 2, 3], [4, 9, 0]], np.int32)  # 9: outside the 8-row vocabulary
+    inits = [helper.make_tensor(n, F, s, rng.standard_normal(s).ravel().tolist())
+             for n, s in (("w", [8, 4]), ("p", [6, 4]), ("g", [4]), ("b", [4]))]
+    node = helper.make_node("EmbedLayerNormalization", ["ids", "", "w", "p", "", "g", "b"], ["y", ""],
+                            domain="com.microsoft")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("ids", I, [2, 3])],
+                          [helper.make_tensor_value_info("y", F, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    y = ortlite.InferenceSession(m.SerializeToString(), providers=[CUDA, CPU]).run(None, {"ids": ids})[0]
+    assert np.isnan(y[1, 1]).all() and np.isfinite(np.delete(y.reshape(6, 4), 4, axis=0)).all()
+    with pytest.raises(Exception, match="input_ids out of range"):
+        ortlite.InferenceSession(m.SerializeToString(), providers=[CPU]).run(None, {"ids": ids})
+    rot = helper.make_graph([helper.make_node("RotaryEmbedding", ["x", "pos", "cos", "sin"], ["y"], domain="com.microsoft")],
+                            "r", [helper.make_tensor_value_info("x", F, [1, 2, 8]),
+                                  helper.make_tensor_value_info("pos", TensorProto.INT64, [1, 2])],
+                            [helper.make_tensor_value_info("y", F, None)],
+                            [helper.make_tensor(n, F, [4, 2], rng.standard_normal(8).tolist()) for n in ("cos", "sin")])
+    rm = helper.make_model(rot, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    y = ortlite.InferenceSession(rm.SerializeToString(), providers=[CUDA, CPU]).run(
+        None, {"x": np.ones((1, 2, 8), np.float32), "pos": np.array([[1, 7]], np.int64)})[0]
+    assert np.isfinite(y[0, 0]).all() and np.isnan(y[0, 1]).all()  # position 7 is past the 4-row caches
+    dq = helper.make_graph([helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"])], "d",
+                           [helper.make_tensor_value_info("x", F, [4])],
+                           [helper.make_tensor_value_info(n, t, None) for n, t in
+                            (("q", TensorProto.UINT8), ("s", F), ("z", TensorProto.UINT8))])
+    sess = ortlite.InferenceSession(helper.make_model(dq, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(),
+                                    providers=[CUDA, CPU])
+    q, s, z = sess.run(None, {"x": np.zeros(4, np.float32)})
+    assert q.tolist() == [0, 0, 0, 0] and float(s) == 1.0 and int(z) == 0
+    assert not _syncs(strict_cuda), _syncs(strict_cuda)
