@@ -111,7 +111,7 @@ class Attention:  # spells out bottom-right causal alignment; one kernel handles
             # A row whose bias is -inf everywhere has no attendable key: zero it, decided on
             # the bias so NaN logits (inf + -inf) cannot leak into the output.
             dead = xp.max(bias, axis=-1, keepdims=True) == -np.inf
-            if bool(dead.any()):
+            if xp is not np or bool(dead.any()):  # on a device: no read-back to decide
                 s = xp.where(dead, s.dtype.type(0), s)
         return s
 
