@@ -233,9 +233,11 @@ class _CupyBackend:
             return self.cp.from_dlpack(obj)
 
     def memory_info(self) -> dict:
+        """The session pool's figures on device_id (CuPy's pool methods read the current device's)."""
         p = self.pool
-        return {"used_bytes": int(p.used_bytes()), "total_bytes": int(p.total_bytes()),
-                "limit_bytes": int(p.get_limit())}
+        with self.device:
+            return {"used_bytes": int(p.used_bytes()), "total_bytes": int(p.total_bytes()),
+                    "limit_bytes": int(p.get_limit())}
 
     def new_pool(self):
         """A pool for a CUDA graph's buffers, under the same gpu_mem_limit as the session's."""
@@ -276,14 +278,22 @@ class _CupyBackend:
 
 @contextlib.contextmanager
 def _tf32(cp, on):
-    """cuBLAS float32 GEMMs in TF32 (use_tf32=1, onnxruntime's default) or in full float32."""
+    """cuBLAS float32 GEMMs in TF32 (use_tf32=1, onnxruntime's default) or in full float32.
+
+    CuPy's compute type is one process-wide setting: it is changed (and put back) only when this
+    session wants the other mode, so sessions that agree never touch it; sessions with different
+    use_tf32 running at the same moment in one process share whichever was set last."""
     try:
         from cupy._core import _routines_linalg as rl
     except Exception:  # noqa: BLE001 - a CuPy without the switch: leave its default
         yield
         return
+    want = rl.COMPUTE_TYPE_TF32 if on else rl.COMPUTE_TYPE_DEFAULT
     old = rl.get_compute_type(np.float32)
-    rl.set_compute_type(np.float32, rl.COMPUTE_TYPE_TF32 if on else rl.COMPUTE_TYPE_DEFAULT)
+    if old == want:
+        yield
+        return
+    rl.set_compute_type(np.float32, want)
     try:
         yield
     finally:
