@@ -47,6 +47,8 @@ class NonMaxSuppression:
         if max_out <= 0 or boxes.shape[1] == 0:
             return xp.zeros((0, 3), dtype=np.int64)
         x0, y0, x1, y1, area = _corners(xp, boxes, self.center)
+        if xp is not np:
+            return self._on_device(xp, scores, (x0, y0, x1, y1, area), max_out, iou_thr, score_thr)
         selected = []
         for b in range(n_batch):
             for c in range(n_class):
@@ -68,4 +70,40 @@ class NonMaxSuppression:
                         suppress = overlaps & (inter / union > iou_thr)
                     cand = rest[~suppress]
                 selected.extend((b, c, k) for k in keep)
+        return xp.asarray(np.array(selected, dtype=np.int64).reshape(-1, 3))
+
+    @staticmethod
+    def _on_device(xp, scores, corners, max_out, iou_thr, score_thr):
+        """The same selection with three reads from the device per class, not one per kept box: the
+        sorted candidates above the score threshold, then their pairwise suppression matrix; the
+        greedy pass runs on the host over that matrix."""
+        x0, y0, x1, y1, area = corners
+        n_batch, n_class, _ = scores.shape
+        selected = []
+        for b in range(n_batch):
+            for c in range(n_class):
+                s = scores[b, c]
+                order = xp.argsort(-s, kind="stable")
+                keep_mask = xp.ones(order.shape, dtype=bool) if score_thr is None else s[order] > score_thr
+                cand = xp.asnumpy(order)[xp.asnumpy(keep_mask)]  # read 1
+                if cand.size == 0:
+                    continue
+                idx = xp.asarray(cand)
+                bx0, by0, bx1, by1, ba = x0[b, idx], y0[b, idx], x1[b, idx], y1[b, idx], area[b, idx]
+                iw = xp.minimum(bx1[:, None], bx1[None, :]) - xp.maximum(bx0[:, None], bx0[None, :])
+                ih = xp.minimum(by1[:, None], by1[None, :]) - xp.maximum(by0[:, None], by0[None, :])
+                inter = iw * ih
+                union = ba[:, None] + ba[None, :] - inter
+                overlaps = (iw > 0) & (ih > 0) & (ba[:, None] > 0) & (ba[None, :] > 0) & (union > 0)
+                suppress = xp.asnumpy(overlaps & (inter / xp.where(union > 0, union, 1) > iou_thr))  # read 2
+                alive = np.ones(cand.size, dtype=bool)
+                kept = 0
+                for i in range(cand.size):
+                    if not alive[i]:
+                        continue
+                    selected.append((b, c, int(cand[i])))
+                    kept += 1
+                    if kept >= max_out:
+                        break
+                    alive[i + 1:] &= ~suppress[i, i + 1:]
         return xp.asarray(np.array(selected, dtype=np.int64).reshape(-1, 3))

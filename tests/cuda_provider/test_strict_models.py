@@ -100,3 +100,29 @@ def test_no_per_run_sync_in_embeddings_rotary_and_dynamic_quantize(strict_cuda):
     q, s, z = sess.run(None, {"x": np.zeros(4, np.float32)})
     assert q.tolist() == [0, 0, 0, 0] and float(s) == 1.0 and int(z) == 0
     assert not _syncs(strict_cuda), _syncs(strict_cuda)
+
+
+@pytest.mark.parametrize("score_threshold", [None, 0.3])
+def test_nms_on_the_device_reads_back_per_class_not_per_box(score_threshold, strict_cuda):
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 50, (2, 300, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + rng.uniform(2, 15, (2, 300, 2)).astype(np.float32)], axis=-1)
+    scores = rng.random((2, 3, 300)).astype(np.float32)
+    scores[0, 0, :10] = 0.5  # ties keep the lower box index first
+    ins = ["b", "s", "m", "iou"] + (["st"] if score_threshold is not None else [])
+    inits = [helper.make_tensor("m", TensorProto.INT64, [1], [40]), helper.make_tensor("iou", TensorProto.FLOAT, [1], [0.4])]
+    if score_threshold is not None:
+        inits.append(helper.make_tensor("st", TensorProto.FLOAT, [1], [score_threshold]))
+    g = helper.make_graph([helper.make_node("NonMaxSuppression", ins, ["y"])], "n",
+                          [helper.make_tensor_value_info("b", TensorProto.FLOAT, [2, 300, 4]),
+                           helper.make_tensor_value_info("s", TensorProto.FLOAT, [2, 3, 300])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT64, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    want = ortlite.InferenceSession(m, providers=[CPU]).run(None, {"b": boxes, "s": scores})[0]
+    sess = ortlite.InferenceSession(m, providers=[CUDA, CPU])
+    strict_cuda.reset()
+    got = sess.run(None, {"b": boxes, "s": scores})[0]
+    assert len(want) > 100
+    np.testing.assert_array_equal(got, want)
+    reads = sum(n for k, n in strict_cuda.EVENTS.items() if k[0] == "SYNC" and k[2] == "NonMaxSuppression")
+    assert reads <= 3 * 2 * 3, reads  # order, mask and the suppression matrix per batch and class
