@@ -166,8 +166,7 @@ def _scatter_reduce_generic(xp, out, key, updates, reduction, max_dup=None):
         n = lin.shape[0]
         if n == 0:
             return out
-        # duplicates keep their index order: sort unique keys (CuPy's argsort takes no kind=)
-        order = xp.argsort(lin * n + xp.arange(n, dtype=np.int64))
+        order = xp.argsort(lin, kind="stable")  # duplicates keep their index order
         lin_s, upd_s = lin[order], upd[order]
         rank = xp.arange(n, dtype=np.int64) - xp.searchsorted(lin_s, lin_s, side="left")
         # round r multiplies in each position's r-th update (distinct positions: exact, in order);

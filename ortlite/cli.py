@@ -63,10 +63,11 @@ def _hint_on(chosen, *errors):
     except errors as e:
         if chosen:
             s = "s" if len(chosen) > 1 else ""
-            e.add_note(f"hint: input{s} {', '.join(repr(k) for k in chosen)} had symbolic dims set by default to "
-                       f"{', '.join(str(list(c.shape)) for c in chosen.values())}; pass "
-                       + " ".join(f"--shape {k}:{c.pattern}" for k, c in chosen.items())
-                       + f" with the size{s} the model expects")
+            note = (f"hint: input{s} {', '.join(repr(k) for k in chosen)} had symbolic dims set by default to "
+                    f"{', '.join(str(list(c.shape)) for c in chosen.values())}; pass "
+                    + " ".join(f"--shape {k}:{c.pattern}" for k, c in chosen.items())
+                    + f" with the size{s} the model expects")
+            e.__notes__ = [*getattr(e, "__notes__", ()), note]  # add_note, also on Python 3.10
         raise
 
 

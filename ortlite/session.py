@@ -496,23 +496,17 @@ class InferenceSession:
         else:
             run = lambda: self._plan.run(vals, fetch)  # noqa: E731
         r0 = time.perf_counter_ns()
-        if self._device_providers:
-            with contextlib.ExitStack() as stack:
-                for p in self._device_providers:
-                    stack.enter_context(p.active())
-                if self._thread_limiter is not None:
-                    stack.enter_context(self._thread_limiter())
-                out = run()
-            # as onnxruntime: the run's device work is finished when run() returns, unless the caller
-            # orders later work on the session's stream itself (then values carry that stream)
-            if run_options is None or run_options._config.get("disable_synchronize_execution_providers") != "1":
-                for p in self._device_providers:
-                    p.synchronize()
-        elif self._thread_limiter is not None:
-            with self._thread_limiter():
+        if self._device_providers or self._thread_limiter is not None:
+            with self._device_context(), (self._thread_limiter or contextlib.nullcontext)():
                 out = run()
         else:
             out = run()
+        # as onnxruntime: the run's device work is finished when run() returns, unless the caller
+        # orders later work on the session's stream itself (then values carry that stream)
+        if self._device_providers and (
+                run_options is None or run_options._config.get("disable_synchronize_execution_providers") != "1"):
+            for p in self._device_providers:
+                p.synchronize()
         if self._profiler is not None:
             self._profiler.session_event("model_run", r0, time.perf_counter_ns())
         self._last_copies = (self._copy_stats.count, self._copy_stats.bytes)
