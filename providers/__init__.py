@@ -7,6 +7,7 @@ import importlib
 _PROVIDERS = {
     "TensorrtExecutionProvider": "ortlite.providers.tensorrt",
     "CUDAExecutionProvider": "ortlite.providers.cuda",
+    "OpenVINOExecutionProvider": "ortlite.providers.openvino",
     "CPUExecutionProvider": "ortlite.providers.cpu",
 }
 _BUILTIN = dict(_PROVIDERS)

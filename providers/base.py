@@ -2,8 +2,14 @@
 
 A provider says whether it is available here (and why not), which nodes it can
 run (``get_capability``), gives the array module its kernels run on, and
-copies values between the host and its device. Compiling providers
-(TensorRT) also claim whole subgraphs and compile them.
+copies values between the host and its device.
+
+Two kinds of provider (docs/ARCHITECTURE.md): *kernel* providers (CPU, CUDA) claim
+nodes one by one through the kernel registry; *compiling* providers (OpenVINO,
+TensorRT) subclass ``CompilingProvider``, claim groups of nodes, and compile each
+group into an engine that runs as one fused node. The grouping rules (no cycles,
+minimum size), compile-failure fallback, the engine cache and EP-context saving
+live once in the core (``ortlite.compiling``), not in each provider.
 """
 from __future__ import annotations
 
@@ -78,3 +84,70 @@ class ExecutionProvider:
 
     def get_provider_options(self) -> dict:
         return dict(self.options)
+
+
+class CompileError(RuntimeError):
+    """A compiling provider could not build a group (the message says why); the core falls
+    back to the next providers with a ProviderFallbackWarning."""
+
+
+class CompilingProvider(ExecutionProvider):
+    """A provider that compiles connected groups of nodes into engines (onnxruntime's
+    GetCapability + Compile). The core (``ortlite.compiling``) calls, in order:
+
+    1. ``claim_groups(graph, nodes)`` with the nodes no earlier provider took (topological
+       order); it returns ``(groups, refused)``: lists of nodes it would run together, and
+       ``{id(node): reason}`` for the nodes it will not run (the reason reaches the placement
+       report). The core then makes the groups safe (splits any that would form a cycle with
+       the nodes outside, drops those under ``min_group_size``).
+    2. ``cache_key_fields()``: what besides the group's content decides the compiled result
+       (compiler version, device, options); part of the engine-cache key.
+    3. ``compile(spec, progress)`` for each group not in the engine cache: ``spec`` is a
+       ``ortlite.compiling.GroupSpec`` (the group as a standalone ONNX model with its weights,
+       its inputs and outputs with dtypes and shapes). Raise (``CompileError`` or anything) to
+       refuse; ``progress(fraction)`` may be called during long builds.
+    4. ``serialize(engine)`` -> bytes for the cache (None: not cacheable) and
+       ``deserialize(blob, spec)`` -> engine on a cache hit.
+    5. ``make_runner(engine, spec)`` -> a callable taking the group's inputs positionally and
+       returning a tuple of its outputs; it must be safe under concurrent calls.
+    """
+
+    compiles = True
+    family = "compiled"  # no registry kernels: everything it runs comes from its compiler
+    #: option names (onnxruntime's) for the minimum group size and the engine-cache directory
+    min_group_size_option = ""
+    cache_dir_option = ""
+
+    @property
+    def min_group_size(self) -> int:
+        if self.min_group_size_option and self.min_group_size_option in self.options:
+            return max(1, int(self.options[self.min_group_size_option]))
+        return 1
+
+    @property
+    def engine_cache_dir(self):
+        """Directory of the engine cache, or None (no cache on disk)."""
+        if self.cache_dir_option:
+            return self.options.get(self.cache_dir_option) or None
+        return None
+
+    def get_capability(self, node, lookup, graph=None) -> Claim:
+        return Claim(node, None, f"{self.name} claims groups of nodes, not single nodes")
+
+    def claim_groups(self, graph, nodes):
+        raise NotImplementedError
+
+    def cache_key_fields(self) -> dict:
+        return {}
+
+    def compile(self, spec, progress=None):
+        raise NotImplementedError
+
+    def serialize(self, engine):
+        return None
+
+    def deserialize(self, blob, spec):
+        raise NotImplementedError
+
+    def make_runner(self, engine, spec):
+        raise NotImplementedError
