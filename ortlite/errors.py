@@ -40,3 +40,8 @@ class RuntimeException(Fail):
 
 class EPFail(Fail):
     """An execution provider failed."""
+
+
+class ProviderFallbackWarning(UserWarning):
+    """A requested execution provider was skipped (not available here), or a group it claimed
+    could not be compiled and its nodes went to the next providers; the message says why."""

@@ -23,6 +23,7 @@ class Placement:
     kernel: object  # KernelDef
     refused: list = field(default_factory=list)  # [(provider name, reason)] of earlier providers
     original: object = None  # for a copy-step view of a node: the IR node it was made from
+    group: str | None = None  # the compiled group a compiling provider claimed this node in
 
 
 def schema_function(node, graph: Graph):
@@ -73,38 +74,28 @@ def _as_function(fp):
     return fp
 
 
-def assign(graph: Graph, providers, fallback_disabled=False) -> list:
+def assign(graph: Graph, providers, fallback_disabled=False, excluded=None, memo=None) -> list:
     """Place every node of ``graph`` (not its subgraphs) on a provider; returns Placements.
 
-    With ``fallback_disabled`` (no implicit CPU provider), every node no provider takes
-    is listed in one error.
+    Kernel providers claim node by node; a compiling provider at position i in the priority
+    list is offered the nodes no provider before it took and claims groups of them
+    (``ortlite.compiling.claim``): grouped nodes get a Placement whose ``group`` names their
+    group and whose kernel is filled in when the group is compiled. ``excluded`` maps id(node)
+    to provider names not to offer it to (a group that failed to compile); ``memo`` keeps a
+    compiling provider's answer for an unchanged candidate set between calls.
+
+    A node no provider takes whose schema defines a function body is expanded into that body
+    and placement starts over. With ``fallback_disabled`` (no implicit CPU provider), every
+    node no provider takes is listed in one error.
     """
-    placements = []
-    leftovers = []
-    i = 0
-    while i < len(graph.nodes):
-        node = graph.nodes[i]
-        refused = []
-        chosen = None
-        for prov in providers:
-            claim = prov.get_capability(node, registry.lookup, graph)
-            if claim.taken:
-                chosen = (prov, claim.kernel)
-                break
-            refused.append((prov.name, claim.reason))
-        if chosen is None:
-            fp = schema_function(node, graph)
-            if fp is not None and fp.node:
-                expand_function(graph, node, fp)
-                continue  # place the body's nodes, starting at the same index
-            if not fallback_disabled:
-                raise OrtNotImplemented(_no_kernel_message(node, providers, refused))
-            leftovers.append((node, refused))
-            i += 1
-            continue
-        node.provider = chosen[0].name
-        placements.append(Placement(node, chosen[0], chosen[1], refused))
-        i += 1
+    excluded = excluded or {}
+    while True:
+        placements, leftovers, expanded = _assign_once(graph, providers, excluded, memo)
+        if not expanded:
+            break
+    if leftovers and not fallback_disabled:
+        node, refused = leftovers[0]
+        raise OrtNotImplemented(_no_kernel_message(node, providers, refused))
     if leftovers:
         from ortlite.errors import Fail
 
@@ -120,8 +111,82 @@ def assign(graph: Graph, providers, fallback_disabled=False) -> list:
     return placements
 
 
+def _assign_once(graph, providers, excluded, memo):
+    """One placement pass; returns (placements, leftovers, whether a node was expanded)."""
+    nodes = list(graph.nodes)
+    # 1. kernel providers, node by node: the first that takes each node, and every answer before it
+    answers = {}  # id(node) -> [(provider index, Claim)] up to and including the taker
+    first = {}  # id(node) -> index of the first kernel provider taking it
+    for node in nodes:
+        got = []
+        for k, prov in enumerate(providers):
+            if getattr(prov, "compiles", False):
+                continue
+            claim = prov.get_capability(node, registry.lookup, graph)
+            got.append((k, claim))
+            if claim.taken:
+                first[id(node)] = k
+                break
+        answers[id(node)] = got
+    # 2. compiling providers, in priority order, on the nodes no provider before them took
+    owner = {}  # id(node) -> (provider index, group name)
+    refusals = {}  # id(node) -> [(provider index, reason)] from compiling providers
+    for k, prov in enumerate(providers):
+        if not getattr(prov, "compiles", False):
+            continue
+        cands = [n for n in nodes if id(n) not in owner and first.get(id(n), len(providers)) > k
+                 and prov.name not in excluded.get(id(n), ())]
+        for n in nodes:
+            if prov.name in excluded.get(id(n), ()) and id(n) not in owner:
+                refusals.setdefault(id(n), []).append((k, excluded[id(n)][prov.name]))
+        if not cands:
+            continue
+        from ortlite.compiling.groups import claim
+
+        groups, refused = claim(prov, graph, cands, memo)
+        for gname, members in groups:
+            for n in members:
+                owner[id(n)] = (k, gname)
+        for n in cands:
+            if id(n) in refused:
+                refusals.setdefault(id(n), []).append((k, refused[id(n)]))
+    # 3. placements in graph order; refusals from every provider ahead of the chosen one
+    placements, leftovers = [], []
+    expanded = False
+    for node in nodes:
+        if id(node) in owner:
+            k, gname = owner[id(node)]
+        else:
+            k = first.get(id(node))
+            gname = None
+        limit = len(providers) if k is None else k
+        said = [(j, c.reason) for j, c in answers[id(node)] if j < limit and not c.taken]
+        said += [(j, r) for j, r in refusals.get(id(node), ()) if j < limit]
+        refused = [(providers[j].name, r) for j, r in sorted(said, key=lambda t: t[0])]
+        if k is None:
+            fp = schema_function(node, graph)
+            if fp is not None and fp.node:
+                expand_function(graph, node, fp)
+                expanded = True  # the body's nodes are placed on the next pass
+                continue
+            leftovers.append((node, refused))
+            continue
+        prov = providers[k]
+        node.provider = prov.name
+        if gname is not None:
+            placements.append(Placement(node, prov, None, refused, group=gname))
+        else:
+            kernel = next(c.kernel for j, c in answers[id(node)] if j == k)
+            placements.append(Placement(node, prov, kernel, refused))
+    return placements, leftovers, expanded
+
+
 def _no_kernel_message(node, providers, refused):
     domain = node.domain or "ai.onnx"
+    if (node.domain, node.op_type) == ("com.microsoft", "EPContext"):
+        return (f"EPContext node '{node.name}' holds an engine compiled by "
+                f"'{node.attrs.get('source', '') or '?'}', which is not among this session's available providers "
+                f"[{', '.join(p.name for p in providers)}]; add that provider or load the original model")
     names = ", ".join(p.name for p in providers)
     known = registry.describe(node.op_type, node.domain)
     schema = registry.get_schema(node.op_type, node.domain, node.opset)
@@ -178,7 +243,7 @@ def prefer_host_for_shape_math(placements, providers) -> int:
     #    Unsqueeze chain feeding a Slice moves whole, so no shape is copied back mid-run
     moved_ids = set()
     for p in placements:
-        if p.provider.device_type == "cpu" or id(p.node) not in host_math:
+        if p.provider.device_type == "cpu" or id(p.node) not in host_math or p.group is not None:
             continue
         meta = (p.node.domain, p.node.op_type) in METADATA_ONLY_OPS
         if not meta and not all(not name or name not in producer or producer[name].provider.device_type == "cpu"

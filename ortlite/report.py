@@ -12,6 +12,7 @@ class NodePlacement:
     domain: str
     provider: str
     refused: tuple  # ((provider, reason), ...) from the providers ahead of ``provider``
+    group: str = ""  # the compiled group (of a compiling provider) the node runs in
 
     @property
     def fell_back(self) -> bool:
@@ -27,10 +28,11 @@ class PlacementReport:
     the host included).
     """
 
-    def __init__(self, nodes, copies, providers, session):
+    def __init__(self, nodes, copies, providers, session, builds=()):
         self.nodes = list(nodes)
         self.copies = list(copies)
         self.providers = list(providers)
+        self.engine_builds = list(builds)
         self._session = session
 
     def __iter__(self):
@@ -73,6 +75,11 @@ class PlacementReport:
             for n in fb[:50]:
                 why = "; ".join(f"{p}: {r}" for p, r in n.refused)
                 lines.append(f"  {n.op_type} '{n.name}' -> {n.provider} ({why})")
+        if self.engine_builds:
+            lines.append(f"compiled groups: {len(self.engine_builds)}")
+            for b in self.engine_builds:
+                where = f", {b.path}" if b.path else ""
+                lines.append(f"  {b.group}: {b.provider}, {b.nodes} node(s), {b.seconds:.2f} s, cache {b.cache}{where}")
         lines.append(f"copy steps per run: {len(self.copies)}")
         for c in self.copies[:50]:
             lines.append(f"  {c.value}: {c.src} -> {c.dst} (for '{c.reader}')")

@@ -13,7 +13,7 @@ from ortlite import providers as prov_mod
 from ortlite import registry
 from ortlite import types as ot
 from ortlite.context import KernelContext
-from ortlite.errors import Fail, InvalidArgument, InvalidGraph
+from ortlite.errors import Fail, InvalidArgument, InvalidGraph, ProviderFallbackWarning
 from ortlite.ir import Graph, ValueInfo
 from ortlite.iobinding import IOBinding
 from ortlite.loader import check_model, load_model, normalize_dims, without_weights
@@ -21,14 +21,11 @@ from ortlite.options import ExecutionMode, SessionOptions
 from ortlite.ortvalue import OrtValue, device_provider
 from ortlite.copies import CopyStats, insert_copies
 from ortlite.report import NodePlacement, PlacementReport
+from ortlite.compiling import compile_groups
 from ortlite.partition import HOST_REASON, Placement, assign, prefer_host_for_shape_math
 from ortlite.plan import Plan, Subgraph, as_output
 
 log = logging.getLogger("ortlite")
-
-
-class ProviderFallbackWarning(UserWarning):
-    """A requested execution provider is not available and was skipped."""
 
 
 class NodeArg:
@@ -158,6 +155,9 @@ class InferenceSession:
         self._placements = []
         self._body_placements = []
         self._body_copies = []
+        from ortlite.compiling import Builder
+
+        self._builder = Builder(model_dir)
         self._plan = self._compile(graph, [a.name for a in self._inputs] + self._overridable_names,
                                    [v.name for v in graph.outputs], (), top=True)
         self._output_index = {n: k for k, n in enumerate(self._plan.output_names)}
@@ -244,11 +244,20 @@ class InferenceSession:
         optimize_basic(ctx, self._disabled_optimizers)
         graph.toposort()
         strict = self._disable_cpu_fallback
-        placements = assign(graph, self._providers, strict)
+        memo = {}  # compiling providers' claims, reused while their candidate nodes do not change
+        placements = assign(graph, self._providers, strict, memo=memo)
         if optimize_extended(ctx, self._disabled_optimizers):
             graph.toposort()
-            placements = assign(graph, self._providers, strict)  # fused nodes get their provider
+            placements = assign(graph, self._providers, strict, memo=memo)  # fused nodes get their provider
         prefer_host_for_shape_math(placements, self._providers)
+        if any(p.group is not None for p in placements):
+            def reassign(excluded):
+                pl = assign(graph, self._providers, strict, excluded, memo)
+                prefer_host_for_shape_math(pl, self._providers)
+                return pl
+
+            placements = compile_groups(graph, placements, constants, output_names, self._builder, reassign)
+            _drop_compiled_weights(graph, placements, constants, output_names)
         if top and self._sess_options.optimized_model_filepath:
             self._save_optimized(graph, constants, ctx.fed, placements)
         bound = []
@@ -300,15 +309,15 @@ class InferenceSession:
         return Plan(bound, list(input_names) + list(outer_names), output_names, constants, graph.name)
 
     def _save_optimized(self, graph, constants, fed, placements):
-        compiled = sorted({p.provider.name for p in placements if getattr(p.provider, "compiles", False)})
-        if compiled:
-            raise Fail(
-                f"optimized_model_filepath: the graph holds subgraphs compiled by {', '.join(compiled)}, "
-                "which cannot be saved as ONNX; drop that provider or the option"
-            )
+        from ortlite.compiling.epcontext import prepare_for_save
         from ortlite.optimizer.export import save_optimized
 
-        save_optimized(self._sess_options.optimized_model_filepath, graph, constants, fed, self._model)
+        path = self._sess_options.optimized_model_filepath
+        if self._body_builds_compiled():
+            raise Fail("optimized_model_filepath: groups compiled inside If/Loop/Scan bodies cannot be saved as "
+                       "EPContext nodes yet; drop the option or the compiling provider")
+        infos = prepare_for_save(graph, placements, path)  # compiled groups become EPContext nodes
+        save_optimized(path, graph, constants, fed, self._model, value_info=infos)
         log.info("optimized model written to %s", self._sess_options.optimized_model_filepath)
 
     def _compile_subgraph(self, sg: Graph, parent: Graph) -> Subgraph:
@@ -373,10 +382,24 @@ class InferenceSession:
 
     def get_placement(self):
         """Where each node runs and why (an ``ortlite.PlacementReport``): the main graph's nodes,
-        then the nodes of If/Loop/Scan bodies; copies of both."""
-        nodes = [NodePlacement(p.node.name, p.node.op_type, p.node.domain, p.provider.name, tuple(p.refused))
-                 for p in self._placements + self._body_placements]
-        return PlacementReport(nodes, self._copies + self._body_copies, self.get_providers(), self)
+        then the nodes of If/Loop/Scan bodies; copies of both. A node compiled in a group is
+        listed itself, with its group's name."""
+        nodes = []
+        for p in self._placements + self._body_placements:
+            for m in (getattr(p.kernel, "members", None) or [p]):
+                nodes.append(NodePlacement(m.node.name, m.node.op_type, m.node.domain, p.provider.name,
+                                           tuple(m.refused), p.group or ""))
+        return PlacementReport(nodes, self._copies + self._body_copies, self.get_providers(), self,
+                               self._builder.builds)
+
+    @property
+    def engine_builds(self):
+        """The compiled groups of this session (``ortlite.compiling.EngineBuild``: group, provider,
+        nodes, seconds, cache 'hit' / 'miss' / 'rebuilt' / 'off' / 'epcontext', entry path)."""
+        return list(self._builder.builds)
+
+    def _body_builds_compiled(self):
+        return any(p.group is not None for p in self._body_placements)
 
     def end_profiling(self):
         """Write the profile (Chrome-trace JSON, onnxruntime's format) and return its file name.
@@ -527,6 +550,20 @@ class InferenceSession:
                 f"Required inputs ({missing}) are missing from input feed ({list(input_feed)})."
             )
         return feeds
+
+
+def _drop_compiled_weights(graph, placements, constants, output_names):
+    """Weights that only compiled groups read live in their engines: the plan does not keep them."""
+    used = set(output_names)
+    for n in graph.nodes:
+        used.update(x for x in list(n.inputs) + list(n.implicit_inputs) if x)
+    for p in placements:
+        spec = getattr(p.kernel, "spec", None)
+        if spec is None or spec.model is None:
+            continue
+        for init in spec.model.graph.initializer:
+            if init.name not in used:
+                constants.pop(init.name, None)
 
 
 def _merge_needs(subgraphs) -> dict:

@@ -79,7 +79,8 @@ def test_unknown_provider_is_an_error(mlp_model):
 
 
 def test_module_functions():
-    assert ort.get_all_providers() == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert ort.get_all_providers() == ["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                      "OpenVINOExecutionProvider", "CPUExecutionProvider"]
     assert "CPUExecutionProvider" in ort.get_available_providers()
     assert ort.get_device() in ("CPU", "GPU")
     assert isinstance(ort.__version__, str)

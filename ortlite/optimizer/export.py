@@ -31,15 +31,7 @@ def graph_to_proto(graph, constants, fed=()):
         used.update(i for i in n.inputs if i)
         used.update(n.implicit_inputs)
     used.update(v.name for v in graph.outputs)
-    nodes = []
-    for n in graph.nodes:
-        attrs = [a for k, a in n.attr_protos.items() if k not in n.subgraphs]
-        for an, sg in n.subgraphs.items():
-            g = graph_to_proto(sg, sg.initializers)
-            attrs.append(helper.make_attribute(an, g))
-        p = helper.make_node(n.op_type, n.inputs, n.outputs, name=n.name, domain=n.domain)
-        p.attribute.extend(attrs)
-        nodes.append(p)
+    nodes = [node_to_proto(n) for n in graph.nodes]
     # Initializers listed as graph inputs (IR < 4 does that for every weight) stay inputs only
     # when they can still be fed (overridable); folded-away ones disappear with their inputs.
     overridable = [v for v in graph.inputs if v.name in graph.initializers and v.name in fed]
@@ -51,6 +43,16 @@ def graph_to_proto(graph, constants, fed=()):
     return helper.make_graph(nodes, graph.name, inputs, outputs, initializer=inits)
 
 
+def node_to_proto(n):
+    """NodeProto of an IR node (subgraph attributes written back as GraphProtos)."""
+    attrs = [a for k, a in n.attr_protos.items() if k not in n.subgraphs]
+    for an, sg in n.subgraphs.items():
+        attrs.append(helper.make_attribute(an, graph_to_proto(sg, sg.initializers)))
+    p = helper.make_node(n.op_type, n.inputs, n.outputs, name=n.name, domain=n.domain)
+    p.attribute.extend(attrs)
+    return p
+
+
 def _value_info(v):
     if v.type_proto is not None:
         vi = onnx.ValueInfoProto(name=v.name)
@@ -59,8 +61,9 @@ def _value_info(v):
     return onnx.ValueInfoProto(name=v.name)
 
 
-def save_optimized(path, graph, constants, fed, model: onnx.ModelProto):
+def save_optimized(path, graph, constants, fed, model: onnx.ModelProto, value_info=()):
     gp = graph_to_proto(graph, constants, fed)
+    gp.value_info.extend(value_info)
     domains = {n.domain for n in graph.nodes} | set(graph.opsets)
     opsets = [helper.make_opsetid(d, graph.opsets.get(d, 1)) for d in sorted(domains)]
     out = helper.make_model(gp, opset_imports=opsets, producer_name="ortlite", producer_version=_version())

@@ -1,0 +1,163 @@
+"""Claims of compiling providers, made safe by the core.
+
+A compiling provider proposes groups of nodes; before any group is compiled the core
+
+* keeps EP-context nodes (a saved engine) for the provider that made them;
+* on a device provider, drops from a group the nodes whose outputs only feed host-only inputs
+  outside it (shape math stays on the host: no shape is read back from the device);
+* splits a group that would form a cycle with the nodes outside it (a path leaving the group
+  and coming back) into pieces that do not;
+* drops groups smaller than the provider's minimum size;
+
+and names every node it does not group with the reason (the provider's, or the core's).
+"""
+from __future__ import annotations
+
+import re
+
+from ortlite import registry
+
+EPCONTEXT = ("com.microsoft", "EPContext")
+
+
+def is_epcontext(node) -> bool:
+    return (node.domain, node.op_type) == EPCONTEXT
+
+
+def epcontext_source(node) -> str:
+    return str(node.attrs.get("source", "") or "")
+
+
+def claim(prov, graph, cands, memo=None):
+    """([(group name, [nodes])], {id(node): reason}) for ``prov`` over candidate nodes ``cands``."""
+    key = (prov.name, tuple(id(n) for n in cands))
+    if memo is not None and key in memo:
+        return memo[key][1]
+    refused = {}
+    saved = [n for n in cands if is_epcontext(n)]
+    offer = [n for n in cands if not is_epcontext(n)]
+    groups = []
+    for n in saved:
+        if epcontext_source(n) == prov.name:
+            groups.append([n])
+        else:
+            refused[id(n)] = f"EPContext node made by '{epcontext_source(n) or '?'}', not by {prov.name}"
+    if offer:
+        try:
+            proposed, why = prov.claim_groups(graph, offer)
+        except Exception as e:  # noqa: BLE001 - a provider's query failing refuses its candidates
+            proposed, why = [], {id(n): f"its capability query failed: {type(e).__name__}: {e}" for n in offer}
+        refused.update(why)
+        offered = {id(n) for n in offer}
+        seen = set()
+        for g in proposed:
+            g = [n for n in g if id(n) in offered and id(n) not in seen]
+            seen.update(id(n) for n in g)
+            if g:
+                groups.append(g)
+        for n in offer:
+            if id(n) not in seen and id(n) not in refused:
+                refused[id(n)] = f"{prov.name} did not claim it"
+    groups = make_safe(prov, graph, groups, refused)
+    base = _ident(f"{prov.name.replace('ExecutionProvider', '')}_{graph.name or 'graph'}")
+    named = [(f"{base}_{k}", g) for k, g in enumerate(groups)]
+    result = (named, refused)
+    if memo is not None:
+        memo[key] = (list(cands), result)  # the nodes stay alive so their ids stay unique
+    return result
+
+
+def _ident(s):
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", s)
+
+
+def make_safe(prov, graph, groups, refused) -> list:
+    """The groups of ``prov`` after the core's rules; ``refused`` gains a reason per dropped node."""
+    order = {id(n): k for k, n in enumerate(graph.nodes)}
+    producer = {o: n for n in graph.nodes for o in n.outputs if o}
+    readers = {}
+    for n in graph.nodes:
+        for k, name in enumerate(list(n.inputs) + list(n.implicit_inputs)):
+            if name:
+                readers.setdefault(name, []).append((n, k))
+    out = []
+    for g in groups:
+        if len(g) == 1 and is_epcontext(g[0]):
+            out.append(g)
+            continue
+        if prov.device_type != "cpu":
+            g = _drop_host_shape_math(g, readers, refused, prov)
+        for piece in _acyclic_pieces(g, producer, readers, order):
+            out.append(sorted(piece, key=lambda n: order[id(n)]))
+    size = prov.min_group_size
+    kept = []
+    for g in out:
+        if len(g) < size and not (len(g) == 1 and is_epcontext(g[0])):
+            for n in g:
+                refused[id(n)] = (f"its group of {len(g)} node(s) is smaller than {prov.name}'s minimum "
+                                  f"of {size} ({prov.min_group_size_option or 'min group size'})")
+            continue
+        kept.append(g)
+    return kept
+
+
+def _drop_host_shape_math(g, readers, refused, prov):
+    """Remove (repeatedly) group nodes whose every output is read, outside the group, only
+    through host-only inputs (Reshape's shape...): they stay on the host with the CPU kernels."""
+    members = {id(n) for n in g}
+    changed = True
+    while changed:
+        changed = False
+        for n in g:
+            if id(n) not in members:
+                continue
+            outs = [o for o in n.outputs if o]
+            rs = [r for o in outs for r in readers.get(o, [])]
+            if not rs or any(id(r) in members for r, _ in rs):
+                continue
+            if all(k in _host_inputs_of(r) for r, k in rs):
+                members.discard(id(n))
+                refused[id(n)] = ("kept on the host: it computes values that host-only inputs (shapes, axes) "
+                                  f"outside {prov.name}'s group read")
+                changed = True
+    return [n for n in g if id(n) in members]
+
+
+def _host_inputs_of(node):
+    kd = registry.lookup(node.op_type, node.domain, node.opset, "cpu")
+    return kd.host_inputs if kd is not None else ()
+
+
+def _acyclic_pieces(g, producer, readers, order):
+    """Split ``g`` so no piece has a path that leaves it and comes back (fusing such a piece
+    into one node would make a cycle). The group nodes reachable from outside nodes that
+    depend on the group form the 'late' part, split again; the rest is safe."""
+
+    def readers_of(n):
+        return [r for o in n.outputs if o for r, _ in readers.get(o, [])]
+
+    pieces = []
+    todo = list(g)
+    while todo:
+        members = {id(n) for n in todo}
+        tainted = {}  # outside nodes reachable from the group
+        stack = [r for n in todo for r in readers_of(n) if id(r) not in members]
+        while stack:
+            n = stack.pop()
+            if id(n) not in tainted:
+                tainted[id(n)] = n
+                stack.extend(r for r in readers_of(n) if id(r) not in members)
+        late = set()  # group nodes downstream of a tainted node
+        stack = [r for t in tainted.values() for r in readers_of(t) if id(r) in members]
+        while stack:
+            n = stack.pop()
+            if id(n) not in late:
+                late.add(id(n))
+                stack.extend(r for r in readers_of(n) if id(r) in members)
+        early = [n for n in todo if id(n) not in late]
+        if not early:  # impossible in a DAG; never loop
+            pieces.extend([n] for n in todo)
+            break
+        pieces.append(early)
+        todo = [n for n in todo if id(n) in late]
+    return pieces
