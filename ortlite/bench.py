@@ -31,6 +31,8 @@ SHORT_NAMES = {
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
     "trt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "ov": "OpenVINOExecutionProvider",
 }
 
 LEVELS = ("disable", "basic", "extended", "all")
@@ -160,6 +162,7 @@ class Result:
     session_providers: list = field(default_factory=list)
     device: str = "cpu"
     engine_build_ms: float | None = None
+    engine_cache: str | None = None  # 'miss' (built), 'hit', 'rebuilt', 'off', 'epcontext'
     peak_rss_mb: float | None = None
     device_memory_mb: float | None = None
     placement: dict | None = None
@@ -190,7 +193,8 @@ class Result:
         return {
             "label": self.label, "runtime": self.runtime, "provider": self.provider,
             "session_providers": list(self.session_providers), "device": self.device,
-            "create_ms": self.create_ms, "engine_build_ms": self.engine_build_ms, "first_run_ms": self.first_ms,
+            "create_ms": self.create_ms, "engine_build_ms": self.engine_build_ms,
+            "engine_cache": self.engine_cache, "first_run_ms": self.first_ms,
             "iterations": len(self.latencies_ms), "latency_ms": self.stats(), "throughput_per_s": self.throughput,
             "batch": self.batch, "peak_rss_mb": self.peak_rss_mb, "device_memory_mb": self.device_memory_mb,
             "placement": self.placement, "copies_per_run": self.copies_per_run,
@@ -379,10 +383,10 @@ def ortlite_runner(model_src, feeds, provider, threads=0, level="all", iobinding
     res.runtime = "ortlite"
     res.provider = provider
     res.session_providers = r.sess.get_providers()
-    builds = [getattr(p, "engine_build_time_s", None) for p in r.sess._providers]
-    builds = [b for b in builds if b is not None]
+    builds = r.sess.engine_builds  # compiling providers' groups: built, or loaded from the engine cache
     if builds:
-        res.engine_build_ms = 1e3 * float(sum(builds))
+        res.engine_build_ms = 1e3 * float(sum(b.seconds for b in builds))
+        res.engine_cache = ",".join(sorted({b.cache for b in builds}))
     peaks = [p.peak_device_memory_bytes() for p in r.sess._providers if hasattr(p, "peak_device_memory_bytes")]
     peaks = [b for b in peaks if b is not None]
     if peaks:
@@ -452,7 +456,7 @@ class BenchReport:
             st = r.stats()
             ratio = f"{r.pct(50) / base:.2f}" if base else "-"
             lines.append(
-                f"| {r.label} | {r.create_ms:.1f} | {_f(r.engine_build_ms, '.1f')} | {r.first_ms:.2f} | "
+                f"| {r.label} | {r.create_ms:.1f} | {_build_cell(r)} | {r.first_ms:.2f} | "
                 f"{_f(st['min'])} | {_f(st['mean'])} | {_f(st['p50'])} | {_f(st['p90'])} | {_f(st['p99'])} | "
                 f"{_f(st['max'])} | {_f(r.throughput, '.1f')} | {ratio} |")
         lines += [
@@ -522,6 +526,13 @@ class BenchReport:
         fig.tight_layout()
         fig.savefig(path, dpi=100)
         plt.close(fig)
+
+
+def _build_cell(r):
+    """Engine build (or cache load) milliseconds, with the cache outcome: '812.0 (miss)'."""
+    if r.engine_build_ms is None:
+        return "-"
+    return f"{r.engine_build_ms:.1f}" + (f" ({r.engine_cache})" if r.engine_cache else "")
 
 
 def _f(x, fmt=".3f"):

@@ -302,5 +302,5 @@ def test_registering_a_stand_in_restores_the_real_provider(fake_cuda):
 
     providers.unregister_provider(CUDA)
     assert providers.provider_class(CUDA) is cuda_mod.CUDAExecutionProvider
-    assert providers.all_provider_names() == ["TensorrtExecutionProvider", CUDA, CPU]
+    assert providers.all_provider_names() == ["TensorrtExecutionProvider", CUDA, "OpenVINOExecutionProvider", CPU]
     providers.register_provider(fake_cuda, priority=0)  # the fixture's teardown unregisters it
