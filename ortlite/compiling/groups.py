@@ -103,8 +103,10 @@ def make_safe(prov, graph, groups, refused) -> list:
 
 def _drop_host_shape_math(g, readers, refused, prov):
     """Remove (repeatedly) group nodes whose every output is read, outside the group, only
-    through host-only inputs (Reshape's shape...): they stay on the host with the CPU kernels."""
+    through host-only inputs (Reshape's shape...) or by nodes removed before them: they stay on
+    the host with the CPU kernels, so a Shape -> Gather -> Concat chain leaves whole."""
     members = {id(n) for n in g}
+    dropped = set()  # nodes already dropped: their readers' needs are host needs too
     changed = True
     while changed:
         changed = False
@@ -115,8 +117,9 @@ def _drop_host_shape_math(g, readers, refused, prov):
             rs = [r for o in outs for r in readers.get(o, [])]
             if not rs or any(id(r) in members for r, _ in rs):
                 continue
-            if all(k in _host_inputs_of(r) for r, k in rs):
+            if all(id(r) in dropped or k in _host_inputs_of(r) for r, k in rs):
                 members.discard(id(n))
+                dropped.add(id(n))
                 refused[id(n)] = ("kept on the host: it computes values that host-only inputs (shapes, axes) "
                                   f"outside {prov.name}'s group read")
                 changed = True

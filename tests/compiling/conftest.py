@@ -1,7 +1,7 @@
 import pytest
 
 from ortlite import providers
-from compiling.fake_compiler import FakeCompilerExecutionProvider
+from compiling.fake_compiler import FakeCompilerExecutionProvider, FakeDeviceCompilerExecutionProvider
 
 
 @pytest.fixture
@@ -10,3 +10,14 @@ def fake_compiler():
     providers.register_provider(FakeCompilerExecutionProvider, priority=0)
     yield FakeCompilerExecutionProvider
     providers.unregister_provider(FakeCompilerExecutionProvider.name)
+
+
+@pytest.fixture
+def fake_device_compiler():
+    FakeCompilerExecutionProvider.log.clear()
+    providers.register_provider(FakeDeviceCompilerExecutionProvider, priority=0)
+    yield FakeDeviceCompilerExecutionProvider
+    providers.unregister_provider(FakeDeviceCompilerExecutionProvider.name)
+    from ortlite import ortvalue
+
+    ortvalue._device_providers.clear()

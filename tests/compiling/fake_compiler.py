@@ -97,3 +97,39 @@ class FakeCompilerExecutionProvider(CompilingProvider):
         def run(*inputs):
             return tuple(sess.run(outs, dict(zip(names, inputs))))
         return run
+
+
+class FakeDeviceCompilerExecutionProvider(FakeCompilerExecutionProvider):
+    """The fake compiler on the tests' pretend device: its engines take and return device arrays
+    (tests/partition/pretend_device.py), so copies at a group's boundary are checked."""
+
+    name = "FakeDeviceCompilerExecutionProvider"
+    device_type = "pretend"
+
+    def make_runner(self, engine, spec):
+        import numpy as np
+
+        from partition.pretend_device import DeviceArray, to_device_array
+
+        inner = super().make_runner(engine, spec)
+        names = [t.name for t in spec.inputs]
+
+        def run(*inputs):
+            for n, a in zip(names, inputs):
+                if a is not None and not isinstance(a, DeviceArray):
+                    raise AssertionError(f"engine input '{n}' is on the host (a copy is missing)")
+            outs = inner(*[a.view(np.ndarray) for a in inputs])
+            return tuple(to_device_array(o) for o in outs)
+        return run
+
+    def is_on_device(self, value):
+        from partition.pretend_device import DeviceArray
+        return isinstance(value, DeviceArray)
+
+    def to_device(self, host_array):
+        from partition.pretend_device import to_device_array
+        return to_device_array(host_array)
+
+    def to_host(self, value):
+        import numpy as np
+        return np.array(value.view(np.ndarray))

@@ -277,3 +277,44 @@ def test_groups_inside_control_flow_bodies(fake_compiler):
         x = sign * np.abs(X[:, :4]).astype(np.float32)
         np.testing.assert_allclose(s.run(None, {"x": x})[0], reference(m, x), rtol=1e-6)
     assert len(s.engine_builds) == 1 and s.engine_builds[0].nodes == 2
+
+
+# ---- a compiling provider on a device: copies at the group's boundary, shape math on the host --------
+DEV = "FakeDeviceCompilerExecutionProvider"
+
+
+def test_device_group_boundary_copies(fake_device_compiler):
+    m = mlp()
+    s = ortlite.InferenceSession(m.SerializeToString(), providers=[(DEV, {"ops": "MatMul,Relu"}), CPU])
+    np.testing.assert_allclose(s.run(None, {"x": X})[0], reference(m, X), rtol=1e-6)
+    rep = s.get_placement()
+    moves = sorted((c.value, c.src, c.dst) for c in rep.copies)
+    # x in; the first group's output out to the CPU Sigmoid; its output back in; y out
+    assert moves == [("r", "pretend", "cpu"), ("s", "cpu", "pretend"), ("x", "cpu", "pretend")]
+    assert rep.last_run_copies == 4
+
+
+def test_device_group_leaves_shape_math_on_the_host(fake_device_compiler):
+    # Shape -> Gather -> Unsqueeze -> Concat feeds Reshape's shape, which a CPU Reshape reads on the host:
+    # the device compiler may claim them, but they stay on the host (no shape copied back mid-run)
+    nodes = [h.make_node("Relu", ["x"], ["r"], name="relu"),
+             h.make_node("Shape", ["r"], ["shp"], name="shape"),
+             h.make_node("Gather", ["shp", "zero"], ["n"], axis=0, name="gather"),
+             h.make_node("Unsqueeze", ["n", "ax"], ["n1"], name="unsq"),
+             h.make_node("Concat", ["n1", "minus1"], ["newshape"], axis=0, name="concat"),
+             h.make_node("Reshape", ["r", "newshape"], ["y"], name="reshape")]
+    g = h.make_graph(nodes, "shp", [h.make_tensor_value_info("x", T.FLOAT, ["N", 2, 2])],
+                     [h.make_tensor_value_info("y", T.FLOAT, None)],
+                     [nh.from_array(np.int64(0), "zero"), nh.from_array(np.array([0], np.int64), "ax"),
+                      nh.from_array(np.array([-1], np.int64), "minus1")])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    s = ortlite.InferenceSession(m.SerializeToString(),
+                                 providers=[(DEV, {"ops": "Relu,Shape,Gather,Unsqueeze,Concat"}), CPU])
+    x = np.random.default_rng(3).standard_normal((3, 2, 2)).astype(np.float32)
+    np.testing.assert_allclose(s.run(None, {"x": x})[0], x.clip(0).reshape(3, -1))
+    rep = s.get_placement()
+    for name in ("gather", "unsq", "concat"):
+        assert rep.node(name).provider == CPU, rep.summary()
+        assert "kept on the host" in rep.node(name).refused[0][1]
+    assert rep.node("relu").provider == DEV
+    assert not [c for c in rep.copies if c.value in ("shp", "n", "n1", "newshape")]
