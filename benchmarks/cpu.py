@@ -3,6 +3,14 @@
     python benchmarks/cpu.py                       # every model, 2 threads, writes benchmarks/results/cpu.md
     python benchmarks/cpu.py --models bert_b1_s128,resnet50_b1 --runs 10
     python benchmarks/cpu.py --list
+    python benchmarks/cpu.py --providers cpu,openvino --out benchmarks/results/openvino.md
+
+``--providers`` names the ortlite configurations to run beside onnxruntime: ``cpu`` (the numpy
+CPU provider) and ``openvino`` (``["OpenVINOExecutionProvider", "CPUExecutionProvider"]``, with
+an engine cache in a temporary directory). With ``openvino`` two more things are measured:
+OpenVINO's own runtime on the whole model (compile_model + an infer request, nothing of ortlite),
+so the ortlite overhead around the engine shows, and session creation with a warm engine cache
+(a second session over the same cache) against onnxruntime's session creation.
 
 For each model both runtimes run in this process with the same intra-op thread count,
 alternating (A B A B ...), and the medians and their ratio are reported. onnxruntime runs
@@ -147,7 +155,41 @@ def peak_rss(path, runtime, threads, feeds, tmp):
     return json.loads(r.stdout.strip().splitlines()[-1])["rss_mb"]
 
 
-def bench_one(name, threads, runs, warmup, rss, tmp):
+CONFIGS = {
+    "cpu": lambda cache: ["CPUExecutionProvider"],
+    "openvino": lambda cache: [("OpenVINOExecutionProvider", {"cache_dir": cache}), "CPUExecutionProvider"],
+}
+
+
+class _OpenVINORaw:
+    """OpenVINO's own runtime on the whole model: the floor ortlite's OpenVINO provider sits on."""
+
+    def __init__(self, path, feeds, threads):
+        import openvino as ov
+
+        core = ov.Core()
+        cfg = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            cfg["INFERENCE_NUM_THREADS"] = int(threads)
+        t0 = time.perf_counter()
+        cm = core.compile_model(core.read_model(path), "CPU", cfg)
+        self.create_ms = (time.perf_counter() - t0) * 1e3
+        self.req = cm.create_infer_request()
+        ports = {p.get_any_name(): p for p in cm.inputs}
+        for name, v in feeds.items():
+            self.req.set_tensor(ports[name], ov.Tensor(np.ascontiguousarray(v), shared_memory=True))
+        self.latencies_ms = []
+
+    def call(self):
+        self.req.infer()
+
+    def once(self):
+        t0 = time.perf_counter()
+        self.req.infer()
+        self.latencies_ms.append((time.perf_counter() - t0) * 1e3)
+
+
+def bench_one(name, threads, runs, warmup, rss, tmp, configs=("cpu",)):
     import onnxruntime as ort
 
     import ortlite
@@ -161,29 +203,98 @@ def bench_one(name, threads, runs, warmup, rss, tmp):
     onnx.save(model, path)
     so = ortlite.SessionOptions()
     so.intra_op_num_threads = threads
-    a = _Runner("ortlite", lambda: ortlite.InferenceSession(path, so, providers=["CPUExecutionProvider"]), feeds)
+    cache = os.path.join(tmp, f"engines-{name}")
+    runners = {}
+    for c in configs:
+        provs = CONFIGS[c](cache)
+        if c == "openvino":
+            provs[0][1]["num_of_threads"] = str(threads)
+        runners[c] = _Runner(f"ortlite {c}", lambda provs=provs: ortlite.InferenceSession(path, so, providers=provs),
+                             feeds)
     b = onnxruntime_runner(path, feeds, threads)
-    alternate([a, b], runs, warmup)
-    err = 0.0
-    for x, y in zip(a.out, b.out):
-        if isinstance(x, np.ndarray) and x.dtype.kind in "fc" and x.size:
-            err = max(err, float(np.max(np.abs(x.astype(np.float64) - y))))
-    row = {
-        "model": name, "nodes": len(model.graph.node),
-        "ortlite_ms": a.result.pct(50), "ort_ms": b.result.pct(50),
-        "ortlite_create_ms": a.result.create_ms, "ort_create_ms": b.result.create_ms,
-        "max_abs_diff": err,
-    }
-    if name == "tiny_chain":
+    raw = _OpenVINORaw(path, feeds, threads) if "openvino" in configs else None
+    alternate(list(runners.values()) + [b] + ([raw] if raw else []), runs, warmup)
+    row = {"model": name, "nodes": len(model.graph.node), "ort_ms": b.result.pct(50),
+           "ort_create_ms": b.result.create_ms}
+    for c, a in runners.items():
+        err = 0.0
+        for x, y in zip(a.out, b.out):
+            if isinstance(x, np.ndarray) and x.dtype.kind in "fc" and x.size:
+                err = max(err, float(np.max(np.abs(x.astype(np.float64) - y))))
+        key = "ortlite" if c == "cpu" else c
+        row[f"{key}_ms"] = a.result.pct(50)
+        row[f"{key}_create_ms"] = a.result.create_ms
+        row[f"{key}_max_abs_diff"] = err
+        row[f"{key}_ratio"] = a.result.pct(50) / b.result.pct(50)
+        if c == "openvino":
+            rep = a.sess.get_placement()
+            row["openvino_nodes"] = rep.counts().get("OpenVINOExecutionProvider", 0)
+            row["openvino_groups"] = len(a.sess.engine_builds)
+            row["openvino_build_ms"] = 1e3 * sum(x.seconds for x in a.sess.engine_builds)
+            warm = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                s2 = ortlite.InferenceSession(path, so, providers=CONFIGS[c](cache))
+                warm.append((time.perf_counter() - t0) * 1e3)
+                assert all(x.cache == "hit" for x in s2.engine_builds), [x.cache for x in s2.engine_builds]
+            row["openvino_warm_create_ms"] = min(warm)
+            row["openvino_raw_ms"] = float(np.median(raw.latencies_ms))
+            row["openvino_raw_create_ms"] = raw.create_ms
+            row["openvino_overhead_us"] = (row["openvino_ms"] - row["openvino_raw_ms"]) * 1e3
+    if "ortlite_ms" in row:
+        row["ratio"] = row["ortlite_ratio"]
+        row["max_abs_diff"] = row["ortlite_max_abs_diff"]
+    if name == "tiny_chain" and "ortlite_ms" in row:
         n = len(model.graph.node)
         row["ortlite_us_per_node"] = row["ortlite_ms"] * 1e3 / n
         row["ort_us_per_node"] = row["ort_ms"] * 1e3 / n
-    if rss:
+    if rss and "ortlite_ms" in row:
         row["ortlite_rss_mb"] = peak_rss(path, "ortlite", threads, feeds, tmp)
         row["ort_rss_mb"] = peak_rss(path, "onnxruntime", threads, feeds, tmp)
-    row["ratio"] = row["ortlite_ms"] / row["ort_ms"]
     del ort
     return row
+
+
+def openvino_report(rows, args, cmd):
+    from ortlite.bench import machine_line
+    import openvino
+
+    models = [r for r in rows if r["model"] != "tiny_chain"]
+    geo = math.exp(sum(math.log(r["openvino_ratio"]) for r in models) / len(models))
+    worst = max(models, key=lambda r: r["openvino_ratio"])
+    create = [r["openvino_warm_create_ms"] / r["ort_create_ms"] for r in models]
+    lines = [
+        "# OpenVINO provider: ortlite + OpenVINO vs onnxruntime CPU",
+        "",
+        f"- command: `{cmd}`",
+        f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
+        f"- machine: {machine_line()}; openvino {openvino.__version__}",
+        f"- method: one process, intra_op_num_threads / num_of_threads={args.threads}, {args.runs} runs each after "
+        f"{args.warmup} warm-up runs, alternating between ortlite's configurations, onnxruntime CPU "
+        "(session.intra_op.allow_spinning=0) and OpenVINO's own runtime on the whole model (`raw`: compile_model, "
+        "one infer request, PERFORMANCE_HINT LATENCY); medians. `ortlite openvino` = providers "
+        "[OpenVINOExecutionProvider, CPUExecutionProvider] with an engine cache; warm create = a second "
+        "session on the same cache (best of 3).",
+        f"- **ortlite openvino / onnxruntime CPU, geometric mean: {geo:.2f}**; worst {worst['model']} "
+        f"({worst['openvino_ratio']:.2f}); models above 1.3x: "
+        f"{', '.join(r['model'] for r in models if r['openvino_ratio'] > 1.3) or 'none'}",
+        f"- ortlite overhead around the OpenVINO engine (ortlite openvino - raw), median over models: "
+        f"{float(np.median([r['openvino_overhead_us'] for r in models])):.0f} µs",
+        f"- warm-cache session creation / onnxruntime session creation: geometric mean "
+        f"{math.exp(sum(math.log(c) for c in create) / len(create)):.2f}, worst {max(create):.2f}",
+        "",
+        "| model | nodes | OV nodes / groups | onnxruntime ms | ortlite openvino ms | ratio | OV raw ms | overhead µs "
+        "| ortlite cpu ms (ratio) | create ms: ort / OV cold / OV warm | max abs diff |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in models:
+        cpu = f"{r['ortlite_ms']:.2f} ({r['ortlite_ratio']:.2f})" if "ortlite_ms" in r else "-"
+        lines.append(
+            f"| {r['model']} | {r['nodes']} | {r['openvino_nodes']} / {r['openvino_groups']} | {r['ort_ms']:.2f} | "
+            f"{r['openvino_ms']:.2f} | {r['openvino_ratio']:.2f} | {r['openvino_raw_ms']:.2f} | "
+            f"{r['openvino_overhead_us']:.0f} | {cpu} | {r['ort_create_ms']:.0f} / {r['openvino_create_ms']:.0f} / "
+            f"{r['openvino_warm_create_ms']:.0f} | {r['openvino_max_abs_diff']:.1e} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
@@ -196,26 +307,46 @@ def main(argv=None):
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "cpu.md"))
     ap.add_argument("--json", default=None, help="also write the rows as JSON")
+    ap.add_argument("--providers", default="cpu",
+                    help=f"ortlite configurations to run beside onnxruntime, comma-separated: {', '.join(CONFIGS)}")
     args = ap.parse_args(argv)
+    configs = [c for c in args.providers.split(",") if c]
+    bad = [c for c in configs if c not in CONFIGS]
+    if bad:
+        ap.error(f"unknown --providers {bad}; valid: {', '.join(CONFIGS)}")
     if args.list:
         print("\n".join(MODELS))
         return 0
     from ortlite.bench import machine_line
     warnings.simplefilter("ignore")
     MODELS["tiny_chain"] = _tiny_chain
-    names = [n for n in args.models.split(",") if n] + ["tiny_chain"]
+    names = [n for n in args.models.split(",") if n] + (["tiny_chain"] if "cpu" in configs else [])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             t0 = time.perf_counter()
-            row = bench_one(name, args.threads, args.runs, args.warmup, not args.no_rss and name != "tiny_chain", tmp)
+            row = bench_one(name, args.threads, args.runs, args.warmup, not args.no_rss and name != "tiny_chain", tmp,
+                            configs)
             rows.append(row)
-            print(f"{name:22s} ortlite {row['ortlite_ms']:9.2f} ms  onnxruntime {row['ort_ms']:9.2f} ms  "
-                  f"ratio {row['ratio']:.2f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+            parts = [f"{c} {row[('ortlite' if c == 'cpu' else c) + '_ms']:9.2f} ms "
+                     f"(x{row[('ortlite' if c == 'cpu' else c) + '_ratio']:.2f})" for c in configs]
+            print(f"{name:22s} onnxruntime {row['ort_ms']:9.2f} ms  " + "  ".join(parts) +
+                  (f"  OV raw {row['openvino_raw_ms']:.2f} ms" if "openvino_raw_ms" in row else "") +
+                  f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    cmd = "python " + " ".join(shlex.quote(x) for x in [os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:]))
+    if "openvino" in configs:
+        text = openvino_report(rows, args, cmd)
+        print(text)
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
+        return 0
     models = [r for r in rows if r["model"] != "tiny_chain"]
     geo = math.exp(sum(math.log(r["ratio"]) for r in models) / len(models))
     worst = max(models, key=lambda r: r["ratio"])
-    cmd = "python " + " ".join(shlex.quote(x) for x in [os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:]))
     lines = [
         "# CPU benchmark: ortlite vs onnxruntime",
         "",
