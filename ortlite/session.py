@@ -244,7 +244,8 @@ class InferenceSession:
         optimize_basic(ctx, self._disabled_optimizers)
         graph.toposort()
         strict = self._disable_cpu_fallback
-        memo = {}  # compiling providers' claims, reused while their candidate nodes do not change
+        # compiling providers' claims, reused while their candidate nodes do not change; weight digests
+        memo = {"__digests__": self._builder.digests, "__constants__": constants}
         placements = assign(graph, self._providers, strict, memo=memo)
         if optimize_extended(ctx, self._disabled_optimizers):
             graph.toposort()

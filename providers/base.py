@@ -107,7 +107,10 @@ class CompilingProvider(ExecutionProvider):
        its inputs and outputs with dtypes and shapes). Raise (``CompileError`` or anything) to
        refuse; ``progress(fraction)`` may be called during long builds.
     4. ``serialize(engine)`` -> bytes for the cache (None: not cacheable) and
-       ``deserialize(blob, spec)`` -> engine on a cache hit.
+       ``deserialize(blob, spec)`` -> engine on a cache hit; ``blob`` is bytes or, for big
+       entries, a copy-on-write uint8 ``numpy.memmap`` of the file (any buffer-protocol object:
+       pass it to a loader that maps it, or ``bytes(blob)``); keep it referenced while the
+       engine uses it.
     5. ``make_runner(engine, spec)`` -> a callable taking the group's inputs positionally and
        returning a tuple of its outputs; it must be safe under concurrent calls.
     """

@@ -11,6 +11,7 @@ holds EP-context nodes (``ortlite.compiling.epcontext``).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -99,7 +100,7 @@ def _tensor_spec(graph, name):
     return TensorSpec(name, vi.dtype, None if vi.shape is None else list(vi.shape)), vi
 
 
-def group_spec(graph, nodes, constants, output_names, prov, gname):
+def group_spec(graph, nodes, constants, output_names, prov, gname, digests=None):
     """The GroupSpec of ``nodes`` (in graph order), or a string saying why there is none."""
     members = {id(n) for n in nodes}
     produced = {o for n in nodes for o in n.outputs if o}
@@ -139,22 +140,45 @@ def group_spec(graph, nodes, constants, output_names, prov, gname):
         out_vis.append(p)
     from ortlite.optimizer.export import _tensor, node_to_proto
 
-    inits = []
-    for w in weights:
-        try:
-            inits.append(_tensor(w, constants[w]))
-        except Exception as e:  # noqa: BLE001
-            return f"its weight '{w}' cannot be serialized: {e}"
-    gp = helper.make_graph([node_to_proto(n) for n in nodes], "ortlite_group", in_vis, out_vis, initializer=inits)
+    node_protos = [node_to_proto(n) for n in nodes]
     domains = {n.domain for n in nodes}
     opsets = [helper.make_opsetid(d, graph.opsets.get(d, 1)) for d in sorted(domains | {""})]
-    model = helper.make_model(gp, opset_imports=opsets, producer_name="ortlite")
-    try:
-        model.ir_version = max(7, helper.find_min_ir_version_for(opsets, ignore_unknown=True))
-    except Exception:  # noqa: BLE001
-        model.ir_version = onnx.IR_VERSION
-    return GroupSpec(gname, prov.name, model, in_specs, out_specs,
-                     [n.name for n in nodes], [n.op_type for n in nodes])
+    h = hashlib.sha256(b"ortlite-group-1")
+    for part in node_protos + in_vis + out_vis + opsets:
+        h.update(part.SerializeToString(deterministic=True))
+    for w in weights:
+        h.update(f"{w}|{constants[w].dtype}|{constants[w].shape}|".encode())
+        h.update(digest(constants[w], digests))
+
+    def make_model():
+        inits = [_tensor(w, constants[w]) for w in weights]
+        gp = helper.make_graph(node_protos, "ortlite_group", in_vis, out_vis, initializer=inits)
+        model = helper.make_model(gp, opset_imports=opsets, producer_name="ortlite")
+        try:
+            model.ir_version = max(7, helper.find_min_ir_version_for(opsets, ignore_unknown=True))
+        except Exception:  # noqa: BLE001
+            model.ir_version = onnx.IR_VERSION
+        return model
+
+    return GroupSpec(gname, prov.name, None, in_specs, out_specs, [n.name for n in nodes],
+                     [n.op_type for n in nodes], fingerprint=h.hexdigest(), make_model=make_model)
+
+
+def digest(arr, memo=None) -> bytes:
+    """SHA-256 of an array's bytes (object arrays through their serialized tensor), remembered
+    in ``memo`` by identity for the session (the array is kept alive there)."""
+    if memo is not None and id(arr) in memo:
+        return memo[id(arr)][1]
+    if arr.dtype == object:
+        from ortlite.optimizer.export import _tensor
+
+        d = hashlib.sha256(_tensor("w", arr).SerializeToString()).digest()
+    else:
+        a = np.ascontiguousarray(arr)
+        d = hashlib.sha256(memoryview(a.reshape(-1).view(np.uint8)) if a.size else b"").digest()
+    if memo is not None:
+        memo[id(arr)] = (arr, d)
+    return d
 
 
 class Builder:
@@ -165,6 +189,7 @@ class Builder:
         self.model_dir = model_dir
         self.builds: list[EngineBuild] = []
         self._made: dict[str, CompiledKernel] = {}
+        self.digests: dict = {}  # id(weight array) -> (array, SHA-256), shared with the claim cache
 
     def build(self, prov, spec) -> CompiledKernel:
         key, fields = cache_key(prov, spec)
@@ -178,16 +203,21 @@ class Builder:
         if cache is not None:
             entry = cache.paths(prefix, key)[0]
             existed = os.path.exists(entry)
-            blob = cache.load(prefix, key, fields)
-            if blob is not None:
+            got = cache.load(prefix, key, fields)
+            if got is not None:
                 try:
-                    engine = prov.deserialize(blob, spec)
+                    engine = prov.deserialize(got.blob, spec)
                     status = "hit"
                 except Exception as e:  # noqa: BLE001 - a stale or foreign blob: rebuild it
                     log.warning("engine cache entry %s could not be loaded by %s (%s: %s): deleted, rebuilding",
                                 entry, prov.name, type(e).__name__, e)
-                    cache.delete(prefix, key)
                     engine = None
+                problem = got.verify()
+                if problem is not None and engine is not None:
+                    log.warning("engine cache entry %s: %s; deleted, rebuilding", entry, problem)
+                    engine = None
+                if engine is None:
+                    cache.delete(prefix, key)
             status = status if engine is not None else ("rebuilt" if existed else "miss")
         if engine is None:
             where = f"engine cache {cache.directory}" if cache is not None else "no engine cache"
@@ -250,7 +280,7 @@ def compile_groups(graph, placements, constants, output_names, builder, reassign
             if len(nodes) == 1 and is_epcontext(nodes[0]):
                 kernels[gname] = load_epcontext(nodes[0], prov, builder)  # raises: nothing to fall back to
                 continue
-            spec = group_spec(graph, nodes, constants, output_names, prov, gname)
+            spec = group_spec(graph, nodes, constants, output_names, prov, gname, builder.digests)
             if isinstance(spec, str):
                 reason = spec
             else:

@@ -55,7 +55,7 @@ def cache_key(prov, spec) -> tuple[str, dict]:
     """(hex key, key fields) for ``spec`` on ``prov``."""
     fields = key_fields(prov, spec)
     h = hashlib.sha256()
-    h.update(spec.model_bytes)
+    h.update(spec.fingerprint.encode() if spec.fingerprint else spec.model_bytes)
     h.update(json.dumps(fields, sort_keys=True).encode())
     return h.hexdigest(), fields
 
@@ -86,7 +86,10 @@ class EngineCache:
         return stem + ".engine", stem + ".json"
 
     def load(self, prefix, key, fields):
-        """The blob of a valid entry, else None (a bad entry is logged and deleted)."""
+        """A ``LoadedEntry`` for a valid entry, else None (a bad entry is logged and deleted).
+
+        The sidecar and the blob's size are checked here; the blob's SHA-256 is computed on a
+        thread while the provider loads the engine (``LoadedEntry.verify()`` waits for it)."""
         blob_path, meta_path = self.paths(prefix, key)
         if not os.path.exists(blob_path) and not os.path.exists(meta_path):
             return None
@@ -94,8 +97,7 @@ class EngineCache:
         try:
             with open(meta_path, "rb") as f:
                 meta = json.loads(f.read().decode())
-            with open(blob_path, "rb") as f:
-                blob = f.read()
+            blob = _map(blob_path)
         except (OSError, ValueError) as e:
             problem = f"unreadable ({type(e).__name__}: {e})"
         else:
@@ -103,10 +105,10 @@ class EngineCache:
                 diff = sorted(k for k in set(fields) | set(meta.get("fields") or {})
                               if (meta.get("fields") or {}).get(k) != fields.get(k))
                 problem = f"its sidecar does not match the key (fields differing: {', '.join(diff) or 'key'})"
-            elif meta.get("size") != len(blob) or meta.get("sha256") != hashlib.sha256(blob).hexdigest():
+            elif meta.get("size") != len(blob):
                 problem = f"its blob does not match the sidecar (size {len(blob)}, recorded {meta.get('size')})"
         if problem is None:
-            return blob
+            return LoadedEntry(blob_path, blob, meta)
         log.warning("engine cache entry %s is %s: deleted, the engine is rebuilt", blob_path, problem)
         self.delete(prefix, key)
         return None
@@ -129,6 +131,40 @@ class EngineCache:
         _atomic_write(blob_path, blob)
         _atomic_write(meta_path, json.dumps(meta, indent=1, sort_keys=True).encode())
         return blob_path
+
+
+def _map(path):
+    """The file's bytes: a copy-on-write memory map (nothing read up front; an engine loader that
+    takes a buffer maps the file instead of copying it), or bytes for small files."""
+    size = os.path.getsize(path)
+    if size < (1 << 20):
+        with open(path, "rb") as f:
+            return f.read()
+    import numpy as np
+
+    return np.memmap(path, dtype=np.uint8, mode="c")
+
+
+class LoadedEntry:
+    """A cache entry whose sidecar matched: ``blob`` (bytes or a uint8 memory map) and a hash check
+    running on a thread (hashlib releases the GIL) while the engine loads."""
+
+    def __init__(self, path, blob, meta):
+        import threading
+
+        self.path, self.blob, self.meta = path, blob, meta
+        self._ok = None
+        self._thread = threading.Thread(target=self._hash, daemon=True)
+        self._thread.start()
+
+    def _hash(self):
+        data = self.blob if isinstance(self.blob, bytes) else memoryview(self.blob)
+        self._ok = hashlib.sha256(data).hexdigest() == self.meta.get("sha256")
+
+    def verify(self):
+        """None when the blob matches its recorded SHA-256, else what is wrong."""
+        self._thread.join()
+        return None if self._ok else "its blob does not match the SHA-256 in its sidecar (changed or damaged)"
 
 
 def read_entry(blob_path):

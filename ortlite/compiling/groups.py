@@ -13,9 +13,12 @@ and names every node it does not group with the reason (the provider's, or the c
 """
 from __future__ import annotations
 
+import logging
 import re
 
 from ortlite import registry
+
+log = logging.getLogger("ortlite")
 
 EPCONTEXT = ("com.microsoft", "EPContext")
 
@@ -43,10 +46,7 @@ def claim(prov, graph, cands, memo=None):
         else:
             refused[id(n)] = f"EPContext node made by '{epcontext_source(n) or '?'}', not by {prov.name}"
     if offer:
-        try:
-            proposed, why = prov.claim_groups(graph, offer)
-        except Exception as e:  # noqa: BLE001 - a provider's query failing refuses its candidates
-            proposed, why = [], {id(n): f"its capability query failed: {type(e).__name__}: {e}" for n in offer}
+        proposed, why = _claim_cached(prov, graph, offer, memo)
         refused.update(why)
         offered = {id(n) for n in offer}
         seen = set()
@@ -65,6 +65,84 @@ def claim(prov, graph, cands, memo=None):
     if memo is not None:
         memo[key] = (list(cands), result)  # the nodes stay alive so their ids stay unique
     return result
+
+
+def _ask(prov, graph, offer):
+    try:
+        return prov.claim_groups(graph, offer)
+    except Exception as e:  # noqa: BLE001 - a provider's query failing refuses its candidates
+        return [], {id(n): f"its capability query failed: {type(e).__name__}: {e}" for n in offer}
+
+
+def _claim_cached(prov, graph, offer, memo):
+    """The provider's claim over ``offer``; with an engine cache directory, its answer is kept
+    there (keyed by a SHA-256 over the candidates' nodes, input types and weights, and the
+    provider's key fields), so a session over a warm cache does not query the compiler again."""
+    cache_dir = prov.engine_cache_dir
+    if not cache_dir:
+        return _ask(prov, graph, offer)
+    import json
+    import os
+
+    from ortlite._version import __version__
+    from ortlite.compiling.cache import _atomic_write, _jsonable
+
+    key = _candidates_key(prov, graph, offer, (memo or {}).get("__digests__"),
+                          (memo or {}).get("__constants__", graph.initializers))
+    path = os.path.join(os.path.abspath(os.path.expanduser(cache_dir)),
+                        f"{prov.name.replace('ExecutionProvider', '').lower()}_claims_{key[:40]}.json")
+    fields = _jsonable({"ortlite": __version__, "candidates": len(offer), **prov.cache_key_fields()})
+    try:
+        with open(path, "rb") as f:
+            saved = json.loads(f.read().decode())
+        if saved.get("key") == key and saved.get("fields") == fields:
+            groups = [[offer[i] for i in g] for g in saved["groups"]]
+            why = {id(offer[int(i)]): r for i, r in saved["refused"].items()}
+            return groups, why
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        log.warning("claim cache entry %s is unusable (%s): the provider is asked again", path, e)
+    groups, why = _ask(prov, graph, offer)
+    index = {id(n): i for i, n in enumerate(offer)}
+    record = {"key": key, "fields": fields,
+              "groups": [[index[id(n)] for n in g if id(n) in index] for g in groups],
+              "refused": {str(index[k]): r for k, r in why.items() if k in index}}
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _atomic_write(path, json.dumps(record).encode())
+    except OSError as e:
+        log.warning("could not write the claim cache entry %s: %s", path, e)
+    return groups, why
+
+
+def _candidates_key(prov, graph, offer, digests, constants):
+    import hashlib
+
+    import numpy as np
+
+    from ortlite.compiling.build import digest
+    from ortlite.optimizer.export import node_to_proto
+
+    h = hashlib.sha256(b"ortlite-claims-1")
+    h.update(prov.name.encode())
+    produced = {o for n in offer for o in n.outputs if o}
+    seen = set()
+    for n in offer:
+        h.update(node_to_proto(n).SerializeToString(deterministic=True))
+        for name in list(n.inputs) + list(n.implicit_inputs):
+            if not name or name in produced or name in seen:
+                continue
+            seen.add(name)
+            w = constants.get(name)
+            if isinstance(w, np.ndarray):
+                h.update(f"w:{name}|{w.dtype}|{w.shape}|".encode())
+                h.update(digest(w, digests))
+                continue
+            vi = graph.info(name)
+            tp = vi.type_proto if vi is not None else None
+            h.update(f"i:{name}|".encode() + (tp.SerializeToString(deterministic=True) if tp is not None else b"?"))
+    return h.hexdigest()
 
 
 def _ident(s):

@@ -1,10 +1,9 @@
 """What a compiling provider is handed for one group: the group as a standalone ONNX model."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-import onnx
 
 
 @dataclass
@@ -18,24 +17,36 @@ class TensorSpec:
     shape: list | None
 
 
-@dataclass
 class GroupSpec:
     """A group of nodes to compile.
 
     ``model`` is a ModelProto holding exactly the group's nodes, its weights as initializers,
     its inputs and outputs as graph inputs/outputs (with the types known), and the parent's
-    opset imports. ``inputs`` / ``outputs`` list the same values in the order the runner takes
-    and returns them.
+    opset imports; it is built on first use (a cache hit never needs it). ``inputs`` /
+    ``outputs`` list the same values in the order the runner takes and returns them.
+    ``fingerprint`` is a SHA-256 over the group's content (nodes, attributes, input/output
+    types, every weight's bytes); without one the serialized model is hashed.
     """
 
-    name: str
-    provider: str
-    model: onnx.ModelProto
-    inputs: list
-    outputs: list
-    node_names: list = field(default_factory=list)
-    op_types: list = field(default_factory=list)
-    _bytes: bytes | None = field(default=None, repr=False)
+    def __init__(self, name, provider, model, inputs, outputs, node_names=(), op_types=(), fingerprint=None,
+                 make_model=None):
+        self.name = name
+        self.provider = provider
+        self._model = model
+        self._make_model = make_model
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        self.node_names = list(node_names)
+        self.op_types = list(op_types)
+        self.fingerprint = fingerprint
+        self._bytes = None
+
+    @property
+    def model(self):
+        if self._model is None and self._make_model is not None:
+            self._model = self._make_model()
+            self._make_model = None
+        return self._model
 
     @property
     def model_bytes(self) -> bytes:
@@ -47,3 +58,6 @@ class GroupSpec:
         ops = sorted(set(self.op_types))
         more = f" (ops: {', '.join(ops[:12])}{', ...' if len(ops) > 12 else ''})" if ops else ""
         return f"group '{self.name}' of {len(self.node_names)} node(s){more}"
+
+    def __repr__(self):
+        return f"GroupSpec({self.name!r}, {self.provider!r}, inputs={self.inputs}, outputs={self.outputs})"

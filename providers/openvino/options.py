@@ -197,7 +197,7 @@ def parse_load_config(text: str, core, available: list) -> dict:
     if not s:
         return {}
     where = "the JSON string"
-    if not s.startswith("{"):
+    if not s.startswith(("{", "[")):
         if not os.path.isfile(s):
             raise InvalidArgument(f"{NAME} option load_config={text!r}: expected a JSON object or the path of "
                                   "a JSON file, and no such file exists")
@@ -301,7 +301,10 @@ def parse_options(options: dict | None, core, available: list) -> OpenVINOOption
         if v in ("CPU", "GPU", "NPU"):
             warnings.warn(f"{NAME} option device_id is deprecated (as in onnxruntime); use device_type={v!r}",
                           stacklevel=3)
-            o = replace(o, device=parse_device(v, available)[0])
+            if not _device_known(v, available):
+                raise InvalidArgument(f"{NAME} option device_id={options['device_id']!r}: device '{v}' is not "
+                                      f"available here; available devices: {', '.join(available)}")
+            o = replace(o, device=v)
         elif v not in ("", "0"):  # 0 / empty: the habit of passing device_id=0 to every provider
             raise InvalidArgument(f"{NAME} option device_id={options['device_id']!r}: expected CPU, GPU or NPU "
                                   f"(deprecated; prefer device_type, one of {', '.join(available)})")

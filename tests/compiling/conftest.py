@@ -7,6 +7,7 @@ from compiling.fake_compiler import FakeCompilerExecutionProvider, FakeDeviceCom
 @pytest.fixture
 def fake_compiler():
     FakeCompilerExecutionProvider.log.clear()
+    FakeCompilerExecutionProvider.claims.clear()
     providers.register_provider(FakeCompilerExecutionProvider, priority=0)
     yield FakeCompilerExecutionProvider
     providers.unregister_provider(FakeCompilerExecutionProvider.name)

@@ -29,6 +29,7 @@ class FakeCompilerExecutionProvider(CompilingProvider):
     cache_dir_option = "cache_dir"
     version = "1.0"
     log = []  # ("compile" | "load", group name)
+    claims = []  # one entry per claim_groups call (number of candidate nodes)
     lock = threading.Lock()
 
     @property
@@ -40,6 +41,7 @@ class FakeCompilerExecutionProvider(CompilingProvider):
         return {o for o in self.options.get("ops", "").split(",") if o}
 
     def claim_groups(self, graph, nodes):
+        self.claims.append(len(nodes))
         ops = self._ops()
         ok = [n for n in nodes if n.op_type in ops and n.domain in ("", "ai.onnx")]
         refused = {id(n): f"the fake compiler has no {n.op_type}" for n in nodes if n not in ok}
@@ -83,6 +85,7 @@ class FakeCompilerExecutionProvider(CompilingProvider):
         return MAGIC + engine.model_bytes
 
     def deserialize(self, blob, spec):
+        blob = bytes(blob)
         if not blob.startswith(MAGIC):
             raise ValueError("not a fake engine")
         with self.lock:

@@ -318,3 +318,15 @@ def test_device_group_leaves_shape_math_on_the_host(fake_device_compiler):
         assert "kept on the host" in rep.node(name).refused[0][1]
     assert rep.node("relu").provider == DEV
     assert not [c for c in rep.copies if c.value in ("shp", "n", "n1", "newshape")]
+
+
+def test_warm_cache_skips_the_capability_query(fake_compiler, tmp_path):
+    m = mlp()
+    cached(tmp_path, m)
+    assert fake_compiler.claims == [5]
+    assert [p for p in os.listdir(tmp_path) if "_claims_" in p]
+    s = cached(tmp_path, m)
+    assert fake_compiler.claims == [5]  # answered from the cache
+    assert s.get_placement().counts() == {FAKE: 5}
+    cached(tmp_path, mlp(seed=3))  # other weights: asked again
+    assert fake_compiler.claims == [5, 5]
