@@ -560,11 +560,9 @@ def _drop_compiled_weights(graph, placements, constants, output_names):
         used.update(x for x in list(n.inputs) + list(n.implicit_inputs) if x)
     for p in placements:
         spec = getattr(p.kernel, "spec", None)
-        if spec is None or spec.model is None:
-            continue
-        for init in spec.model.graph.initializer:
-            if init.name not in used:
-                constants.pop(init.name, None)
+        for name in getattr(spec, "weight_names", ()):
+            if name not in used:
+                constants.pop(name, None)
 
 
 def _merge_needs(subgraphs) -> dict:

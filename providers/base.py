@@ -96,7 +96,8 @@ class CompilingProvider(ExecutionProvider):
     GetCapability + Compile). The core (``ortlite.compiling``) calls, in order:
 
     1. ``claim_groups(graph, nodes)`` with the nodes no earlier provider took (topological
-       order); it returns ``(groups, refused)``: lists of nodes it would run together, and
+       order; ``graph.initializers`` holds every constant, folded ones included); it returns
+       ``(groups, refused)``: lists of nodes it would run together, and
        ``{id(node): reason}`` for the nodes it will not run (the reason reaches the placement
        report). The core then makes the groups safe (splits any that would form a cycle with
        the nodes outside, drops those under ``min_group_size``).

@@ -143,6 +143,8 @@ def group_spec(graph, nodes, constants, output_names, prov, gname, digests=None)
     node_protos = [node_to_proto(n) for n in nodes]
     domains = {n.domain for n in nodes}
     opsets = [helper.make_opsetid(d, graph.opsets.get(d, 1)) for d in sorted(domains | {""})]
+    if digests is not None:
+        prefetch_digests([constants[w] for w in weights], digests)
     h = hashlib.sha256(b"ortlite-group-1")
     for part in node_protos + in_vis + out_vis + opsets:
         h.update(part.SerializeToString(deterministic=True))
@@ -161,24 +163,57 @@ def group_spec(graph, nodes, constants, output_names, prov, gname, digests=None)
         return model
 
     return GroupSpec(gname, prov.name, None, in_specs, out_specs, [n.name for n in nodes],
-                     [n.op_type for n in nodes], fingerprint=h.hexdigest(), make_model=make_model)
+                     [n.op_type for n in nodes], fingerprint=h.hexdigest(), make_model=make_model,
+                     weight_names=weights)
 
 
-def digest(arr, memo=None) -> bytes:
-    """SHA-256 of an array's bytes (object arrays through their serialized tensor), remembered
-    in ``memo`` by identity for the session (the array is kept alive there)."""
-    if memo is not None and id(arr) in memo:
-        return memo[id(arr)][1]
+_CHUNK = 8 << 20
+
+
+def _array_bytes(arr):
     if arr.dtype == object:
         from ortlite.optimizer.export import _tensor
 
-        d = hashlib.sha256(_tensor("w", arr).SerializeToString()).digest()
-    else:
-        a = np.ascontiguousarray(arr)
-        d = hashlib.sha256(memoryview(a.reshape(-1).view(np.uint8)) if a.size else b"").digest()
+        return _tensor("w", arr).SerializeToString()
+    a = np.ascontiguousarray(arr)
+    return memoryview(a.reshape(-1).view(np.uint8)) if a.size else b""
+
+
+def digest(arr, memo=None) -> bytes:
+    """SHA-256 of an array's bytes (a SHA-256 over the SHA-256s of its 8 MiB chunks, so big
+    weights hash on every core: hashlib releases the GIL), remembered in ``memo`` by identity for
+    the session (the array is kept alive there). ``prefetch_digests`` fills ``memo`` in parallel."""
+    if memo is not None and id(arr) in memo:
+        return memo[id(arr)][1]
+    data = _array_bytes(arr)
+    d = _combine([hashlib.sha256(data[k:k + _CHUNK]).digest() for k in range(0, max(len(data), 1), _CHUNK)])
     if memo is not None:
         memo[id(arr)] = (arr, d)
     return d
+
+
+def _combine(parts):
+    return hashlib.sha256(b"".join(parts)).digest()
+
+
+def prefetch_digests(arrays, memo):
+    """Digest every array of ``arrays`` not in ``memo`` yet, chunks spread over the cores."""
+    todo = [a for a in {id(a): a for a in arrays}.values() if id(a) not in memo]
+    total = sum(a.nbytes for a in todo if a.dtype != object)
+    if total < (32 << 20) or (os.cpu_count() or 1) < 2:
+        for a in todo:
+            digest(a, memo)
+        return
+    import concurrent.futures
+
+    jobs = []
+    for a in todo:
+        data = _array_bytes(a)
+        jobs.append((a, [data[k:k + _CHUNK] for k in range(0, max(len(data), 1), _CHUNK)]))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        futs = [(a, [pool.submit(lambda c: hashlib.sha256(c).digest(), c) for c in chunks]) for a, chunks in jobs]
+        for a, fs in futs:
+            memo[id(a)] = (a, _combine([f.result() for f in fs]))
 
 
 class Builder:

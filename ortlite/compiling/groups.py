@@ -67,9 +67,22 @@ def claim(prov, graph, cands, memo=None):
     return result
 
 
-def _ask(prov, graph, offer):
+class GraphView:
+    """The graph as a compiling provider sees it: ``initializers`` holds every constant the
+    session knows (initializers and values the optimizer folded), not the values fed at run time."""
+
+    def __init__(self, graph, constants):
+        self._graph = graph
+        self.initializers = constants
+
+    def __getattr__(self, name):
+        return getattr(self._graph, name)
+
+
+def _ask(prov, graph, offer, constants=None):
     try:
-        return prov.claim_groups(graph, offer)
+        view = graph if constants is None else GraphView(graph, constants)
+        return prov.claim_groups(view, offer)
     except Exception as e:  # noqa: BLE001 - a provider's query failing refuses its candidates
         return [], {id(n): f"its capability query failed: {type(e).__name__}: {e}" for n in offer}
 
@@ -79,8 +92,9 @@ def _claim_cached(prov, graph, offer, memo):
     there (keyed by a SHA-256 over the candidates' nodes, input types and weights, and the
     provider's key fields), so a session over a warm cache does not query the compiler again."""
     cache_dir = prov.engine_cache_dir
+    constants = (memo or {}).get("__constants__")
     if not cache_dir:
-        return _ask(prov, graph, offer)
+        return _ask(prov, graph, offer, constants)
     import json
     import os
 
@@ -103,7 +117,7 @@ def _claim_cached(prov, graph, offer, memo):
         pass
     except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
         log.warning("claim cache entry %s is unusable (%s): the provider is asked again", path, e)
-    groups, why = _ask(prov, graph, offer)
+    groups, why = _ask(prov, graph, offer, constants)
     index = {id(n): i for i, n in enumerate(offer)}
     record = {"key": key, "fields": fields,
               "groups": [[index[id(n)] for n in g if id(n) in index] for g in groups],
@@ -121,9 +135,12 @@ def _candidates_key(prov, graph, offer, digests, constants):
 
     import numpy as np
 
-    from ortlite.compiling.build import digest
+    from ortlite.compiling.build import digest, prefetch_digests
     from ortlite.optimizer.export import node_to_proto
 
+    if digests is not None:
+        prefetch_digests([constants[i] for n in offer for i in n.inputs
+                          if i and isinstance(constants.get(i), np.ndarray)], digests)
     h = hashlib.sha256(b"ortlite-claims-1")
     h.update(prov.name.encode())
     produced = {o for n in offer for o in n.outputs if o}

@@ -29,7 +29,7 @@ class GroupSpec:
     """
 
     def __init__(self, name, provider, model, inputs, outputs, node_names=(), op_types=(), fingerprint=None,
-                 make_model=None):
+                 make_model=None, weight_names=()):
         self.name = name
         self.provider = provider
         self._model = model
@@ -39,6 +39,7 @@ class GroupSpec:
         self.node_names = list(node_names)
         self.op_types = list(op_types)
         self.fingerprint = fingerprint
+        self.weight_names = list(weight_names)  # the constants the model holds as initializers
         self._bytes = None
 
     @property

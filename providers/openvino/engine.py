@@ -72,6 +72,7 @@ class OVEngine:
         self.model = model
         self.name = name
         self.by_shapes: dict = {}  # input shapes -> _Bound (per-shape compiles)
+        self.blob = None  # the imported blob, for engines from the cache
         self.lock = threading.Lock()
 
     def compiled_for(self, shapes, spec):
@@ -241,6 +242,17 @@ def export(engine: OVEngine):
     return blob.getvalue() if hasattr(blob, "getvalue") else bytes(blob)
 
 
-def import_engine(blob: bytes, device, config, name=""):
-    cm = get_core().import_model(io.BytesIO(blob), device, config)
-    return OVEngine(device, config, compiled=cm, name=name)
+def import_engine(blob, device, config, name=""):
+    """An engine from an exported blob: bytes, or a writable buffer (the core's copy-on-write memmap of
+    a big cache entry), which OpenVINO reads in place through a shared Tensor."""
+    core = get_core()
+    arr = None if isinstance(blob, (bytes, bytearray, memoryview)) else np.asarray(blob)
+    if arr is not None and arr.dtype == np.uint8 and arr.ndim == 1 and arr.flags.writeable:
+        import openvino
+
+        cm = core.import_model(openvino.Tensor(arr, shared_memory=True), device, config)
+    else:
+        cm = core.import_model(io.BytesIO(blob), device, config)
+    engine = OVEngine(device, config, compiled=cm, name=name)
+    engine.blob = blob  # kept while the engine lives (the plugin may read the mapped file)
+    return engine

@@ -462,6 +462,18 @@ def test_serialize_deserialize_round_trip(prov):
     np.testing.assert_allclose(run2(x)[0], ort_run(m, {"x": x})[0], rtol=1e-4, atol=1e-5)
 
 
+def test_deserialize_from_a_memory_mapped_blob(prov, tmp_path):
+    # the core hands big cache entries over as a copy-on-write numpy.memmap of the file
+    m = cnn_model()
+    spec = spec_of(m)
+    path = tmp_path / "engine.blob"
+    path.write_bytes(prov.serialize(prov.compile(spec)))
+    blob = np.memmap(path, dtype=np.uint8, mode="c")
+    run = prov.make_runner(prov.deserialize(blob, spec), spec)
+    x = np.random.default_rng(12).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(run(x)[0], ort_run(m, {"x": x})[0], rtol=1e-4, atol=1e-5)
+
+
 def test_runner_is_safe_from_eight_threads(prov):
     m = transformer_model()
     spec = spec_of(m)
