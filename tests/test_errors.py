@@ -7,10 +7,13 @@ from onnx import TensorProto, helper
 
 import ortlite as ort
 
+# These tests are about the API and the CPU provider: OpenVINO, when installed, would come first by default.
+CPU_ONLY = ["CPUExecutionProvider"]
+
 
 @pytest.fixture
 def sess(mlp_model):
-    return ort.InferenceSession(mlp_model[0].SerializeToString())
+    return ort.InferenceSession(mlp_model[0].SerializeToString(), providers=CPU_ONLY)
 
 
 def fixed_model():
@@ -57,30 +60,30 @@ def test_feed_not_a_dict(sess):
 
 
 def test_not_an_array():
-    s = ort.InferenceSession(fixed_model().SerializeToString())
+    s = ort.InferenceSession(fixed_model().SerializeToString(), providers=CPU_ONLY)
     with pytest.raises(ort.InvalidArgument, match="input 'x' must be a numpy array"):
         s.run(None, {"x": object()})
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(ort.NoSuchFile, match=r"nothere.onnx failed: file doesn't exist"):
-        ort.InferenceSession(str(tmp_path / "nothere.onnx"))
+        ort.InferenceSession(str(tmp_path / "nothere.onnx"), providers=CPU_ONLY)
     with pytest.raises(FileNotFoundError):  # also a FileNotFoundError
-        ort.InferenceSession(str(tmp_path / "nothere.onnx"))
+        ort.InferenceSession(str(tmp_path / "nothere.onnx"), providers=CPU_ONLY)
 
 
 def test_not_onnx(tmp_path):
     p = tmp_path / "bad.onnx"
     p.write_bytes(b"this is not a protobuf \x00\xff\xfe" * 10)
     with pytest.raises(ort.InvalidProtobuf, match="not an ONNX model or truncated|hold no ONNX model"):
-        ort.InferenceSession(str(p))
+        ort.InferenceSession(str(p), providers=CPU_ONLY)
 
 
 def test_empty_file(tmp_path):
     p = tmp_path / "empty.onnx"
     p.write_bytes(b"")
     with pytest.raises(ort.InvalidProtobuf, match="the file is empty"):
-        ort.InferenceSession(str(p))
+        ort.InferenceSession(str(p), providers=CPU_ONLY)
 
 
 def test_truncated(tmp_path, mlp_model):
@@ -88,7 +91,7 @@ def test_truncated(tmp_path, mlp_model):
     p = tmp_path / "trunc.onnx"
     p.write_bytes(data[: len(data) // 2])
     with pytest.raises((ort.InvalidProtobuf, ort.InvalidGraph), match="truncated|invalid ONNX graph|no ONNX model"):
-        ort.InferenceSession(str(p))
+        ort.InferenceSession(str(p), providers=CPU_ONLY)
 
 
 def test_invalid_graph_names_the_checker_problem():
@@ -98,21 +101,21 @@ def test_invalid_graph_names_the_checker_problem():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
     )
     with pytest.raises(ort.InvalidGraph, match="invalid ONNX graph:.*x_typo"):
-        ort.InferenceSession(m.SerializeToString())
+        ort.InferenceSession(m.SerializeToString(), providers=CPU_ONLY)
 
 
 def test_ir_version_too_new():
     m = fixed_model()
     m.ir_version = onnx.IR_VERSION + 5
     with pytest.raises(NotImplementedError, match=f"IR version {onnx.IR_VERSION + 5} is newer"):
-        ort.InferenceSession(m.SerializeToString())
+        ort.InferenceSession(m.SerializeToString(), providers=CPU_ONLY)
 
 
 def test_opset_too_new():
     m = fixed_model()
     m.opset_import[0].version = onnx.defs.onnx_opset_version() + 3
     with pytest.raises(NotImplementedError, match="opset .* is newer than the newest ortlite knows"):
-        ort.InferenceSession(m.SerializeToString())
+        ort.InferenceSession(m.SerializeToString(), providers=CPU_ONLY)
 
 
 def test_op_without_kernel_names_op_domain_opset():
@@ -123,7 +126,7 @@ def test_op_without_kernel_names_op_domain_opset():
         extra_opsets=[("com.example", 1)],
     )
     with pytest.raises(NotImplementedError, match=r"FancyOp.*domain 'com.example', opset 1 on \[CPUExecutionProvider\]; registered: none"):
-        ort.InferenceSession(m.SerializeToString())
+        ort.InferenceSession(m.SerializeToString(), providers=CPU_ONLY)
 
 
 def test_kernel_failure_names_the_node():
@@ -132,7 +135,7 @@ def test_kernel_failure_names_the_node():
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None]), helper.make_tensor_value_info("s", TensorProto.INT64, [1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
     )
-    sess = ort.InferenceSession(m.SerializeToString())
+    sess = ort.InferenceSession(m.SerializeToString(), providers=CPU_ONLY)
     with pytest.raises(ort.RuntimeException, match="Reshape node. Name:'the_reshape'"):
         sess.run(None, {"x": np.ones(5, np.float32), "s": np.array([3], np.int64)})
 
@@ -140,7 +143,7 @@ def test_kernel_failure_names_the_node():
 def test_disable_cpu_fallback_with_cpu_only_is_fine(mlp_model):
     so = ort.SessionOptions()
     so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
-    ort.InferenceSession(mlp_model[0].SerializeToString(), so)
+    ort.InferenceSession(mlp_model[0].SerializeToString(), so, providers=CPU_ONLY)
 
 
 def _symbolic_matmul():
@@ -164,7 +167,7 @@ def test_kernel_failure_lists_the_input_shapes_and_dtypes(path, monkeypatch, tmp
         so.inter_op_num_threads = 2
     elif path == "trace":
         monkeypatch.setenv("ORTLITE_TRACE", "1")
-    sess = ort.InferenceSession(_symbolic_matmul().SerializeToString(), so)
+    sess = ort.InferenceSession(_symbolic_matmul().SerializeToString(), so, providers=CPU_ONLY)
     with pytest.raises(ort.RuntimeException, match=r"MatMul node. Name:'mm' Status Message: ValueError: .*; "
                                                    r"inputs: X float32\[3, 2\], W float32\[4, 3\]$"):
         sess.run(None, {"X": np.ones((3, 2), np.float32), "W": np.ones((4, 3), np.float32)})
@@ -179,7 +182,7 @@ def test_kernel_failure_inputs_absent_and_non_tensor():
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
     )
     with pytest.raises(ort.RuntimeException, match=r"Name:'rs' .*; inputs: X float32\[1, 1, 2, 2\], '', scales float32\[3\]$"):
-        ort.InferenceSession(resize.SerializeToString()).run(
+        ort.InferenceSession(resize.SerializeToString(), providers=CPU_ONLY).run(
             None, {"X": np.ones((1, 1, 2, 2), np.float32), "scales": np.ones(3, np.float32)})
     seq = make_model(
         [helper.make_node("SequenceConstruct", ["a", "b"], ["S"]), helper.make_node("SequenceAt", ["S", "i"], ["Y"], name="at")],
@@ -188,7 +191,7 @@ def test_kernel_failure_inputs_absent_and_non_tensor():
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
     )
     with pytest.raises(ort.RuntimeException, match=r"SequenceAt node. Name:'at' .*; inputs: S sequence of 2, i int64\[\]$"):
-        ort.InferenceSession(seq.SerializeToString()).run(
+        ort.InferenceSession(seq.SerializeToString(), providers=CPU_ONLY).run(
             None, {"a": np.ones(2, np.float32), "b": np.ones(2, np.float32), "i": np.array(5)})
 
 
@@ -203,7 +206,7 @@ def test_kernel_failure_inside_an_if_branch_names_the_inner_node():
          helper.make_tensor_value_info("s", TensorProto.INT64, [1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
     )
-    sess = ort.InferenceSession(m.SerializeToString())
+    sess = ort.InferenceSession(m.SerializeToString(), providers=CPU_ONLY)
     feed = {"c": np.array(True), "x": np.ones(5, np.float32), "s": np.array([3], np.int64)}
     with pytest.raises(ort.RuntimeException, match=r"Reshape node. Name:'inner_reshape' .*; inputs: x float32\[5\], s int64\[1\]$"):
         sess.run(None, feed)

@@ -10,6 +10,9 @@ from onnx import TensorProto, helper
 
 import ortlite as ort
 
+# These tests are about the API and the CPU provider: OpenVINO, when installed, would come first by default.
+CPU_ONLY = ["CPUExecutionProvider"]
+
 
 def test_plain_run(mlp_model):
     m, (W, b) = mlp_model
@@ -20,7 +23,7 @@ def test_plain_run(mlp_model):
     assert y.dtype == np.float32
     # output_names selects; a ModelProto and a path work too
     assert np.array_equal(sess.run(["y"], {"x": x})[0], y)
-    assert np.array_equal(ort.InferenceSession(m).run(None, {"x": x})[0], y)
+    assert np.array_equal(ort.InferenceSession(m, providers=CPU_ONLY).run(None, {"x": x})[0], y)
 
 
 def test_model_from_path(tmp_path, mlp_model):
@@ -29,12 +32,12 @@ def test_model_from_path(tmp_path, mlp_model):
     onnx.save(m, p)
     x = np.ones((2, 4), np.float32)
     for src in (str(p), p):
-        np.testing.assert_allclose(ort.InferenceSession(src).run(None, {"x": x})[0], mlp_reference(x, W, b), rtol=1e-6)
+        np.testing.assert_allclose(ort.InferenceSession(src, providers=CPU_ONLY).run(None, {"x": x})[0], mlp_reference(x, W, b), rtol=1e-6)
 
 
 def test_describe_io(mlp_model):
     m, _ = mlp_model
-    sess = ort.InferenceSession(m.SerializeToString())
+    sess = ort.InferenceSession(m.SerializeToString(), providers=CPU_ONLY)
     (i,) = sess.get_inputs()
     (o,) = sess.get_outputs()
     assert (i.name, i.shape, i.type) == ("x", ["batch", 4], "tensor(float)")
@@ -91,7 +94,7 @@ def test_every_optimization_level(mlp_model, level):
     m, (W, b) = mlp_model
     so = ort.SessionOptions()
     so.graph_optimization_level = level
-    sess = ort.InferenceSession(m.SerializeToString(), so)
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=CPU_ONLY)
     x = np.random.default_rng(2).standard_normal((3, 4)).astype(np.float32)
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], mlp_reference(x, W, b), rtol=1e-6, atol=1e-6)
 
@@ -114,7 +117,7 @@ def test_free_dimension_override(mlp_model):
     m, _ = mlp_model
     so = ort.SessionOptions()
     so.add_free_dimension_override_by_name("batch", 2)
-    sess = ort.InferenceSession(m.SerializeToString(), so)
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=CPU_ONLY)
     assert sess.get_inputs()[0].shape == [2, 4]
     sess.run(None, {"x": np.ones((2, 4), np.float32)})
     with pytest.raises(ort.InvalidArgument, match="index: 0 Got: 3 Expected: 2"):
@@ -173,7 +176,7 @@ def test_ortvalue():
 
 def test_run_with_ort_values(mlp_model):
     m, (W, b) = mlp_model
-    sess = ort.InferenceSession(m.SerializeToString())
+    sess = ort.InferenceSession(m.SerializeToString(), providers=CPU_ONLY)
     x = np.ones((1, 4), np.float32)
     (y,) = sess.run_with_ort_values(["y"], {"x": ort.OrtValue.ortvalue_from_numpy(x)})
     np.testing.assert_allclose(y.numpy(), mlp_reference(x, W, b), rtol=1e-6)
@@ -181,7 +184,7 @@ def test_run_with_ort_values(mlp_model):
 
 def test_concurrent_runs_are_safe(mlp_model):
     m, (W, b) = mlp_model
-    sess = ort.InferenceSession(m.SerializeToString())
+    sess = ort.InferenceSession(m.SerializeToString(), providers=CPU_ONLY)
     rng = np.random.default_rng(4)
     xs = [rng.standard_normal((8, 4)).astype(np.float32) for _ in range(8)]
     errors = []
@@ -208,7 +211,7 @@ def test_overridable_initializers():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
         [w],
     )
-    sess = ort.InferenceSession(m.SerializeToString())
+    sess = ort.InferenceSession(m.SerializeToString(), providers=CPU_ONLY)
     assert [a.name for a in sess.get_inputs()] == ["x"]
     assert [a.name for a in sess.get_overridable_initializers()] == ["w"]
     x = np.ones(2, np.float32)
@@ -224,7 +227,7 @@ def test_ir3_initializers_listed_as_inputs():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
         [w], opset=8, ir_version=3,
     )
-    sess = ort.InferenceSession(m.SerializeToString())
+    sess = ort.InferenceSession(m.SerializeToString(), providers=CPU_ONLY)
     assert [a.name for a in sess.get_inputs()] == ["x"]
     assert sess.get_overridable_initializers() == []
     assert sess.run(None, {"x": np.ones(2, np.float32)})[0].tolist() == [2.0, 2.0]
@@ -242,7 +245,7 @@ def test_external_data(tmp_path):
     onnx.save(m, p, save_as_external_data=True, all_tensors_to_one_file=True, location="ext.bin", size_threshold=0)
     assert (tmp_path / "ext.bin").exists()
     x = np.ones((1, 64), np.float32)
-    np.testing.assert_allclose(ort.InferenceSession(str(p)).run(None, {"x": x})[0], x @ big, rtol=1e-5)
+    np.testing.assert_allclose(ort.InferenceSession(str(p), providers=CPU_ONLY).run(None, {"x": x})[0], x @ big, rtol=1e-5)
 
 
 def test_model_local_function_and_unused_domain():
@@ -258,7 +261,7 @@ def test_model_local_function_and_unused_domain():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
         functions=[fn], extra_opsets=[("custom.fn", 1), ("ai.onnx.ml", 3), ("com.example.unused", 7)],
     )
-    sess = ort.InferenceSession(m.SerializeToString())
+    sess = ort.InferenceSession(m.SerializeToString(), providers=CPU_ONLY)
     assert sess.run(None, {"x": np.array([-1, 0, 2], np.float32)})[0].tolist() == [0.0, 0.0, 4.0]
 
 
@@ -277,11 +280,11 @@ def test_parallel_execution_mode_runs_branches_concurrently():
     m = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [512, 256])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [512, 256])], inits)
     x = rng.standard_normal((512, 256)).astype(np.float32)
-    ref = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    ref = ort.InferenceSession(m.SerializeToString(), providers=CPU_ONLY).run(None, {"x": x})[0]
     so = ort.SessionOptions()
     so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
     so.inter_op_num_threads = 4
-    sess = ort.InferenceSession(m.SerializeToString(), so)
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=CPU_ONLY)
     seen = 0
     for _ in range(10):
         np.testing.assert_allclose(sess.run(None, {"x": x})[0], ref, rtol=1e-5, atol=1e-4)
