@@ -33,7 +33,13 @@ import tempfile
 import time
 import warnings
 
-import numpy as np
+# OpenBLAS's idle workers spin for about 2^28 cycles after each call (its default THREAD_TIMEOUT), which
+# takes the cores from whichever runtime runs next in the alternation (measured: onnxruntime and OpenVINO
+# 20-90% slower right after an ortlite CPU run). The shortest spin keeps the comparison fair; it is set
+# before numpy loads OpenBLAS and said in the results' method line. Override by setting it yourself.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -156,8 +162,9 @@ def peak_rss(path, runtime, threads, feeds, tmp):
 
 
 CONFIGS = {
-    "cpu": lambda cache: ["CPUExecutionProvider"],
-    "openvino": lambda cache: [("OpenVINOExecutionProvider", {"cache_dir": cache}), "CPUExecutionProvider"],
+    "cpu": lambda cache, threads: ["CPUExecutionProvider"],
+    "openvino": lambda cache, threads: [("OpenVINOExecutionProvider", {"cache_dir": cache, "num_of_threads": str(threads)}),
+                                        "CPUExecutionProvider"],
 }
 
 
@@ -206,9 +213,7 @@ def bench_one(name, threads, runs, warmup, rss, tmp, configs=("cpu",)):
     cache = os.path.join(tmp, f"engines-{name}")
     runners = {}
     for c in configs:
-        provs = CONFIGS[c](cache)
-        if c == "openvino":
-            provs[0][1]["num_of_threads"] = str(threads)
+        provs = CONFIGS[c](cache, threads)
         runners[c] = _Runner(f"ortlite {c}", lambda provs=provs: ortlite.InferenceSession(path, so, providers=provs),
                              feeds)
     b = onnxruntime_runner(path, feeds, threads)
@@ -234,7 +239,7 @@ def bench_one(name, threads, runs, warmup, rss, tmp, configs=("cpu",)):
             warm = []
             for _ in range(3):
                 t0 = time.perf_counter()
-                s2 = ortlite.InferenceSession(path, so, providers=CONFIGS[c](cache))
+                s2 = ortlite.InferenceSession(path, so, providers=CONFIGS[c](cache, threads))
                 warm.append((time.perf_counter() - t0) * 1e3)
                 assert all(x.cache == "hit" for x in s2.engine_builds), [x.cache for x in s2.engine_builds]
             row["openvino_warm_create_ms"] = min(warm)
@@ -274,7 +279,9 @@ def openvino_report(rows, args, cmd):
         "(session.intra_op.allow_spinning=0) and OpenVINO's own runtime on the whole model (`raw`: compile_model, "
         "one infer request, PERFORMANCE_HINT LATENCY); medians. `ortlite openvino` = providers "
         "[OpenVINOExecutionProvider, CPUExecutionProvider] with an engine cache; warm create = a second "
-        "session on the same cache (best of 3).",
+        "session on the same cache (best of 3). "
+        f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')} (numpy's OpenBLAS workers do not spin "
+        "into the next runtime's turn).",
         f"- **ortlite openvino / onnxruntime CPU, geometric mean: {geo:.2f}**; worst {worst['model']} "
         f"({worst['openvino_ratio']:.2f}); models above 1.3x: "
         f"{', '.join(r['model'] for r in models if r['openvino_ratio'] > 1.3) or 'none'}",
@@ -355,7 +362,9 @@ def main(argv=None):
         f"- machine: {machine_line()}",
         f"- method: same process, intra_op_num_threads={args.threads} for both, {args.runs} runs each after "
         f"{args.warmup} warm-up runs, alternating; medians. onnxruntime: session.intra_op.allow_spinning=0. "
-        "Peak RSS from a separate process per runtime and model.",
+        "Peak RSS from a separate process per runtime and model. "
+        f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')} (OpenBLAS workers do not spin into the "
+        "next runtime's turn).",
         f"- **geometric mean of the ratio ortlite / onnxruntime: {geo:.2f}**; worst: {worst['model']} "
         f"({worst['ratio']:.2f})",
         "",
