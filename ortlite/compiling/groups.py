@@ -110,8 +110,11 @@ def _claim_cached(prov, graph, offer, memo):
         with open(path, "rb") as f:
             saved = json.loads(f.read().decode())
         if saved.get("key") == key and saved.get("fields") == fields:
-            groups = [[offer[i] for i in g] for g in saved["groups"]]
-            why = {id(offer[int(i)]): r for i, r in saved["refused"].items()}
+            idx = [int(i) for g in saved["groups"] for i in g] + [int(i) for i in saved["refused"]]
+            if len(set(idx)) != len(idx) or not all(0 <= i < len(offer) for i in idx):
+                raise ValueError("its node indices do not fit the candidates")
+            groups = [[offer[int(i)] for i in g] for g in saved["groups"]]
+            why = {id(offer[int(i)]): str(r) for i, r in saved["refused"].items()}
             return groups, why
     except FileNotFoundError:
         pass

@@ -25,9 +25,9 @@ class PassContext:
             provider of the nodes they fuse has a kernel for the fused op).
     """
 
-    _ids = itertools.count()
-
     def __init__(self, graph, constants, fed, outputs, level=99, providers=()):
+        self._ids = itertools.count()  # per graph, so a model gets the same names in every session
+        self._taken = None
         self.graph = graph
         self.constants = constants
         self.fed = set(fed)
@@ -67,7 +67,24 @@ class PassContext:
 
     # ---- edits ----------------------------------------------------------------------
     def new_name(self, base: str) -> str:
-        return f"{base}__ortlite{next(self._ids)}"
+        """A name no value of this graph (or the graphs around it) has. Deterministic for a given
+        model: the engine cache keys compiled groups by content, names included."""
+        if self._taken is None:
+            taken = set(self.constants)
+            g = self.graph
+            while g is not None:
+                taken.update(g.initializers)
+                taken.update(v.name for v in g.inputs)
+                for n in g.nodes:
+                    taken.update(n.outputs)
+                    taken.update(n.inputs)
+                g = getattr(g, "parent", None)
+            self._taken = taken
+        while True:
+            name = f"{base}__ortlite{next(self._ids)}"
+            if name not in self._taken:
+                self._taken.add(name)
+                return name
 
     def add_constant(self, base: str, value) -> str:
         name = self.new_name(base)

@@ -330,3 +330,24 @@ def test_warm_cache_skips_the_capability_query(fake_compiler, tmp_path):
     assert s.get_placement().counts() == {FAKE: 5}
     cached(tmp_path, mlp(seed=3))  # other weights: asked again
     assert fake_compiler.claims == [5, 5]
+
+
+def test_names_made_by_the_optimizer_are_the_same_in_every_session(fake_compiler, tmp_path):
+    """Conv+BatchNormalization folding makes new weight names; they must not depend on how many
+    sessions the process made before, or the engine cache would never hit."""
+    rng = np.random.default_rng(0)
+    c = 4
+    nodes = [h.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             h.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["bn"], name="bn"),
+             h.make_node("Relu", ["bn"], ["y"], name="relu")]
+    inits = [nh.from_array(rng.standard_normal((c, 3, 1, 1)).astype(np.float32), "w")] + [
+        nh.from_array(rng.random(c).astype(np.float32) + 0.5, n) for n in ("s", "b", "m", "v")]
+    g = h.make_graph(nodes, "cbn", [h.make_tensor_value_info("x", T.FLOAT, [1, 3, 4, 4])],
+                     [h.make_tensor_value_info("y", T.FLOAT, [1, c, 4, 4])], inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    opts = {"ops": "Conv,Relu", "cache_dir": str(tmp_path)}
+    first = session(m, opts)
+    ortlite.InferenceSession(m.SerializeToString(), providers=[CPU])  # other sessions in between
+    again = session(m, opts)
+    assert [b.cache for b in first.engine_builds] == ["miss"]
+    assert [b.cache for b in again.engine_builds] == ["hit"]
