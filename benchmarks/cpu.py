@@ -217,7 +217,12 @@ def bench_one(name, threads, runs, warmup, rss, tmp, configs=("cpu",)):
         runners[c] = _Runner(f"ortlite {c}", lambda provs=provs: ortlite.InferenceSession(path, so, providers=provs),
                              feeds)
     b = onnxruntime_runner(path, feeds, threads)
-    raw = _OpenVINORaw(path, feeds, threads) if "openvino" in configs else None
+    raw = raw_error = None
+    if "openvino" in configs:
+        try:
+            raw = _OpenVINORaw(path, feeds, threads)
+        except Exception as e:  # noqa: BLE001 - OpenVINO alone cannot run it (ai.onnx.ml...): ortlite falls back
+            raw_error = str(e).strip().splitlines()[-1][:120]
     alternate(list(runners.values()) + [b] + ([raw] if raw else []), runs, warmup)
     row = {"model": name, "nodes": len(model.graph.node), "ort_ms": b.result.pct(50),
            "ort_create_ms": b.result.create_ms}
@@ -255,9 +260,12 @@ def bench_one(name, threads, runs, warmup, rss, tmp, configs=("cpu",)):
                 ctx.append((time.perf_counter() - t0) * 1e3)
                 assert all(x.cache == "epcontext" for x in s3.engine_builds), [x.cache for x in s3.engine_builds]
             row["openvino_epcontext_create_ms"] = min(ctx)
-            row["openvino_raw_ms"] = float(np.median(raw.latencies_ms))
-            row["openvino_raw_create_ms"] = raw.create_ms
-            row["openvino_overhead_us"] = (row["openvino_ms"] - row["openvino_raw_ms"]) * 1e3
+            if raw is not None:
+                row["openvino_raw_ms"] = float(np.median(raw.latencies_ms))
+                row["openvino_raw_create_ms"] = raw.create_ms
+                row["openvino_overhead_us"] = (row["openvino_ms"] - row["openvino_raw_ms"]) * 1e3
+            else:
+                row["openvino_raw_error"] = raw_error
     if "ortlite_ms" in row:
         row["ratio"] = row["ortlite_ratio"]
         row["max_abs_diff"] = row["ortlite_max_abs_diff"]
@@ -270,6 +278,10 @@ def bench_one(name, threads, runs, warmup, rss, tmp, configs=("cpu",)):
         row["ort_rss_mb"] = peak_rss(path, "onnxruntime", threads, feeds, tmp)
     del ort
     return row
+
+
+def _f(v, fmt):
+    return "-" if v is None else format(v, fmt)
 
 
 def openvino_report(rows, args, cmd):
@@ -299,7 +311,9 @@ def openvino_report(rows, args, cmd):
         f"({worst['openvino_ratio']:.2f}); models above 1.3x: "
         f"{', '.join(r['model'] for r in models if r['openvino_ratio'] > 1.3) or 'none'}",
         f"- ortlite overhead around the OpenVINO engine (ortlite openvino - raw), median over models: "
-        f"{float(np.median([r['openvino_overhead_us'] for r in models])):.0f} µs",
+        f"{float(np.median([r['openvino_overhead_us'] for r in models if 'openvino_overhead_us' in r])):.0f} µs "
+        "(models OpenVINO runs whole; OpenVINO alone cannot load: "
+        f"{', '.join(r['model'] + ' (' + r['openvino_raw_error'] + ')' for r in models if 'openvino_raw_error' in r) or 'none'})",
         f"- warm-cache session creation / onnxruntime session creation: geometric mean "
         f"{math.exp(sum(math.log(c) for c in create) / len(create)):.2f}, worst {max(create):.2f}; from the saved "
         f"EP-context model (optimized_model_filepath): geometric mean {math.exp(sum(math.log(c) for c in ctx) / len(ctx)):.2f}, "
@@ -313,8 +327,8 @@ def openvino_report(rows, args, cmd):
         cpu = f"{r['ortlite_ms']:.2f} ({r['ortlite_ratio']:.2f})" if "ortlite_ms" in r else "-"
         lines.append(
             f"| {r['model']} | {r['nodes']} | {r['openvino_nodes']} / {r['openvino_groups']} | {r['ort_ms']:.2f} | "
-            f"{r['openvino_ms']:.2f} | {r['openvino_ratio']:.2f} | {r['openvino_raw_ms']:.2f} | "
-            f"{r['openvino_overhead_us']:.0f} | {cpu} | {r['ort_create_ms']:.0f} / {r['openvino_create_ms']:.0f} / "
+            f"{r['openvino_ms']:.2f} | {r['openvino_ratio']:.2f} | {_f(r.get('openvino_raw_ms'), '.2f')} | "
+            f"{_f(r.get('openvino_overhead_us'), '.0f')} | {cpu} | {r['ort_create_ms']:.0f} / {r['openvino_create_ms']:.0f} / "
             f"{r['openvino_warm_create_ms']:.0f} / {r['openvino_epcontext_create_ms']:.0f} | "
             f"{r['openvino_max_abs_diff']:.1e} |")
     return "\n".join(lines) + "\n"
@@ -355,6 +369,7 @@ def main(argv=None):
                      f"(x{row[('ortlite' if c == 'cpu' else c) + '_ratio']:.2f})" for c in configs]
             print(f"{name:22s} onnxruntime {row['ort_ms']:9.2f} ms  " + "  ".join(parts) +
                   (f"  OV raw {row['openvino_raw_ms']:.2f} ms" if "openvino_raw_ms" in row else "") +
+                  (f"  OV alone cannot run it: {row['openvino_raw_error']}" if "openvino_raw_error" in row else "") +
                   f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     cmd = "python " + " ".join(shlex.quote(x) for x in [os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:]))
     if "openvino" in configs:

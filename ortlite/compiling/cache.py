@@ -168,12 +168,12 @@ class LoadedEntry:
 
 
 def read_entry(blob_path):
-    """(blob, sidecar dict) of an entry named by its blob path (EP-context loading)."""
+    """A ``LoadedEntry`` for an entry named by its blob path (EP-context loading): the sidecar read,
+    the blob mapped, its hash checked on a thread (``verify()``)."""
     meta_path = blob_path[: -len(".engine")] + ".json" if blob_path.endswith(".engine") else blob_path + ".json"
-    with open(blob_path, "rb") as f:
-        blob = f.read()
     with open(meta_path, "rb") as f:
         meta = json.loads(f.read().decode())
-    if meta.get("size") != len(blob) or meta.get("sha256") != hashlib.sha256(blob).hexdigest():
-        raise ValueError(f"the engine file does not match its sidecar {meta_path} (changed or truncated)")
-    return blob, meta
+    blob = _map(blob_path)
+    if meta.get("size") != len(blob):
+        raise ValueError(f"the engine file is {len(blob)} bytes, its sidecar {meta_path} says {meta.get('size')}")
+    return LoadedEntry(blob_path, blob, meta)

@@ -53,7 +53,8 @@ def load_epcontext(node, prov, builder):
         _refuse(node, f"ep_cache_context '{ref}' leaves the model's directory {base}")
     t0 = time.perf_counter()
     try:
-        blob, meta = read_entry(path)
+        entry = read_entry(path)
+        meta = entry.meta
     except FileNotFoundError as e:
         _refuse(node, f"its engine file is missing ({e.filename}); load the original model to rebuild it")
     except (OSError, ValueError) as e:
@@ -71,9 +72,15 @@ def load_epcontext(node, prov, builder):
     if [t.name for t in ins] != list(node.inputs) or [t.name for t in outs] != list(node.outputs):
         _refuse(node, "its inputs/outputs do not match the engine file's")
     try:
-        engine = prov.deserialize(blob, spec)
-    except Exception as e:  # noqa: BLE001
+        engine = prov.deserialize(entry.blob, spec)
+    except Exception as e:  # noqa: BLE001 - a damaged file is named as such, else the loader's words
+        problem = entry.verify()
+        if problem is not None:
+            _refuse(node, f"its engine file {path}: {problem}; load the original model to rebuild it")
         _refuse(node, f"{prov.name} could not load its engine {path}: {type(e).__name__}: {e}")
+    problem = entry.verify()
+    if problem is not None:
+        _refuse(node, f"its engine file {path}: {problem}; load the original model to rebuild it")
     runner = prov.make_runner(engine, spec)
     builder.builds.append(EngineBuild(spec.name, prov.name, int(meta.get("nodes", 1)),
                                       time.perf_counter() - t0, "epcontext", path, meta.get("key", "")))

@@ -253,6 +253,15 @@ def test_epcontext_refusals(fake_compiler, tmp_path):
     for name, (attrs, msg) in cases.items():
         with pytest.raises(Fail, match=msg):
             ortlite.InferenceSession(variant(name, **attrs), providers=[(FAKE, {}), CPU])
+    entry = os.path.join(tmp_path, next(a for a in next(n for n in saved.graph.node if n.op_type == "EPContext").attribute
+                                        if a.name == "ep_cache_context").s.decode())
+    data = bytearray(open(entry, "rb").read())
+    data[-1] ^= 0xFF  # same size, other bytes
+    open(entry, "wb").write(bytes(data))
+    with pytest.raises(Fail, match="does not match the SHA-256 in its sidecar"):
+        ortlite.InferenceSession(path, providers=[(FAKE, {}), CPU])
+    data[-1] ^= 0xFF
+    open(entry, "wb").write(bytes(data))
     fake_compiler.version = "2.0"
     try:
         with pytest.raises(Fail, match=r"built for another configuration \(compiler: saved 'fake 1.0', here 'fake 2.0'\)"):
