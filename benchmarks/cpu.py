@@ -280,6 +280,49 @@ def bench_one(name, threads, runs, warmup, rss, tmp, configs=("cpu",)):
     return row
 
 
+def engine_overhead_us(threads, runs=3000):
+    """ortlite's cost around an OpenVINO engine, where noise cannot hide it: a 1-node model (Relu on
+    16 floats) run through an ortlite session and through OpenVINO's own infer request, alternating
+    in blocks of 100; medians of the per-run times in µs."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    import ortlite
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"x": np.random.default_rng(0).standard_normal((1, 16)).astype(np.float32)}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "tiny.onnx")
+        onnx.save(model, path)
+        sess = ortlite.InferenceSession(path, providers=CONFIGS["openvino"](os.path.join(tmp, "c"), threads))
+        raw = _OpenVINORaw(path, feeds, threads)
+        ort_sess = None
+        try:
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            ort_sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        except ImportError:
+            pass
+        t = {"ortlite": [], "raw": [], "ort": []}
+        for _ in range(runs // 100):
+            for key, fn in (("ortlite", lambda: sess.run(None, feeds)), ("raw", raw.req.infer),
+                            ("ort", (lambda: ort_sess.run(None, feeds)) if ort_sess else None)):
+                if fn is None:
+                    continue
+                for _ in range(100):
+                    t0 = time.perf_counter()
+                    fn()
+                    t[key].append(time.perf_counter() - t0)
+    med = {k: float(np.median(v)) * 1e6 for k, v in t.items() if v}
+    return med
+
+
 def _f(v, fmt):
     return "-" if v is None else format(v, fmt)
 
@@ -289,6 +332,9 @@ def openvino_report(rows, args, cmd):
     import openvino
 
     models = [r for r in rows if r["model"] != "tiny_chain"]
+    over = engine_overhead_us(args.threads)
+    over["runs"] = 3000
+    rows.append({"model": "engine_overhead_1node", **over})
     geo = math.exp(sum(math.log(r["openvino_ratio"]) for r in models) / len(models))
     worst = max(models, key=lambda r: r["openvino_ratio"])
     create = [r["openvino_warm_create_ms"] / r["ort_create_ms"] for r in models]
@@ -314,6 +360,10 @@ def openvino_report(rows, args, cmd):
         f"{float(np.median([r['openvino_overhead_us'] for r in models if 'openvino_overhead_us' in r])):.0f} µs "
         "(models OpenVINO runs whole; OpenVINO alone cannot load: "
         f"{', '.join(r['model'] + ' (' + r['openvino_raw_error'] + ')' for r in models if 'openvino_raw_error' in r) or 'none'})",
+        f"- per-run cost on a 1-node model (Relu on 16 floats), medians of {over['runs']} runs: ortlite + OpenVINO "
+        f"{over['ortlite']:.1f} µs, OpenVINO's own infer request {over['raw']:.1f} µs, so **ortlite adds "
+        f"{over['ortlite'] - over['raw']:.1f} µs per run** around the engine (feed checks, the plan, the runner's "
+        f"copies); onnxruntime CPU {over.get('ort', float('nan')):.1f} µs",
         f"- warm-cache session creation / onnxruntime session creation: geometric mean "
         f"{math.exp(sum(math.log(c) for c in create) / len(create)):.2f}, worst {max(create):.2f}; from the saved "
         f"EP-context model (optimized_model_filepath): geometric mean {math.exp(sum(math.log(c) for c in ctx) / len(ctx)):.2f}, "
