@@ -202,7 +202,9 @@ def cmd_info(args):
         print(f"input  {a.name}: {a.type} {a.shape}")
     for a in sess.get_outputs():
         print(f"output {a.name}: {a.type} {a.shape}")
-    print(f"after optimization ({args.level}): {len(sess._graph.nodes)} nodes")
+    groups = sum(1 for n in sess._graph.nodes if (n.domain, n.op_type) == ("com.microsoft", "EPContext"))
+    print(f"after optimization ({args.level}): {len(sess._graph.nodes)} nodes"
+          + (f" ({groups} of them compiled groups, each one EPContext node)" if groups else ""))
     rep = sess.get_placement()
     if args.run:
         with _hint_on(chosen, OrtliteError):
