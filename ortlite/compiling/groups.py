@@ -262,3 +262,32 @@ def _acyclic_pieces(g, producer, readers, order):
         pieces.append(early)
         todo = [n for n in todo if id(n) in late]
     return pieces
+
+
+def connected_groups(claimed):
+    """For compiling providers: maximal sets of ``claimed`` connected through the values they exchange, each in the given
+    (topological) order, ordered by their first node."""
+    parent = list(range(len(claimed)))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    producer = {}
+    for k, n in enumerate(claimed):
+        for o in n.outputs:
+            if o:
+                producer[o] = k
+    for k, n in enumerate(claimed):
+        for i in n.inputs:
+            p = producer.get(i)
+            if p is not None:
+                a, b = find(k), find(p)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    groups: dict[int, list] = {}
+    for k, n in enumerate(claimed):
+        groups.setdefault(find(k), []).append(n)
+    return [groups[r] for r in sorted(groups)]

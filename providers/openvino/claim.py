@@ -29,6 +29,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ortlite.compiling.groups import connected_groups
 from ortlite import types as ot
 from ortlite.providers.openvino.engine import one_line
 
@@ -340,32 +341,3 @@ def claim(core, graph, nodes, device, devices, mode):
         ask.assess(cands, read_outside)
     claimed = [n for n in cands if id(n) not in ask.refused]
     return connected_groups(claimed), ask.refused
-
-
-def connected_groups(claimed):
-    """Maximal sets of ``claimed`` connected through the values they exchange, each in the given
-    (topological) order, ordered by their first node."""
-    parent = list(range(len(claimed)))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    producer = {}
-    for k, n in enumerate(claimed):
-        for o in n.outputs:
-            if o:
-                producer[o] = k
-    for k, n in enumerate(claimed):
-        for i in n.inputs:
-            p = producer.get(i)
-            if p is not None:
-                a, b = find(k), find(p)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-    groups: dict[int, list] = {}
-    for k, n in enumerate(claimed):
-        groups.setdefault(find(k), []).append(n)
-    return [groups[r] for r in sorted(groups)]
