@@ -134,6 +134,9 @@ class InferenceSession:
         )
         chosen = _resolve_providers(providers, provider_options, not self._disable_cpu_fallback)
         self._providers = [prov_mod.provider_class(n)(o) for n, o in chosen]
+        for p in self._providers:  # providers that share another's resources (TensorRT: the CUDA stream)
+            if hasattr(p, "attach"):
+                p.attach(self._providers)
         self._device_providers = [p for p in self._providers if p.device_type != "cpu"]
         self._copy_stats = CopyStats()
         self._copies = []
