@@ -139,6 +139,9 @@ def probe_env() -> dict:
     ok, why = availability(CUDA)
     env["ortlite_cuda"] = ok
     env["ortlite_cuda_reason"] = why
+    ok, why = availability("TensorrtExecutionProvider")
+    env["ortlite_tensorrt"] = ok
+    env["ortlite_tensorrt_reason"] = why
     env["card"] = env["torch_device"] or env["cupy_device"] or (env["nvidia_smi"].split(",")[0] if env["nvidia_smi"] else None)
     return env
 
@@ -562,6 +565,16 @@ class Bench:
                                 self.errors.append(f"{name} b{b}: ortlite CUDA {mode}: {v[mode + '_error']}")
                 self.write()
                 free_device_memory()
+            if self.env.get("ortlite_tensorrt"):  # TensorRT where it imports: same lines, engines built first
+                self.log(f"== {name}: ortlite TensorRT")
+                r = self.guard(f"{name}: ortlite TensorRT", bench_ortlite_device, model.SerializeToString(),
+                               feeds[name], "TensorrtExecutionProvider", "cuda", a.runs, a.warmup, self.log)
+                if r:
+                    res, self.placement[f"{name} (TensorRT)"], _ = r
+                    for b, v in res.items():
+                        self.row(name, b)["ortlite_tensorrt"] = v
+                self.write()
+                free_device_memory()
             if torch_ok and not a.no_torch:
                 self.log(f"== {name}: torch eager")
                 r = self.guard(f"{name}: torch eager", bench_torch, name, model, feeds[name], a.seq, a.runs, a.warmup,
@@ -700,6 +713,17 @@ class Bench:
                 diff = f"{r['max_abs_diff_vs_cpu']:.1e} ({'pass' if r.get('pass') else 'FAIL'})"
             lines.append(f"| {r['model']} | {r['batch']} | {_ms(io)} | {_ms(rn)} | {_ms(tt)} | {ratio} | "
                          f"{_ms(r.get('ortlite_cpu'))} | {_ms(r.get('onnxruntime_cpu'))} | {copies} | {diff} |")
+        trt_line = (f"- ortlite TensorRT provider: "
+                    f"{'available' if e.get('ortlite_tensorrt') else 'unavailable: ' + str(e.get('ortlite_tensorrt_reason'))}")
+        lines += ["", trt_line]
+        if any(r.get("ortlite_tensorrt") for r in self.rows.values()):
+            lines += ["", "| model | batch | ortlite TensorRT iobinding ms | ortlite TensorRT run ms | ortlite CUDA iobinding ms "
+                      "| torch eager ms |", "|---|---:|---:|---:|---:|---:|"]
+            for r in self.rows.values():
+                tr = r.get("ortlite_tensorrt") or {}
+                cu = r.get("ortlite_cuda") or {}
+                lines.append(f"| {r['model']} | {r['batch']} | {_ms(tr.get('iobinding'))} | {_ms(tr.get('run'))} | "
+                             f"{_ms(cu.get('iobinding'))} | {_ms(r.get('torch_eager'))} |")
         lines += ["", "Throughput (items/s, from the medians):", "",
                   "| model | batch | ortlite CUDA iobinding | ortlite CUDA run | torch eager | ortlite CPU | onnxruntime CPU |",
                   "|---|---:|---:|---:|---:|---:|---:|"]

@@ -192,12 +192,31 @@ fi
 # ---- CUDA-marked tests ---------------------------------------------------------------------
 LOG=$OUT/pytest-cuda.txt
 : >"$LOG"
-run_step pytest-cuda 50 "$LOG" "$PY" -m pytest -q -rfEsX -m cuda tests/cuda_provider
+run_step pytest-cuda 50 "$LOG" "$PY" -m pytest -q -rfEsX -m cuda tests/cuda_provider tests/trt
 last=$(grep -E '(passed|failed|skipped|deselected|error|no tests ran)' "$LOG" | tail -1)
 if ((RC == 5)); then
     record pytest-cuda NONE "$SECS" "no CUDA-marked test collected: $last"
 else
     record pytest-cuda "$(status_of $RC)" "$SECS" "$(or_skipped "rc=$RC $last")"
+fi
+
+# ---- TensorRT: whether it imports here (the CUDA-marked tests above ran tests/trt/test_tensorrt_device.py) ----
+TRT_INFO=$(timeout 60 "$PY" -c "
+import ortlite
+from ortlite.providers import availability
+ok, why = availability('TensorrtExecutionProvider')
+try:
+    import tensorrt
+    v = tensorrt.__version__
+except Exception as e:
+    v = f'not importable ({type(e).__name__}: {e})'
+print(f'tensorrt {v}; TensorrtExecutionProvider available: {ok} {why}')
+" 2>&1 | tail -1)
+say "$TRT_INFO"
+if grep -q "available: True" <<<"$TRT_INFO"; then
+    record tensorrt OK 0 "$TRT_INFO (tests in pytest-cuda.txt; benchmarks/gpu.py adds it)"
+else
+    record tensorrt SKIP 0 "$TRT_INFO"
 fi
 
 # ---- node suite: CPU, then CUDA compared with it ----------------------------------------
