@@ -152,8 +152,10 @@ def group_spec(graph, nodes, constants, output_names, prov, gname, digests=None)
         h.update(f"{w}|{constants[w].dtype}|{constants[w].shape}|".encode())
         h.update(digest(constants[w], digests))
 
+    values = {w: constants[w] for w in weights}  # the plan may drop them from ``constants`` later
+
     def make_model():
-        inits = [_tensor(w, constants[w]) for w in weights]
+        inits = [_tensor(w, values[w]) for w in weights]
         gp = helper.make_graph(node_protos, "ortlite_group", in_vis, out_vis, initializer=inits)
         model = helper.make_model(gp, opset_imports=opsets, producer_name="ortlite")
         try:

@@ -85,6 +85,10 @@ class Query:
                 self.refused[id(n)] = f"TensorRT's ONNX parser refused the group: {errors}"
             return []
         out = []
+        covered = {i for idx, _ in parts for i in idx}
+        for i, n in enumerate(nodes):  # nodes the parser cut out of every part: refused with its words
+            if i not in covered:
+                self.refused[id(n)] = f"TensorRT's ONNX parser: {errors.get(i) or 'left out of every part it returned'}"
         for idx, ok in parts:
             sub = [nodes[i] for i in idx if 0 <= i < len(nodes)]
             if not sub:

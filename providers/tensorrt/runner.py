@@ -11,12 +11,22 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 
 import numpy as np
 
 log = logging.getLogger("ortlite")
 
 _ALIGN = 256
+
+
+def _ref(x):
+    """A weak reference to a buffer where it takes one (a strong one otherwise: the context holds it
+    until the next run replaces it)."""
+    try:
+        return weakref.ref(x)
+    except TypeError:
+        return lambda: x
 
 
 class _Ctx:
@@ -181,10 +191,11 @@ class Runner:
                             f"TensorRT engine {self.spec.name}: input '{name}' shape {shape} is outside its optimization "
                             f"profile {prof.get(name)} (trt_profile_min/opt/max_shapes): {self.prov.logger.errors()}")
                     c.shapes[name] = shape
-                if c.addrs.get(name) != ptr:
+                last = c.addrs.get(name)
+                if last is None or last[0] != ptr or last[1]() is not x:  # a new buffer, even at an old address
                     if not ctx.set_tensor_address(name, ptr):
                         raise RuntimeError(f"TensorRT refused the address of input '{name}': {self.prov.logger.errors()}")
-                    c.addrs[name] = ptr
+                    c.addrs[name] = (ptr, _ref(x))
             outs = []
             for name in self.out_names:
                 dtype, _ = io[name]
@@ -198,7 +209,7 @@ class Runner:
                 keep.append(buf)
                 if not ctx.set_tensor_address(name, buf.data.ptr):
                     raise RuntimeError(f"TensorRT refused the address of output '{name}': {self.prov.logger.errors()}")
-                c.addrs[name] = buf.data.ptr
+                c.addrs[name] = None
                 outs.append(y)
             mark = self.prov.logger.mark()
             if not ctx.execute_async_v3(backend.stream.ptr):
