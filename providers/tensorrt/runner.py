@@ -30,7 +30,7 @@ def _ref(x):
 
 
 class _Ctx:
-    __slots__ = ("ctx", "shapes", "addrs", "generation", "keep")
+    __slots__ = ("ctx", "shapes", "addrs", "generation", "keep", "allocators")
 
     def __init__(self, ctx, generation):
         self.ctx = ctx
@@ -38,6 +38,35 @@ class _Ctx:
         self.addrs = {}
         self.generation = generation
         self.keep = []
+        self.allocators = {}
+
+
+def _make_allocator(trt, cp):
+    """An IOutputAllocator for a data-dependent output: a fresh CuPy buffer per run (the array handed to
+    the caller is never reused), shaped by ``notify_shape``."""
+
+    class _Allocator(trt.IOutputAllocator):
+        def __init__(self):
+            trt.IOutputAllocator.__init__(self)
+            self.buf = None
+            self.shape = None
+
+        def reallocate_output(self, tensor_name, memory, size, alignment):
+            if self.buf is None or self.buf.nbytes < max(1, int(size)):
+                self.buf = cp.empty(max(1, int(size)), dtype=np.uint8)
+            return self.buf.data.ptr
+
+        def notify_shape(self, tensor_name, shape):
+            self.shape = tuple(int(d) for d in shape)
+
+        def take(self, dtype):
+            buf, shape, self.buf = self.buf, self.shape, None
+            n = int(np.prod(shape, dtype=np.int64))
+            if buf is None or n == 0:
+                return cp.empty(shape, dtype=dtype)
+            return buf[: n * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+
+    return _Allocator()
 
 
 class Runner:
@@ -197,12 +226,21 @@ class Runner:
                         raise RuntimeError(f"TensorRT refused the address of input '{name}': {self.prov.logger.errors()}")
                     c.addrs[name] = (ptr, _ref(x))
             outs = []
+            allocs = {}
             for name in self.out_names:
                 dtype, _ = io[name]
                 shape = tuple(int(d) for d in ctx.get_tensor_shape(name))
-                if any(d < 0 for d in shape):
-                    raise RuntimeError(f"TensorRT engine {self.spec.name}: output '{name}' has a data-dependent shape "
-                                       f"{shape}; such outputs are not supported yet")
+                if any(d < 0 for d in shape):  # data-dependent (NonZero...): TensorRT asks for memory when it knows
+                    alloc = c.allocators.get(name)
+                    if alloc is None:
+                        alloc = c.allocators[name] = _make_allocator(self.trt, cp)
+                        if not ctx.set_output_allocator(name, alloc):
+                            raise RuntimeError(f"TensorRT refused an output allocator for '{name}': "
+                                               f"{self.prov.logger.errors()}")
+                    allocs[len(outs)] = (alloc, dtype)
+                    outs.append(None)
+                    c.addrs[name] = None
+                    continue
                 size = int(np.prod(shape, dtype=np.int64))
                 buf = cp.empty(max(1, size), dtype=dtype)
                 y = buf[:size].reshape(shape)
@@ -214,6 +252,8 @@ class Runner:
             mark = self.prov.logger.mark()
             if not ctx.execute_async_v3(backend.stream.ptr):
                 raise RuntimeError(f"TensorRT could not run {self.spec.name}: {self.prov.logger.errors(mark)}")
+            for k, (alloc, dtype) in allocs.items():
+                outs[k] = alloc.take(dtype)
         res = []
         for y, want in zip(outs, self.out_dtypes):
             res.append(y if want is None or y.dtype == want else y.astype(want))

@@ -276,3 +276,17 @@ def test_timing_cache_is_written_and_reused(trt_env, tmp_path):
     size = files[0].stat().st_size
     session(static(zoo.demo(batch=2, seed=3)), opts)
     assert files[0].stat().st_size >= size
+
+
+def test_data_dependent_output_through_an_output_allocator(trt_env):
+    nodes = [h.make_node("Relu", ["x"], ["r"], name="relu"), h.make_node("NonZero", ["r"], ["nz"], name="nonzero"),
+             h.make_node("Cast", ["nz"], ["y"], to=T.INT64, name="cast")]
+    g = h.make_graph(nodes, "dds", [h.make_tensor_value_info("x", T.FLOAT, [3, 4])],
+                     [h.make_tensor_value_info("y", T.INT64, None)])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    sess = session(m)
+    rep = sess.get_placement()
+    assert rep.counts() == {TRT: len(rep)} and rep.node("nonzero").provider == TRT, rep.summary()
+    for seed in range(3):  # a different number of non-zeros each run
+        x = np.random.default_rng(seed).standard_normal((3, 4)).astype(np.float32)
+        np.testing.assert_array_equal(sess.run(None, {"x": x})[0], cpu_run(m, {"x": x})[0])
