@@ -387,6 +387,9 @@ def ortlite_runner(model_src, feeds, provider, threads=0, level="all", iobinding
     if builds:
         res.engine_build_ms = 1e3 * float(sum(b.seconds for b in builds))
         res.engine_cache = ",".join(sorted({b.cache for b in builds}))
+        labels = [p.precision_label for p in r.sess._providers if hasattr(p, "precision_label")]
+        if labels:
+            res.engine_cache += f"; {labels[0]}"
     peaks = [p.peak_device_memory_bytes() for p in r.sess._providers if hasattr(p, "peak_device_memory_bytes")]
     peaks = [b for b in peaks if b is not None]
     if peaks:

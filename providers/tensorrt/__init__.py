@@ -192,6 +192,17 @@ class TensorrtExecutionProvider(CompilingProvider):
     def get_provider_options(self) -> dict:
         return dict(self.trt_options.raw)
 
+    @property
+    def precision_label(self) -> str:
+        """What precision its engines are built in, for reports (``ortlite bench``)."""
+        o = self.trt_options
+        typed = getattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None) is not None
+        if o.fp16:
+            return "fp16 (builder flag)" if getattr(self.trt.BuilderFlag, "FP16", None) is not None else "fp16 (graph converted)"
+        if o.bf16:
+            return "bf16"
+        return "as typed in the graph (Q/DQ int8 where present)" if typed else "fp32"
+
 
 def _compute_capability(cuda) -> str:
     try:

@@ -78,7 +78,8 @@ def make_progress_monitor(trt, label, progress, cancel):
             self.steps[phase_name] = max(1, int(num_steps))
             if parent_phase is None and self.top is None:
                 self.top = phase_name
-            log.debug("TensorRT build %s: %s (%d steps)", label, phase_name, num_steps)
+            (log.info if parent_phase is None else log.debug)("TensorRT build %s: %s (%d steps)", label, phase_name,
+                                                              num_steps)
 
         def step_complete(self, phase_name, step):
             if phase_name == self.top and progress is not None:
@@ -86,7 +87,7 @@ def make_progress_monitor(trt, label, progress, cancel):
             return not cancel.is_set()
 
         def phase_finish(self, phase_name):
-            log.debug("TensorRT build %s: %s done", label, phase_name)
+            (log.info if phase_name == self.top else log.debug)("TensorRT build %s: %s done", label, phase_name)
 
     return _Monitor()
 

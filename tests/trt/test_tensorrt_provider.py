@@ -290,3 +290,60 @@ def test_data_dependent_output_through_an_output_allocator(trt_env):
     for seed in range(3):  # a different number of non-zeros each run
         x = np.random.default_rng(seed).standard_normal((3, 4)).astype(np.float32)
         np.testing.assert_array_equal(sess.run(None, {"x": x})[0], cpu_run(m, {"x": x})[0])
+
+
+def test_epcontext_model_loads_engines_without_building(trt_env, tmp_path):
+    model = static(zoo.demo(batch=2))
+    feeds = zoo.example_inputs(model)
+    so = ortlite.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "ctx.onnx")
+    session(model, {"trt_engine_cache_enable": "1", "trt_engine_cache_path": str(tmp_path / "engines")}, so=so)
+    builds = trt_env._fake.STATS.builds
+    saved = onnx.load(str(tmp_path / "ctx.onnx"))
+    assert [n.op_type for n in saved.graph.node] == ["EPContext"]
+    sess = ortlite.InferenceSession(str(tmp_path / "ctx.onnx"), providers=[TRT, CPU])
+    assert trt_env._fake.STATS.builds == builds  # nothing built, nothing parsed
+    assert [b.cache for b in sess.engine_builds] == ["epcontext"]
+    np.testing.assert_allclose(sess.run(None, feeds)[0], cpu_run(model, feeds)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_bench_reports_build_cache_and_precision(trt_env, tmp_path):
+    from ortlite.bench import ortlite_runner
+
+    model = static(zoo.demo(batch=2))
+    r = ortlite_runner(model.SerializeToString(), zoo.example_inputs(model), TRT)
+    assert r.result.engine_build_ms is not None
+    assert r.result.engine_cache.startswith("off; ")
+
+
+def test_damaged_cache_entry_is_rebuilt(trt_env, tmp_path):
+    opts = {"trt_engine_cache_enable": "1", "trt_engine_cache_path": str(tmp_path)}
+    m = static(zoo.demo(batch=2))
+    entry = session(m, opts).engine_builds[0].path
+    data = bytearray(open(entry, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(entry, "wb").write(bytes(data))
+    s = session(m, opts)
+    assert [b.cache for b in s.engine_builds] == ["rebuilt"]
+    feeds = zoo.example_inputs(m)
+    np.testing.assert_allclose(s.run(None, feeds)[0], cpu_run(m, feeds)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_engines_and_cuda_kernels_share_the_device(trt_env):
+    """A node TensorRT may not take runs on the CUDA provider: values between the engine and the CUDA
+    kernel stay on the device, on one stream (the session's CUDA provider's)."""
+    model = mlp(dynamic=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProviderFallbackWarning)
+        sess = ortlite.InferenceSession(model.SerializeToString(), providers=[
+            (TRT, {"trt_op_types_to_exclude": "Sigmoid,NonZero,Shape"}), "CUDAExecutionProvider", CPU])
+    rep = sess.get_placement()
+    assert rep.node("sig").provider == "CUDAExecutionProvider" and rep.node("mm2").provider == TRT
+    trt_prov = next(p for p in sess._providers if p.name == TRT)
+    cuda_prov = next(p for p in sess._providers if p.name == "CUDAExecutionProvider")
+    assert trt_prov.cuda is cuda_prov  # one pool, one stream
+    x = np.random.default_rng(1).standard_normal((2, 8)).astype(np.float32)
+    got = sess.run(None, {"x": x})
+    for g, w in zip(got, cpu_run(model, {"x": x})):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+    assert not [c for c in rep.copies if c.value in ("b", "r")]  # engine <-> CUDA kernel: no copy
