@@ -59,12 +59,13 @@ class Query:
         self.calls = 0
         self.refused = {}
         self.exhausted = False
+        self.digests = {}  # weight hashes, computed once for all the queries
 
     def _model(self, nodes):
         from ortlite.compiling.build import group_spec
 
         outs = [v.name for v in self.graph.outputs]
-        spec = group_spec(self.graph, nodes, self.graph.initializers, outs, self.prov, "query")
+        spec = group_spec(self.graph, nodes, self.graph.initializers, outs, self.prov, "query", self.digests)
         return spec
 
     def ask(self, nodes):
