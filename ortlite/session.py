@@ -235,16 +235,24 @@ class InferenceSession:
         self._overridable = [arg(v) for v in over]
         self._overridable_names = [v.name for v in over]
 
-    def _compile(self, graph: Graph, input_names, output_names, outer_names, top=False) -> Plan:
+    def _compile(self, graph: Graph, input_names, output_names, outer_names, top=False, outer_constants=None) -> Plan:
         level = int(self._sess_options.graph_optimization_level)
         constants = dict(graph.initializers)
         for n in input_names:  # fed values shadow initializers of the same name
             constants.pop(n, None)
+        # A body's outer-scope reads of the parent's constants are constants here too: they fold, and a
+        # device copy of them is made once at session start instead of per run.
+        outer_consts = {n: outer_constants[n] for n in outer_names
+                        if outer_constants is not None and n in outer_constants and n not in input_names}
+        constants.update(outer_consts)
         from ortlite.optimizer import PassContext, optimize_basic, optimize_extended
 
-        ctx = PassContext(graph, constants, set(input_names) | set(outer_names), output_names, level,
-                          self._providers)
+        before = len(graph.nodes)
+        ctx = PassContext(graph, constants, set(input_names) | (set(outer_names) - set(outer_consts)), output_names,
+                          level, self._providers)
         optimize_basic(ctx, self._disabled_optimizers)
+        if not top:
+            log.info("subgraph '%s': %d node(s) after optimization (%d before)", graph.name, len(graph.nodes), before)
         graph.toposort()
         strict = self._disable_cpu_fallback
         # compiling providers' claims, reused while their candidate nodes do not change; weight digests
@@ -270,7 +278,7 @@ class InferenceSession:
             node = pl.node
             attrs = dict(node.attrs)
             for an, sg in node.subgraphs.items():
-                attrs[an] = self._compile_subgraph(sg, graph)
+                attrs[an] = self._compile_subgraph(sg, graph, constants)
             if node.subgraphs and self._device_providers:
                 implicit_needs[id(node)] = _merge_needs([attrs[an] for an in node.subgraphs])
             kctx = KernelContext(
@@ -324,7 +332,7 @@ class InferenceSession:
         save_optimized(path, graph, constants, fed, self._model, value_info=infos)
         log.info("optimized model written to %s", self._sess_options.optimized_model_filepath)
 
-    def _compile_subgraph(self, sg: Graph, parent: Graph) -> Subgraph:
+    def _compile_subgraph(self, sg: Graph, parent: Graph, parent_constants=None) -> Subgraph:
         # Outer-scope values the body reads come through ``outer``; types known in the parent
         # (or its parents) are copied in so the body's kernels see them.
         outer = sg.free_names()
@@ -336,7 +344,7 @@ class InferenceSession:
             p = p.parent
         ins = [v.name for v in sg.inputs]
         outs = [v.name for v in sg.outputs]
-        plan = self._compile(sg, ins, outs, outer)
+        plan = self._compile(sg, ins, outs, outer, outer_constants=parent_constants)
         return Subgraph(plan, ins, outs, outer, sg.inputs, sg.outputs, self._last_outer_needs)
 
     def _report_placement(self, placements, top):
