@@ -46,6 +46,7 @@ EXTENDED_PASS_MODULES = [
     "fuse_matmul_transpose_scale",
     "fuse_conv_activation",
     "fuse_gemm_activation",
+    "fuse_shape_chains",
     "remove_unused",
 ]
 

@@ -31,7 +31,16 @@ def graph_to_proto(graph, constants, fed=()):
         used.update(i for i in n.inputs if i)
         used.update(n.implicit_inputs)
     used.update(v.name for v in graph.outputs)
-    nodes = [node_to_proto(n) for n in graph.nodes]
+    nodes = []
+    constants = dict(constants)
+    for n in graph.nodes:
+        if (n.domain, n.op_type) == ("ortlite", "ShapeChain"):  # ortlite's own op: its original nodes again
+            nodes.extend(node_to_proto(x) for x in n.attrs["program"].nodes)
+            used.update(n.attrs["program"].constants)
+            for k, v in n.attrs["program"].constants.items():
+                constants.setdefault(k, v)
+        else:
+            nodes.append(node_to_proto(n))
     # Initializers listed as graph inputs (IR < 4 does that for every weight) stay inputs only
     # when they can still be fed (overridable); folded-away ones disappear with their inputs.
     overridable = [v for v in graph.inputs if v.name in graph.initializers and v.name in fed]
@@ -64,7 +73,10 @@ def _value_info(v):
 def save_optimized(path, graph, constants, fed, model: onnx.ModelProto, value_info=()):
     gp = graph_to_proto(graph, constants, fed)
     gp.value_info.extend(value_info)
-    domains = {n.domain for n in graph.nodes} | set(graph.opsets)
+    domains = ({n.domain for n in graph.nodes} | set(graph.opsets)) - {"ortlite"}
+    for n in graph.nodes:
+        if (n.domain, n.op_type) == ("ortlite", "ShapeChain"):
+            domains |= {x.domain for x in n.attrs["program"].nodes}
     opsets = [helper.make_opsetid(d, graph.opsets.get(d, 1)) for d in sorted(domains)]
     out = helper.make_model(gp, opset_imports=opsets, producer_name="ortlite", producer_version=_version())
     out.ir_version = max(model.ir_version, 7)

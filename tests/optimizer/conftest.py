@@ -55,8 +55,12 @@ def session(m, level="all", disabled=()):
 
 
 def ops(sess_or_graph):
+    """Op counts; the nodes inside a ShapeChain (fuse_shape_chains) are counted as themselves."""
     g = getattr(sess_or_graph, "_graph", sess_or_graph)
-    return collections.Counter(n.op_type for n in g.nodes)
+    nodes = []
+    for n in g.nodes:
+        nodes.extend(n.attrs["program"].nodes if (n.domain, n.op_type) == ("ortlite", "ShapeChain") else [n])
+    return collections.Counter(n.op_type for n in nodes)
 
 
 def run_pass(cls, m, level=1):
