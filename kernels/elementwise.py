@@ -445,10 +445,38 @@ _NO_WARNINGS = {"Abs", "Neg", "Relu", "Sign", "Ceil", "Floor", "Round", "Tanh", 
                 "Softsign", "Not", "BitwiseNot", "IsNaN"}
 
 
+# Warning-free unary ops as one ufunc call on numpy arrays (the per-node cost of small models is
+# mostly wrappers): ml_dtypes inputs and CuPy still take the general path.
+_DIRECT = {"Abs": np.absolute, "Neg": np.negative, "Ceil": np.ceil, "Floor": np.floor, "Tanh": np.tanh,
+           "Sign": np.sign, "Atan": np.arctan, "Asinh": np.arcsinh}
+
+
+def _direct_unary(name, run):
+    """The kernel of a warning-free unary op, one Python call deep on numpy (``consumed_inputs``: opset
+    1's legacy in-place hint, accepted and ignored); None for the others."""
+    ufunc = _DIRECT.get(name)
+    if name == "Relu":
+        def fast(xp, X, *, consumed_inputs=None):
+            if xp is np and type(X) is np.ndarray and X.dtype.kind in "fiu" and X.ndim:
+                return np.maximum(X, X.dtype.type(0))
+            return run(xp, X)
+    elif ufunc is not None:
+        def fast(xp, X, *, consumed_inputs=None):
+            if xp is np and type(X) is np.ndarray and X.dtype.kind in "fiub" and X.ndim:
+                return ufunc(X)
+            return run(xp, X)
+    else:
+        return None
+    return fast
+
+
 def _register_unary(name, since, fn, bool_result):
     run = _float_math(fn, quiet=name not in _NO_WARNINGS)
+    fast = None if bool_result else _direct_unary(name, run)
 
-    if bool_result:
+    if fast is not None:
+        unary = fast
+    elif bool_result:
         def unary(xp, X, *, consumed_inputs=None):
             x = X.astype(np.float32) if _is_ml(X.dtype) else X
             return _arr(xp, fn(xp, x))

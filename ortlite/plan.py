@@ -2,16 +2,24 @@
 
 Built once per (sub)graph at session start. Each step holds the bound kernel,
 the slot indices of its inputs and outputs, and the slots to release after it
-(the values whose last reader it is). ``run`` only walks the steps, so the
-per-node cost is a list build, a call and a few stores; a plan is never
-mutated after construction, so concurrent runs (each with its own slot list)
-are safe.
+(the values whose last reader it is). From the steps the plan also generates one
+Python function (source built here, ``compile`` + ``exec``, as torch.fx does) that
+keeps every value in a local variable, calls each step's kernel directly, ``del``s a
+value after its last reader and returns the outputs: ``run`` is one call of it. A
+plan is never mutated after construction and the generated function only uses
+locals, so concurrent runs are safe.
+
+The slot machinery (``run_slots``, ``run_profiled``, ``run_parallel``) stays for
+profiling, ORTLITE_TRACE, ORT_PARALLEL and plans too large to generate.
 """
 from __future__ import annotations
 
+import functools
+import keyword
 import logging
 import operator
 import os
+import threading
 import time
 
 import numpy as np
@@ -21,6 +29,12 @@ from ortlite.errors import Fail, RuntimeException
 log = logging.getLogger("ortlite")
 
 NONE_SLOT = 0  # slot 0 always holds None: a missing optional input reads it
+MAX_GENERATED_STEPS = 10000  # larger plans walk the slots (generating + compiling costs ~50 us a step)
+
+# The profiler (or ORTLITE_TRACE's tracer) of the run_profiled on this thread, and the node it is
+# running: control-flow bodies (Subgraph.run) record their nodes there, naming that node as parent.
+# Set only by run_profiled, so a run without profiling pays one thread-local read per body run.
+_active = threading.local()
 
 
 class Step:
@@ -108,12 +122,32 @@ class Plan:
         self._keep = keep | set(self.input_slots) | {slot[n] for n in constants}
         self.last_run_threads = 0
         self.trace = bool(os.environ.get("ORTLITE_TRACE"))
+        self._out_pos = {s: k for k, s in reversed(list(enumerate(self.output_slots)))}
+        self._n_in = len(self.input_slots)
+        self._const_slots = frozenset(slot[n] for n in constants)
+        self._generated = None
+        self.source = None
+        if len(self.steps) <= MAX_GENERATED_STEPS:
+            self._generated, self.source, self._line_step = _generate(self)
 
     def run(self, inputs, fetch=None):
         """Run with ``inputs`` aligned to ``input_names``; returns the values of ``output_names``
-        (or of the slots in ``fetch``)."""
+        (or of the output slots in ``fetch``)."""
         if self.trace:
             return self.run_profiled(inputs, _Tracer, fetch)
+        gen = self._generated
+        if gen is None or len(inputs) != self._n_in:
+            return self.run_slots(inputs, fetch)
+        if fetch is None:
+            return gen(inputs)
+        pos = self._out_pos
+        if all(s in pos for s in fetch):
+            out = gen(inputs)
+            return [out[pos[s]] for s in fetch]
+        return self.run_slots(inputs, fetch)
+
+    def run_slots(self, inputs, fetch=None):
+        """``run`` over the slot list (the generated function's reference semantics)."""
         slots = self.template.copy()
         for s, v in zip(self.input_slots, inputs):
             slots[s] = v
@@ -139,6 +173,16 @@ class Plan:
             step = self.steps[k]
             raise _node_error(step, e, [slots[i] for i in step.ins]) from e
         return [slots[s] for s in (fetch or self.output_slots)]
+
+    def _generated_error(self, e, values):
+        """The generated function's error path: which step raised (from the line of the frame
+        that caught it) and the values it was called with (its locals)."""
+        tb = e.__traceback__
+        k = self._line_step.get(tb.tb_lineno if tb is not None else -1, -1)
+        if k < 0:
+            return None
+        step = self.steps[k]
+        return _node_error(step, e, [_value_of(self, i, values) for i in step.ins])
 
     def run_parallel(self, inputs, pool, fetch=None, context=None):
         """Run independent steps concurrently on ``pool`` (a ThreadPoolExecutor).
@@ -210,46 +254,168 @@ class Plan:
         self.last_run_threads = len(state["threads"])
         return [slots[s] for s in (fetch or self.output_slots)]
 
-    def run_profiled(self, inputs, profiler, fetch=None):
-        """As ``run``, timing every step into ``profiler`` (ortlite.profiling.Profiler)."""
+    def run_profiled(self, inputs, profiler, fetch=None, parent=None):
+        """As ``run``, timing every step into ``profiler`` (ortlite.profiling.Profiler).
+
+        ``parent``: the name of the If/Loop/Scan node whose body this plan is (None at the top).
+        While a step runs, the bodies it runs (Subgraph.run on this thread) are profiled too, their
+        events naming the step's node as parent."""
         slots = self.template.copy()
         for s, v in zip(self.input_slots, inputs):
             slots[s] = v
         clock = time.perf_counter_ns
         record = profiler.record_node
-        t1 = clock()
-        for step in self.steps:
-            # Each step's span runs from the end of the previous one, so the events account for
-            # the whole run: gathering inputs, the kernel, storing and releasing values.
-            t0 = t1
-            args = [slots[i] for i in step.ins]
-            try:
-                r = step.fn(*args)
-            except (Fail, RuntimeException):
-                raise
-            except Exception as e:  # noqa: BLE001
-                raise _node_error(step, e, args) from e
-            if len(step.outs) == 1 and type(r) is not tuple:
-                slots[step.outs[0]] = r
-            else:
-                _store_many(slots, step.outs, r, step)
-            outs = [slots[o] for o in step.outs]
-            for f in step.frees:
-                slots[f] = None
+        prev = getattr(_active, "ctx", None)
+        ctx = [profiler, None]
+        _active.ctx = ctx
+        try:
             t1 = clock()
-            record(step, t0, t1, args, outs)
+            for step in self.steps:
+                # Each step's span runs from the end of the previous one, so the events account for
+                # the whole run: gathering inputs, the kernel, storing and releasing values.
+                t0 = t1
+                args = [slots[i] for i in step.ins]
+                ctx[1] = step.node.name
+                try:
+                    r = step.fn(*args)
+                except (Fail, RuntimeException):
+                    raise
+                except Exception as e:  # noqa: BLE001
+                    raise _node_error(step, e, args) from e
+                if len(step.outs) == 1 and type(r) is not tuple:
+                    slots[step.outs[0]] = r
+                else:
+                    _store_many(slots, step.outs, r, step)
+                outs = [slots[o] for o in step.outs]
+                for f in step.frees:
+                    slots[f] = None
+                t1 = clock()
+                record(step, t0, t1, args, outs, parent)
+        finally:
+            _active.ctx = prev
         return [slots[s] for s in (fetch or self.output_slots)]
-
 
 
 class _Tracer:
     """ORTLITE_TRACE=1: log each node with its time and output shapes (a profiler-shaped recorder)."""
 
     @staticmethod
-    def record_node(step, t0_ns, t1_ns, args, outs):
+    def record_node(step, t0_ns, t1_ns, args, outs, parent=None):
         shapes = [getattr(o, "shape", type(o).__name__) for o in outs]
-        log.warning("[trace] %-20s %-30s %8.1f us -> %s", step.node.op_type, step.node.name,
+        name = step.node.name if parent is None else f"{parent}/{step.node.name}"
+        log.warning("[trace] %-20s %-30s %8.1f us -> %s", step.node.op_type, name,
                     (t1_ns - t0_ns) / 1e3, shapes)
+
+
+def _generate(plan):
+    """The plan as one Python function ``run(inputs) -> outputs``: values in locals ``v<slot>``,
+    constants and kernels in its globals, ``del`` after each value's last reader, the whole body
+    in one try whose handler finds the failing step from the line number. Returns (function,
+    source, {line: step index})."""
+    steps = plan.steps
+    input_slots = set(plan.input_slots)
+    written = {o for st in steps for o in st.outs}
+    const_slots = {s for s in plan._const_slots if s != NONE_SLOT and s not in input_slots}
+    glob = {"_tuple": tuple, "_type": type, "_Pass": (Fail, RuntimeException), "_err": plan._generated_error,
+            "_one": lambda r, k: _unpack(plan, r, k, 1), "_many": lambda r, k, n: _unpack(plan, r, k, n)}
+    as_global = set()
+    prologue = []
+    for s in sorted(const_slots):
+        glob[f"c{s}"] = plan.template[s]
+        if s in written:  # overwritten by a step: a local starting at the constant
+            prologue.append(f"    v{s} = c{s}")
+        else:
+            as_global.add(s)
+
+    def ref(s):
+        if s == NONE_SLOT:
+            return "None"
+        return f"c{s}" if s in as_global else f"v{s}"
+
+    defined = set(input_slots) | (const_slots - as_global)
+    need_none = set()
+    for st in steps:
+        for i in st.ins:
+            if i != NONE_SLOT and i not in as_global and i not in defined:
+                need_none.add(i)
+        defined.update(st.outs)
+    for s in plan.output_slots:
+        if s != NONE_SLOT and s not in as_global and s not in defined:
+            need_none.add(s)
+    prologue += [f"    v{s} = None" for s in sorted(need_none)]
+
+    lines = ["def run(inputs):"]
+    if plan.input_slots:
+        lines.append("    " + ", ".join("_" if s == NONE_SLOT else f"v{s}" for s in plan.input_slots) + ", = inputs")
+    lines += prologue
+    lines.append("    try:")
+    line_step = {}
+    for k, st in enumerate(steps):
+        fn, pre, kw = _unwrap(st.fn)
+        glob[f"f{k}"] = fn
+        for j, a in enumerate(pre):
+            glob[f"a{k}_{j}"] = a
+        for name, a in kw.items():
+            glob[f"k{k}_{name}"] = a
+        call = f"f{k}(" + ", ".join([f"a{k}_{j}" for j in range(len(pre))] + [ref(i) for i in st.ins]
+                                    + [f"{name}=k{k}_{name}" for name in kw]) + ")"
+        if len(st.outs) == 1:
+            o = f"v{st.outs[0]}"
+            body = [f"        {o} = {call}",
+                    f"        if _type({o}) is _tuple: {o} = _one({o}, {k})"]
+        elif not st.outs:
+            body = [f"        {call}"]
+        else:
+            n = len(st.outs)
+            outs = ", ".join(f"v{o}" for o in st.outs)
+            body = [f"        _r = {call}",
+                    f"        {outs} = _r if _type(_r) is _tuple and len(_r) == {n} else _many(_r, {k}, {n})"]
+        for line in body:
+            lines.append(line)
+            line_step[len(lines)] = k
+        dels = [f"v{f}" for f in st.frees if f != NONE_SLOT and f not in as_global]
+        if dels:
+            lines.append("        del " + ", ".join(dels))
+    if not steps:
+        lines.append("        pass")
+    lines += ["    except _Pass:",
+              "        raise",
+              "    except Exception as e:",
+              "        _x = _err(e, locals())",
+              "        if _x is None:",
+              "            raise",
+              "        raise _x from e",
+              "    return [" + ", ".join(ref(s) for s in plan.output_slots) + "]"]
+    source = "\n".join(lines) + "\n"
+    filename = f"<ortlite plan {plan.name} {id(plan):x}>"
+    exec(compile(source, filename, "exec"), glob)  # noqa: S102 - our own generated source
+    return glob["run"], source, line_step
+
+
+def _unwrap(fn):
+    """(function, leading args, keywords) of a ``functools.partial`` (a function kernel bound to its
+    provider's array module and attributes), called directly in the generated code; else (fn, (), {})."""
+    if type(fn) is functools.partial and callable(fn.func):
+        kw = fn.keywords or {}
+        if all(n.isidentifier() and not keyword.iskeyword(n) for n in kw):
+            return fn.func, fn.args, dict(kw)
+    return fn, (), {}
+
+
+def _unpack(plan, r, k, n):
+    """A step's results as ``n`` values, as _store_many stores them (a tuple from a single-output
+    kernel, fewer results than outputs: the missing ones None unless the model reads them)."""
+    step = plan.steps[k]
+    tmp = [None] * n
+    _store_many(tmp, range(n), r, step)
+    return tmp[0] if n == 1 else tmp
+
+
+def _value_of(plan, s, values):
+    if s == NONE_SLOT:
+        return None
+    v = values.get(f"v{s}", plan.template[s] if s < len(plan.template) else None)
+    return v
 
 
 def _fast_step(step):
@@ -341,4 +507,7 @@ class Subgraph:
         vals = list(inputs)
         vals.extend([None] * (len(self.input_names) - len(vals)))
         vals.extend(outer[n] for n in self.outer_names)
+        ctx = getattr(_active, "ctx", None)
+        if ctx is not None:  # inside a profiled (or traced) run: the body's nodes are recorded too
+            return self.plan.run_profiled(vals, ctx[0], parent=ctx[1])
         return self.plan.run(vals)

@@ -62,17 +62,19 @@ class Profiler:
         self._add({"cat": "Session", "pid": self.pid, "tid": threading.get_ident(), "dur": int((t1_ns - t0_ns) / 1e3),
                    "ts": int(self._us(t0_ns)), "ph": "X", "name": name, "args": args})
 
-    def record_node(self, step, t0_ns, t1_ns, inputs, outputs):
-        """Keep what a node event needs (cheap: the JSON is built when the profile is written)."""
+    def record_node(self, step, t0_ns, t1_ns, inputs, outputs, parent=None):
+        """Keep what a node event needs (cheap: the JSON is built when the profile is written).
+
+        ``parent``: the If/Loop/Scan node whose body ran this node (None for the main graph's)."""
         meta = (tuple(_meta(v) for v in inputs), tuple(_meta(v) for v in outputs))
         with self._lock:
-            self._raw.append((step, t0_ns, t1_ns, meta, threading.get_ident()))
+            self._raw.append((step, t0_ns, t1_ns, meta, threading.get_ident(), parent))
 
-    def _node_event(self, step, t0_ns, t1_ns, meta, tid):
+    def _node_event(self, step, t0_ns, t1_ns, meta, tid, parent=None):
         node = step.node
         inputs, outputs = meta
         out_size = int(sum(m[2] for m in outputs if m))
-        return {
+        ev = {
             "cat": "Node", "pid": self.pid, "tid": tid,
             "dur": int((t1_ns - t0_ns) / 1e3), "ts": int(self._us(t0_ns)), "ph": "X",
             "name": f"{node.name}_kernel_time",
@@ -86,6 +88,9 @@ class Profiler:
                 "activation_size": str(int(sum(m[2] for m in inputs if m))),
             },
         }
+        if parent is not None:
+            ev["args"]["parent"] = parent
+        return ev
 
     def _add(self, ev):
         with self._lock:
@@ -115,14 +120,23 @@ def summarize(path_or_events, top=15) -> str:
     runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
     by_op: dict[str, list] = {}
     by_node: dict[str, list] = {}
+    inner = 0  # events of nodes inside If/Loop/Scan bodies: their time is inside their parent's too
     for e in nodes:
-        op = e.get("args", {}).get("op_name", "?")
+        args = e.get("args", {})
+        op = args.get("op_name", "?")
         by_op.setdefault(op, []).append(e["dur"])
-        key = (e["name"][: -len("_kernel_time")], op, e.get("args", {}).get("provider", "?"))
+        name = e["name"][: -len("_kernel_time")]
+        if args.get("parent"):
+            inner += 1
+            name = f"{args['parent']}/{name}"
+        key = (name, op, args.get("provider", "?"))
         by_node.setdefault(key, []).append(e["dur"])
-    total = sum(e["dur"] for e in nodes) or 1
+    total = sum(e["dur"] for e in nodes if not e.get("args", {}).get("parent")) or 1
     lines = [f"{len(runs)} run(s), {len(nodes)} node events, node time {total / 1e3:.2f} ms"
              + (f", run time {sum(e['dur'] for e in runs) / 1e3:.2f} ms" if runs else "")]
+    if inner:
+        lines.append(f"{inner} of the node events are inside If/Loop/Scan bodies (named parent/node below; "
+                     "their time is also in their parent's, not added to the node time again)")
     lines.append("")
     lines.append(f"{'op':28s} {'calls':>6s} {'total ms':>10s} {'share':>7s} {'mean us':>9s}")
     for op, durs in sorted(by_op.items(), key=lambda kv: -sum(kv[1]))[:top]:
