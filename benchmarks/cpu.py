@@ -106,6 +106,14 @@ MODELS = {
     "light_vgg19": _light("vgg19"),
     "light_bvlc_alexnet": _light("bvlc_alexnet"),
     "light_zfnet512": _light("zfnet512"),
+    # benchmarks/cpu_models.py (the script's folder is on sys.path when run as a script)
+    "vad_lstm_if": lambda: __import__("cpu_models").vad_lstm_if(),
+    "gru_greedy_loop": lambda: __import__("cpu_models").gru_greedy_loop(),
+    "gru_seq2seq": lambda: __import__("cpu_models").gru_seq2seq(),
+    "lstm_tagger_int8": lambda: __import__("cpu_models").lstm_tagger_int8(),
+    "bert_small_int8": lambda: __import__("cpu_models").bert_small_int8(),
+    "cnn_int8": lambda: __import__("cpu_models").cnn_int8(),
+    "if_mlp_tiny": lambda: __import__("cpu_models").if_mlp_tiny(),
 }
 
 
