@@ -17,7 +17,9 @@ from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
 from ._common import norm_axis
+from ._int8 import IntOperand, exact_int_matmul_float
 from .quant import dynamic_quantize_linear as _dql
+from . import rnn as _rnn
 from .rnn import LSTM as _LSTM
 
 MS = "com.microsoft"
@@ -58,19 +60,8 @@ def _table(xp, fn, dtype, x_scale, x_zp, y_scale, y_zp):
 
 # --------------------------------------------------------------------------- MatMul family
 
-def _int_operand(x, zp, per_row=False):
-    """x - zp as float64 (exact); a 1-D zero point is per column of B (or per row of A)."""
-    xf = x.astype(np.float64)
-    if zp is not None:
-        z = np.asarray(zp).astype(np.float64)
-        if per_row and z.ndim == 1 and z.size > 1:
-            z = z.reshape(-1, 1)
-        xf -= z
-    return xf
-
-
 def _scale_out(xp, acc, multiplier, bias, out_dtype):
-    """acc (exact integer sums, float64) * multiplier (float32) + bias, in float32."""
+    """acc (exact integer sums, float32 or float64) * multiplier (float32) + bias, in float32."""
     y = acc.astype(np.float32)
     y *= multiplier
     if bias is not None:
@@ -88,12 +79,11 @@ class MatMulIntegerToFloat:
         b, bzp = ctx.const(1), ctx.const(5)
         self.B = None
         if b is not None and (bzp is not None or not ctx.has_input(5)):
-            self.B = self.xp.asarray(_int_operand(b, bzp))
+            self.B = IntOperand.make(self.xp, b, bzp)
 
     def __call__(self, A, B, a_scale, b_scale, a_zero_point=None, b_zero_point=None, bias=None):
         xp = self.xp
-        b = self.B if self.B is not None else _int_operand(B, b_zero_point)
-        acc = xp.matmul(_int_operand(A, a_zero_point, per_row=True), b)
+        acc = exact_int_matmul_float(xp, A, self.B if self.B is not None else B, a_zero_point, b_zero_point)
         mult = np.asarray(a_scale).astype(np.float32)
         if mult.ndim == 1 and mult.size > 1:  # per row of A
             mult = mult.reshape(-1, 1)
@@ -110,13 +100,12 @@ class DynamicQuantizeMatMul:
         b, bzp = ctx.const(1), ctx.const(3)
         self.B = None
         if b is not None and (bzp is not None or not ctx.has_input(3)):
-            self.B = self.xp.asarray(_int_operand(b, bzp))
+            self.B = IntOperand.make(self.xp, b, bzp)
 
     def __call__(self, A, B, b_scale, b_zero_point=None, bias=None):
         xp = self.xp
         aq, a_scale, a_zp = _dql(xp, A.astype(np.float32, copy=False))
-        b = self.B if self.B is not None else _int_operand(B, b_zero_point)
-        acc = xp.matmul(_int_operand(aq, a_zp), b)
+        acc = exact_int_matmul_float(xp, aq, self.B if self.B is not None else B, a_zp, b_zero_point)
         mult = np.float32(a_scale) * np.asarray(b_scale).astype(np.float32)
         return _scale_out(xp, acc, xp.asarray(mult), bias, A.dtype)
 
@@ -133,6 +122,36 @@ def _fake_quant(xp, x, axes):
     zp = xp.clip(xp.rint(-lo / scale), 0, 255)
     q = xp.clip(xp.rint(x / scale) + zp, 0, 255)
     return ((q - zp) * scale).astype(x.dtype, copy=False)
+
+
+def _dql_rows_shifted(h):
+    """DynamicQuantizeLinear of each row of h [B, H] on its own (float32 arithmetic as the op
+    defines it), returned as the quantized values minus their zero points (exact small integers
+    in float32, ready for the exact GEMM) and the row scales [B]."""
+    f32 = np.float32
+    lo = h.min(axis=1)
+    hi = h.max(axis=1)
+    np.minimum(lo, 0, out=lo)
+    np.maximum(hi, 0, out=hi)
+    scale = (hi - lo) / f32(255)
+    scale[scale == 0] = 1
+    zp = np.rint(-lo / scale)
+    np.clip(zp, 0, 255, out=zp)
+    q = h / scale[:, None]
+    np.rint(q, out=q)
+    zp = zp[:, None]
+    q += zp
+    np.clip(q, 0, 255, out=q)
+    q -= zp
+    return q, scale
+
+
+class _NoBlasLimit:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 class _HideWR:
@@ -168,6 +187,72 @@ class DynamicQuantizeLSTM(_LSTM):
             self.WR = (w, r)
         else:
             self.WR = None
+        # The usual node (default activations, no clip / input_forget; P and sequence_lens are
+        # checked per run) runs _exact_call: the quantized GEMMs as exact integer GEMMs
+        # (kernels/_int8.py), scaled as onnxruntime does (float32 accumulator * float32 scales).
+        self.exact = (activations is None and activation_alpha is None and activation_beta is None
+                      and clip is None and not input_forget)
+        self.int_ops = None
+        if self.exact and all(c is not None for c in consts):
+            self.int_ops = self._int_operands(*consts)
+
+    def _int_operands(self, W, R, W_scale, W_zero_point, R_scale, R_zero_point):
+        """Per direction: (W - wz, R - rz) as prepared exact-GEMM operands, and their scales [1 or 4H]."""
+        d = W.shape[0]
+
+        def per_dir(q, z):
+            z = [None] * d if z is None else np.asarray(z).reshape(d, -1)
+            return [IntOperand.make(np, np.asarray(q[i]), z[i]) for i in range(d)]
+        ws = np.asarray(W_scale).astype(np.float32).reshape(d, -1)
+        rs = np.asarray(R_scale).astype(np.float32).reshape(d, -1)
+        return per_dir(W, W_zero_point), per_dir(R, R_zero_point), ws, rs
+
+    def _exact_call(self, X, B, initial_h, initial_c, int_ops):
+        w_ops, r_ops, ws, rs = int_ops
+        f32 = np.float32
+        T, Bn, I = X.shape
+        D = self.num_dirs
+        H = r_ops[0].values.shape[0]
+        xq, xs, xz = _dql(np, X)  # X quantized once for the sequence
+        x2 = xq.reshape(T * Bn, I)
+        bias = np.zeros((D, 8 * H), f32) if B is None else np.asarray(B).astype(f32).reshape(D, 8 * H)
+        bsum = bias[:, :4 * H] + bias[:, 4 * H:]
+        Y = np.empty((T, D, Bn, H), f32) if self.want_y else None
+        yh = np.empty((D, Bn, H), f32)
+        yc = np.empty((D, Bn, H), f32)
+        blas_limit = getattr(_rnn, "_SingleThreadedBlas", _NoBlasLimit)
+        for d in range(D):
+            acc = exact_int_matmul_float(np, x2, w_ops[d], xz)
+            xw = (acc.astype(f32) * (f32(xs) * ws[d])).reshape(T, Bn, 4 * H)
+            xw += bsum[d]
+            h = np.zeros((Bn, H), f32) if initial_h is None else np.asarray(initial_h[d]).astype(f32)
+            c = np.zeros((Bn, H), f32) if initial_c is None else np.asarray(initial_c[d]).astype(f32)
+            rev = self.direction == "reverse" or d == 1
+            r_op = r_ops[d]
+            r_scale = rs[d]
+            with blas_limit():  # small dependent per-step products: one BLAS thread
+                for t in (range(T - 1, -1, -1) if rev else range(T)):
+                    # each row of h quantized on its own (onnxruntime: one row per thread's chunk)
+                    hq, hs = _dql_rows_shifted(h)
+                    g = exact_int_matmul_float(np, IntOperand(hq, 255), r_op)
+                    g = g.astype(f32, copy=False) if g.dtype != f32 else g
+                    g *= hs[:, None] * r_scale
+                    g += xw[t]
+                    s3 = g[:, :3 * H]  # i, o, f: sigmoid in place
+                    np.negative(s3, out=s3)
+                    np.exp(s3, out=s3)
+                    s3 += 1
+                    np.reciprocal(s3, out=s3)
+                    cc = np.tanh(g[:, 3 * H:])
+                    c = g[:, 2 * H:3 * H] * c
+                    cc *= g[:, :H]
+                    c += cc
+                    h = np.tanh(c)
+                    h *= g[:, H:2 * H]
+                    if Y is not None:
+                        Y[t, d] = h
+            yh[d], yc[d] = h, c
+        return Y, yh, yc
 
     @staticmethod
     def _dequant(xp, W, R, W_scale, W_zero_point, R_scale, R_zero_point):
@@ -189,6 +274,10 @@ class DynamicQuantizeLSTM(_LSTM):
                  W_scale=None, W_zero_point=None, R_scale=None, R_zero_point=None):
         if X.dtype != np.float32:
             raise OrtNotImplemented("DynamicQuantizeLSTM: only float32 inputs are supported")
+        if self.exact and P is None and X.ndim == 3 and W_scale is not None and R_scale is not None \
+                and (sequence_lens is None or bool(np.all(np.asarray(sequence_lens) == X.shape[0]))):
+            int_ops = self.int_ops or self._int_operands(W, R, W_scale, W_zero_point, R_scale, R_zero_point)
+            return self._exact_call(X, B, initial_h, initial_c, int_ops)
         w, r = self.WR if self.WR is not None else self._dequant(self.xp, W, R, W_scale, W_zero_point,
                                                                  R_scale, R_zero_point)
         xq = _fake_quant(self.xp, X, None)

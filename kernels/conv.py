@@ -32,7 +32,7 @@ import numpy as np
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
-from . import _jit, cuda_fused
+from . import _int8, _jit, cuda_fused
 from ._jit import ACT_NONE
 from ._nn_util import (check_auto_pad, conv_geometry, prod, run_split, spatial_attrs, tap_ranges, window_slices,
                        worker_count)
@@ -850,7 +850,8 @@ class Conv:
 
 
 def _int_conv_operands(xp, x, w, x_zp, w_zp):
-    """(x - x_zp, w - w_zp) as float64: every int8 product sum a conv makes is exact there."""
+    """(x - x_zp, w - w_zp) as float64: every int8 product sum a conv makes is exact there
+    (the device path; numpy runs _IntConv)."""
     xf = x.astype(np.float64)
     if x_zp is not None:
         if x_zp.size != 1:
@@ -865,15 +866,93 @@ def _int_conv_operands(xp, x, w, x_zp, w_zp):
     return xf, wf
 
 
+class _IntConv:
+    """conv(x - x_zp, w - w_zp) exactly on numpy, with the float Conv's algorithms in float32.
+
+    Every algorithm _ConvCore runs (im2col GEMM, shift-GEMM, depthwise, 1x1) sums the products
+    of a window in some order, so each partial sum is bounded by K * max|x'| * max|w'| with K the
+    window size per group (C/g * taps); where that is below 2**24 one float32 conv is exact.
+    Otherwise the input channels of each group are split into chunks whose K is (one float32
+    conv each, exact) and the chunk results are added in float64; a single tap window too large
+    even for that runs in float64. The bounds come from the dtypes and the zero points
+    (kernels/_int8.py). A constant W (and W zero point) is shifted and split once."""
+
+    def __init__(self, core, w=None, w_zp=None, const_w=False):
+        self.core = core
+        self.w_key = None
+        if const_w and w is not None:
+            self.w_key = self._weights(np.asarray(w), None if w_zp is None else np.asarray(w_zp))
+
+    @staticmethod
+    def _weights(w, w_zp):
+        ws = w.astype(np.float32)
+        if w_zp is not None and w_zp.any():
+            if w_zp.size == 1:
+                ws -= np.float32(w_zp.reshape(-1)[0])
+            else:  # per output channel
+                ws -= w_zp.astype(np.float32).reshape((-1,) + (1,) * (w.ndim - 1))
+        return ws, _int8.value_bound(w.dtype, w_zp), {}
+
+    def run(self, x, w, x_zp, w_zp):
+        """The exact integer conv in a float array (float32 when one exact block, else float64)."""
+        if x_zp is not None and x_zp.size != 1:
+            raise OrtNotImplemented("ConvInteger/QLinearConv: only a per-tensor x_zero_point is supported")
+        ws, wbound, chunks = self.w_key if self.w_key is not None else self._weights(w, w_zp)
+        xb = _int8.value_bound(x.dtype, x_zp)
+        xs = x.astype(np.float32)
+        if x_zp is not None and x_zp.any():
+            xs -= np.float32(x_zp.reshape(-1)[0])
+        kb = _int8.block_size(xb, wbound)
+        g = self.core.group
+        m, cg = ws.shape[:2]
+        taps = prod(ws.shape[2:])
+        if cg * taps <= kb:
+            return self.core.run(xs, ws, cdtype=np.dtype(np.float32))
+        if taps > kb:
+            return self.core.run(xs.astype(np.float64), ws.astype(np.float64), cdtype=np.dtype(np.float64))
+        cc = kb // taps
+        nchunk = -(-cg // cc)
+        cc = -(-cg // nchunk)  # even chunks
+        n, sp = x.shape[0], x.shape[2:]
+        xg = xs.reshape(n, g, cg, *sp)
+        y = None
+        for c0 in range(0, cg, cc):
+            c1 = min(cg, c0 + cc)
+            wc = chunks.get((c0, c1))
+            if wc is None:
+                wc = np.ascontiguousarray(ws[:, c0:c1])
+                if self.w_key is not None:
+                    chunks[(c0, c1)] = wc
+            xc = np.ascontiguousarray(xg[:, :, c0:c1]).reshape(n, g * (c1 - c0), *sp)
+            part = self.core.run(xc, wc, cdtype=np.dtype(np.float32))
+            if y is None:
+                y = part.astype(np.float64)
+            else:
+                np.add(y, part, out=y)
+        return y
+
+
+def _const_int_weights(ctx, w_index, zp_index):
+    """W and its zero point when both are constants (or the zero point is absent)."""
+    w, zp = ctx.const(w_index), ctx.const(zp_index)
+    if w is not None and (zp is not None or not ctx.has_input(zp_index)):
+        return w, zp, True
+    return None, None, False
+
+
 @kernel("ConvInteger", since=10)
 class ConvInteger:
-    """Integer convolution, int32 output; the padding holds the zero point (i.e. 0 after the shift)."""
+    """Integer convolution, int32 output; the padding holds the zero point (i.e. 0 after the shift).
+    Exact: float32 convs on channel chunks small enough for exact sums (see _IntConv)."""
 
     def __init__(self, ctx, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
         self.xp = ctx.xp
         self.core = _ConvCore("ConvInteger", ctx.xp, None, auto_pad, dilations, group, kernel_shape, pads, strides)
+        self.int_conv = _IntConv(self.core, *_const_int_weights(ctx, 1, 3)) if ctx.xp is np else None
 
     def __call__(self, x, w, x_zero_point=None, w_zero_point=None):
+        if self.int_conv is not None:
+            return self.int_conv.run(x, w, x_zero_point, w_zero_point).astype(np.int32)
         xf, wf = _int_conv_operands(self.xp, x, w, x_zero_point, w_zero_point)
         y = self.core.run(xf, wf, cdtype=np.dtype(np.float64))
         return self.xp.rint(y).astype(np.int32)
@@ -886,12 +965,19 @@ class QLinearConv:
     def __init__(self, ctx, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
         self.xp = ctx.xp
         self.core = _ConvCore("QLinearConv", ctx.xp, None, auto_pad, dilations, group, kernel_shape, pads, strides)
+        self.int_conv = _IntConv(self.core, *_const_int_weights(ctx, 3, 5)) if ctx.xp is np else None
 
     def __call__(self, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None):
         xp = self.xp
-        xf, wf = _int_conv_operands(xp, x, w, x_zero_point, w_zero_point)
-        acc = self.core.run(xf, wf, None if B is None else B.astype(np.float64), cdtype=np.dtype(np.float64))
         m = w.shape[0]
+        if self.int_conv is not None:
+            acc = self.int_conv.run(x, w, x_zero_point, w_zero_point)  # exact integers
+            if B is not None:  # int32 bias: added exactly in float64, then rounded to float32 below
+                acc = acc.astype(np.float64, copy=False)
+                acc += B.astype(np.float64).reshape((m,) + (1,) * (acc.ndim - 2))
+        else:
+            xf, wf = _int_conv_operands(xp, x, w, x_zero_point, w_zero_point)
+            acc = self.core.run(xf, wf, None if B is None else B.astype(np.float64), cdtype=np.dtype(np.float64))
         # the requantization scale is float32 arithmetic, as onnxruntime does it
         ws = w_scale.astype(np.float32).reshape(-1)
         scale = (x_scale.astype(np.float32).reshape(-1)[0] * ws / y_scale.astype(np.float32).reshape(-1)[0])

@@ -212,41 +212,28 @@ class Gemm:  # broadcasting; 11: C optional; 9/13: types. One kernel covers them
 
 @kernel("MatMulInteger", since=10)
 class MatMulInteger:
-    """int8/uint8 matmul with zero points, int32 result.
-
-    Computed in float64 BLAS: products of 8-bit values summed over any realistic K
-    stay far below 2**53, so the result is exact and much faster than integer matmul.
-    """
+    """int8/uint8 matmul with zero points, int32 result, exact: float32 BLAS on K blocks small
+    enough that every partial sum is an exact float32 integer (kernels/_int8.py); a constant B
+    (with a constant or absent zero point) is shifted and converted once."""
 
     def __init__(self, ctx):
+        from . import _int8  # noqa: PLC0415 - kept inside the class (this file has other owners)
+
+        self._int8 = _int8
         xp = self.xp = ctx.xp
         self.B = None
         b, bzp = ctx.const(1), ctx.const(3)
         if b is not None and (bzp is not None or not ctx.has_input(3)):
-            self.B = xp.asarray(self._shift_b(np, b, bzp))
-
-    @staticmethod
-    def _shift_a(xp, a, zp):
-        a = a.astype(np.float64)
-        if zp is not None:
-            zp = zp.astype(np.float64)
-            if zp.ndim == 1 and a.ndim >= 2:  # per-row zero point of an [M, K] matrix
-                zp = zp.reshape(-1, 1)
-            a -= zp
-        return a
-
-    @staticmethod
-    def _shift_b(xp, b, zp):
-        b = b.astype(np.float64)
-        if zp is not None:
-            b -= zp.astype(np.float64)  # scalar, [N] or [..., 1, N]: broadcasts on the last axis
-        return b
+            self.B = _int8.IntOperand.make(xp, xp.asarray(b), None if bzp is None else xp.asarray(bzp))
 
     def __call__(self, A, B, a_zero_point=None, b_zero_point=None):
-        xp = self.xp
-        b = self.B if self.B is not None else self._shift_b(xp, B, b_zero_point)
-        y = _matmul(xp, self._shift_a(xp, A, a_zero_point), b)
-        return y.astype(np.int32)
+        xp, i8 = self.xp, self._int8
+        b = self.B if self.B is not None else i8.IntOperand.make(xp, B, b_zero_point)
+        if xp is np:
+            return i8.exact_int_matmul(xp, A, b, a_zero_point)
+        # device: float64 operands (exact for any realistic K), one cuBLAS GEMM
+        a = i8.IntOperand.make(xp, A, a_zero_point, per_row=True)
+        return _matmul(xp, a.values, b.values).astype(np.int32)
 
 
 # --------------------------------------------------------------------------- Einsum / Det

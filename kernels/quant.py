@@ -14,6 +14,8 @@ import numpy as np
 from ortlite.registry import kernel
 from ortlite.types import np_dtype
 
+from ._int8 import exact_int_matmul_float
+
 try:
     import ml_dtypes
 except ImportError:  # pragma: no cover
@@ -161,14 +163,25 @@ class DequantizeLinear:
 @kernel("DynamicQuantizeLinear", since=11)
 def dynamic_quantize_linear(xp, x):
     # The range always includes 0 so that 0 is exactly representable.
-    xmin = xp.minimum(x.min(), 0).astype(np.float32) if x.size else np.float32(0)
-    xmax = xp.maximum(x.max(), 0).astype(np.float32) if x.size else np.float32(0)
+    if x.size == 0:
+        xmin = xmax = np.float32(0)
+    else:
+        xmin = xp.minimum(x.min(), 0).astype(np.float32)
+        xmax = xp.maximum(x.max(), 0).astype(np.float32)
     scale = ((xmax - xmin) / np.float32(255)).astype(np.float32)
     # all zeros: onnxruntime reports scale 1, zero point 0 (and then every value quantizes to 0);
     # decided on the device, without reading the scale back
     scale = xp.where(scale == 0, np.float32(1), scale).astype(np.float32)
     zp = xp.clip(xp.rint(-xmin / scale), 0, 255).astype(np.uint8)
-    y = xp.clip(xp.rint(x.astype(np.float32) / scale) + zp.astype(np.float32), 0, 255).astype(np.uint8)
+    if xp is np:
+        # one float32 buffer: x / scale, rounded half to even, + zero point, saturated, in place
+        q = np.divide(x, scale, dtype=np.float32)
+        np.rint(q, out=q)
+        q += np.float32(zp)
+        np.clip(q, 0, 255, out=q)
+        y = q.astype(np.uint8)
+    else:
+        y = xp.clip(xp.rint(x.astype(np.float32) / scale) + zp.astype(np.float32), 0, 255).astype(np.uint8)
     return y, xp.asarray(scale, dtype=np.float32), xp.asarray(zp)
 
 
@@ -198,10 +211,14 @@ def _matmul_scale(xp, s, a_ndim, for_b):
 # QLinearMatMul: v10 int8/uint8 with float scales; v21 adds float16/bfloat16 scales and float8 operands.
 @kernel("QLinearMatMul", since=10)
 def qlinear_matmul(xp, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
-    # Integer part exactly (float64 holds every int8 product sum), then one requantization.
-    ai, _ = _dequant_operand(xp, a, a_zero_point)
-    bi, _ = _dequant_operand(xp, b, b_zero_point)
-    acc = xp.matmul(ai, bi)
+    # Integer part exactly (float32 BLAS on exact K blocks, kernels/_int8.py; float8 operands in
+    # float64, which holds every product sum), then one requantization.
+    if xp is np and np.dtype(a.dtype).kind in "iu" and np.dtype(b.dtype).kind in "iu":
+        acc = exact_int_matmul_float(xp, a, b, a_zero_point, b_zero_point).astype(np.float64, copy=False)
+    else:
+        ai, _ = _dequant_operand(xp, a, a_zero_point)
+        bi, _ = _dequant_operand(xp, b, b_zero_point)
+        acc = xp.matmul(ai, bi)
     sdt = np.dtype(xp.asarray(y_scale).dtype)
     sa = _matmul_scale(xp, a_scale, a.ndim, False).astype(np.float64)
     sb = _matmul_scale(xp, b_scale, b.ndim, True).astype(np.float64)
