@@ -165,6 +165,9 @@ def _im2col_2d(x, plan, col):
     wo = plan.col_w
     sh, sw = plan.strides
     taps = [(i, j) for i in range(len(plan.rows)) for j in range(len(plan.cols))]
+    if len(taps) > 16 and not plan.flat_col and not plan.phased:
+        _im2col_windows(x, plan, col)  # long kernels (an STFT-like 1-D conv): one strided copy, not a loop
+        return
     if plan.flat_col:
         xf = x.reshape(n, c, h * w)
 
@@ -212,6 +215,28 @@ def _im2col_2d(x, plan, col):
             tap(*taps[k])
 
     run_split(part, len(taps), worker_count(col.size))
+
+
+def _im2col_windows(x, plan, col):
+    """col (N, C, kh, kw, Ho, Wo) from x (N, C, H, W) as one copy of a strided window view of the
+    zero-padded input (numpy)."""
+    from numpy.lib.stride_tricks import as_strided
+
+    n, c, h, w = x.shape
+    kh, kw = plan.kernel
+    dh, dw = plan.dilations
+    sh, sw = plan.strides
+    bh, bw = plan.begins
+    ho, wo = plan.ho, plan.col_w
+    # output o, tap i reads input row o*sh + i*dh - bh (bh: the padding before): pad so every read is inside
+    pt, pl = max(0, bh), max(0, bw)
+    pb = max(0, (ho - 1) * sh + (kh - 1) * dh - bh + 1 - h)
+    pr = max(0, (wo - 1) * sw + (kw - 1) * dw - bw + 1 - w)
+    xp_ = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if pt or pl or pb or pr else x
+    base = xp_[:, :, pt - bh:, pl - bw:]
+    s0, s1, s2, s3 = base.strides
+    col[...] = as_strided(base, shape=(n, c, kh, kw, ho, wo),
+                          strides=(s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw), writeable=False)
 
 
 def _epilogue(xp, y, bias, z, act):
