@@ -165,7 +165,7 @@ def _im2col_2d(x, plan, col):
     wo = plan.col_w
     sh, sw = plan.strides
     taps = [(i, j) for i in range(len(plan.rows)) for j in range(len(plan.cols))]
-    if len(taps) > 16 and not plan.flat_col and not plan.phased:
+    if len(taps) > 16:  # (col_w may exceed Wo: those columns read padding and are cropped later)
         _im2col_windows(x, plan, col)  # long kernels (an STFT-like 1-D conv): one strided copy, not a loop
         return
     if plan.flat_col:
