@@ -34,10 +34,13 @@ import time
 import warnings
 
 # OpenBLAS's idle workers spin for about 2^28 cycles after each call (its default THREAD_TIMEOUT), which
-# takes the cores from whichever runtime runs next in the alternation (measured: onnxruntime and OpenVINO
-# 20-90% slower right after an ortlite CPU run). The shortest spin keeps the comparison fair; it is set
-# before numpy loads OpenBLAS and said in the results' method line. Override by setting it yourself.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+# takes the cores from whichever runtime runs next (measured: onnxruntime and OpenVINO 20-90% slower right
+# after an ortlite CPU run, and the spin outlasts many millisecond runs). So runtimes alternate in blocks of
+# BLOCK runs with SETTLE seconds between turns (ortlite.bench.alternate): each keeps its threads warm within
+# its turn and starts it on quiet cores; the first run of a turn (threads waking) is discounted by the
+# medians. (OPENBLAS_THREAD_TIMEOUT=4 instead would make ortlite's threads sleep between its own calls.)
+BLOCK = 5
+SETTLE = 0.15
 
 import numpy as np  # noqa: E402
 
@@ -231,7 +234,8 @@ def bench_one(name, threads, runs, warmup, rss, tmp, configs=("cpu",)):
             raw = _OpenVINORaw(path, feeds, threads)
         except Exception as e:  # noqa: BLE001 - OpenVINO alone cannot run it (ai.onnx.ml...): ortlite falls back
             raw_error = str(e).strip().splitlines()[-1][:120]
-    alternate(list(runners.values()) + [b] + ([raw] if raw else []), runs, warmup)
+    alternate(list(runners.values()) + [b] + ([raw] if raw else []), max(1, -(-runs // BLOCK)), warmup, block=BLOCK,
+              settle=SETTLE)
     row = {"model": name, "nodes": len(model.graph.node), "ort_ms": b.result.pct(50),
            "ort_create_ms": b.result.create_ms}
     for c, a in runners.items():
@@ -359,8 +363,8 @@ def openvino_report(rows, args, cmd):
         "one infer request, PERFORMANCE_HINT LATENCY); medians. `ortlite openvino` = providers "
         "[OpenVINOExecutionProvider, CPUExecutionProvider] with an engine cache; warm create = a second "
         "session on the same cache (best of 3). "
-        f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')} (numpy's OpenBLAS workers do not spin "
-        "into the next runtime's turn).",
+        f"Runtimes alternate in blocks of {BLOCK} runs, {SETTLE} s apart (OpenBLAS's spinning workers do not reach "
+        "the next runtime's turn).",
         f"- **ortlite openvino / onnxruntime CPU, geometric mean: {geo:.2f}**; worst {worst['model']} "
         f"({worst['openvino_ratio']:.2f}); models above 1.3x: "
         f"{', '.join(r['model'] for r in models if r['openvino_ratio'] > 1.3) or 'none'}",
@@ -458,8 +462,8 @@ def main(argv=None):
         f"- method: same process, intra_op_num_threads={args.threads} for both, {args.runs} runs each after "
         f"{args.warmup} warm-up runs, alternating; medians. onnxruntime: session.intra_op.allow_spinning=0. "
         "Peak RSS from a separate process per runtime and model. "
-        f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')} (OpenBLAS workers do not spin into the "
-        "next runtime's turn).",
+        f"Runtimes alternate in blocks of {BLOCK} runs, {SETTLE} s apart (OpenBLAS's spinning workers do not reach "
+        "the next runtime's turn).",
         f"- **geometric mean of the ratio ortlite / onnxruntime: {geo:.2f}**; worst: {worst['model']} "
         f"({worst['ratio']:.2f})",
         "",

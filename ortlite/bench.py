@@ -253,9 +253,14 @@ def _bar(total, desc, enabled, unit="round"):
     return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
 
-def alternate(runners, iterations, warmup, duration=None, progress=False):
+def alternate(runners, iterations, warmup, duration=None, progress=False, block=1, settle=0.0):
     """Warm up, then time ``runners`` in turn (A B A B ...): ``iterations`` rounds, or rounds
-    until ``duration`` seconds have passed (at least one). A tqdm bar when ``progress``."""
+    until ``duration`` seconds have passed (at least one). A tqdm bar when ``progress``.
+
+    ``block`` > 1 runs each runner that many times per turn (AAA BBB ...): a runtime keeps its own
+    thread pools warm within its turn, and what one leaves spinning (OpenBLAS workers spin ~0.1 s
+    after a call) lands on the first run of the next turn only, which medians discount. ``settle``
+    seconds of sleep between turns (untimed) let such spinning end before the next runtime starts."""
     bar = _bar(warmup, "warm-up", progress and warmup > 0)
     for _ in range(warmup):
         for r in runners:
@@ -268,7 +273,10 @@ def alternate(runners, iterations, warmup, duration=None, progress=False):
         bar = _bar(iterations, "timed runs", progress)
         for _ in range(iterations):
             for r in runners:
-                r.once()
+                for _ in range(block):
+                    r.once()
+                if settle:
+                    time.sleep(settle)
             if bar is not None:
                 bar.update(1)
     else:
