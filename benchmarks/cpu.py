@@ -436,14 +436,7 @@ def main(argv=None):
                   f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     cmd = "python " + " ".join(shlex.quote(x) for x in [os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:]))
     if "openvino" in configs:
-        text = openvino_report(rows, args, cmd)
-        print(text)
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(rows, f, indent=1)
+        _write(openvino_report(rows, args, cmd), rows, args)
         return 0
     models = [r for r in rows if r["model"] != "tiny_chain"]
     if not models:  # --models "": only the per-node overhead row
@@ -481,7 +474,12 @@ def main(argv=None):
         f"{chain['ortlite_us_per_node']:.2f} µs/node, onnxruntime {chain['ort_us_per_node']:.2f} µs/node.",
         "",
     ]
-    text = "\n".join(lines)
+    _write("\n".join(lines), rows, args)
+    return 0
+
+
+def _write(text, rows, args):
+    """The report printed and written to --out (the rows to --json too)."""
     print(text)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
@@ -489,7 +487,6 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
-    return 0
 
 
 if __name__ == "__main__":

@@ -86,6 +86,19 @@ class ExecutionProvider:
         return dict(self.options)
 
 
+def option_bool(provider: str, key: str, value) -> bool:
+    """A boolean provider option as onnxruntime's users pass it (True/False, 'true'/'false', 1/0);
+    InvalidArgument naming the provider, the option and the value otherwise."""
+    s = str(value).strip().lower()
+    if s in ("1", "true"):
+        return True
+    if s in ("0", "false"):
+        return False
+    from ortlite.errors import InvalidArgument
+
+    raise InvalidArgument(f"{provider} option {key}={value!r}: expected true/false (or True/False, 0/1)")
+
+
 class CompileError(RuntimeError):
     """A compiling provider could not build a group (the message says why); the core falls
     back to the next providers with a ProviderFallbackWarning."""

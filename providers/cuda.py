@@ -25,7 +25,7 @@ import numpy as np
 from ortlite.errors import Fail, InvalidArgument
 from ortlite.providers._cuda_capture import UNCAPTURABLE
 from ortlite.providers._cuda_dtypes import cupy_dtype_refusal
-from ortlite.providers.base import ExecutionProvider
+from ortlite.providers.base import ExecutionProvider, option_bool
 
 log = logging.getLogger("ortlite")
 
@@ -75,12 +75,7 @@ class CudaOptions:
 
 
 def _bool(key, value):
-    s = str(value).strip().lower()
-    if s in ("1", "true"):
-        return True
-    if s in ("0", "false"):
-        return False
-    raise InvalidArgument(f"CUDAExecutionProvider option {key}={value!r}: expected 0/1 or true/false")
+    return option_bool("CUDAExecutionProvider", key, value)
 
 
 def _int(key, value, minimum=0):

@@ -169,8 +169,9 @@ def _ident(s):
     return re.sub(r"[^A-Za-z0-9_.-]", "_", s)
 
 
-def make_safe(prov, graph, groups, refused) -> list:
-    """The groups of ``prov`` after the core's rules; ``refused`` gains a reason per dropped node."""
+def graph_index(graph):
+    """(position of each node by id, producer of each value, [(reader, input index)] of each value),
+    implicit (outer-scope) reads of subgraphs included."""
     order = {id(n): k for k, n in enumerate(graph.nodes)}
     producer = {o: n for n in graph.nodes for o in n.outputs if o}
     readers = {}
@@ -178,6 +179,12 @@ def make_safe(prov, graph, groups, refused) -> list:
         for k, name in enumerate(list(n.inputs) + list(n.implicit_inputs)):
             if name:
                 readers.setdefault(name, []).append((n, k))
+    return order, producer, readers
+
+
+def make_safe(prov, graph, groups, refused) -> list:
+    """The groups of ``prov`` after the core's rules; ``refused`` gains a reason per dropped node."""
+    order, producer, readers = graph_index(graph)
     out = []
     for g in groups:
         if len(g) == 1 and is_epcontext(g[0]):
@@ -185,7 +192,7 @@ def make_safe(prov, graph, groups, refused) -> list:
             continue
         if prov.device_type != "cpu":
             g = _drop_host_shape_math(g, readers, refused, prov)
-        for piece in _acyclic_pieces(g, producer, readers, order):
+        for piece in acyclic_pieces(g, producer, readers, order):
             out.append(sorted(piece, key=lambda n: order[id(n)]))
     size = prov.min_group_size
     kept = []
@@ -229,7 +236,7 @@ def _host_inputs_of(node):
     return kd.host_inputs if kd is not None else ()
 
 
-def _acyclic_pieces(g, producer, readers, order):
+def acyclic_pieces(g, producer, readers, order):
     """Split ``g`` so no piece has a path that leaves it and comes back (fusing such a piece
     into one node would make a cycle). The group nodes reachable from outside nodes that
     depend on the group form the 'late' part, split again; the rest is safe."""

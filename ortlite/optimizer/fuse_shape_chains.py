@@ -50,19 +50,12 @@ class FuseShapeChains:
                 derived.update(o for o in node.outputs if o)
         if len(chain) < MIN_NODES:
             return False
-        from ortlite.compiling.groups import _acyclic_pieces
-        from ortlite.compiling.groups import connected_groups
+        from ortlite.compiling.groups import acyclic_pieces, connected_groups, graph_index
 
-        order = {id(n): k for k, n in enumerate(graph.nodes)}
-        producer = {o: n for n in graph.nodes for o in n.outputs if o}
-        readers = {}
-        for n in graph.nodes:
-            for k, name in enumerate(list(n.inputs) + list(n.implicit_inputs)):
-                if name:
-                    readers.setdefault(name, []).append((n, k))
+        order, producer, readers = graph_index(graph)
         changed = False
         for comp in connected_groups(chain):
-            for piece in _acyclic_pieces(comp, producer, readers, order):
+            for piece in acyclic_pieces(comp, producer, readers, order):
                 if len(piece) >= MIN_NODES and self._fuse(ctx, sorted(piece, key=lambda n: order[id(n)]), readers):
                     changed = True
         return changed

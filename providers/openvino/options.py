@@ -35,6 +35,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 
 from ortlite.errors import InvalidArgument
+from ortlite.providers.base import option_bool
 
 NAME = "OpenVINOExecutionProvider"
 PRECISIONS = ("FP32", "FP16", "ACCURACY")
@@ -132,12 +133,7 @@ def _split_device(device: str):
 
 
 def _bool(key, value):
-    s = str(value).strip().lower()
-    if s in ("1", "true"):
-        return True
-    if s in ("0", "false"):
-        return False
-    raise InvalidArgument(f"{NAME} option {key}={value!r}: expected true/false (or True/False, 1/0)")
+    return option_bool(NAME, key, value)
 
 
 def _positive_int(key, value):

@@ -12,10 +12,9 @@ import warnings
 from dataclasses import dataclass, field
 
 from ortlite.errors import InvalidArgument
+from ortlite.providers.base import option_bool
 
 log = logging.getLogger("ortlite")
-
-_BOOL = {"1": True, "true": True, "True": True, "0": False, "false": False, "False": False}
 
 BOOLS = {
     "trt_fp16_enable": False, "trt_bf16_enable": False, "trt_int8_enable": False,
@@ -138,12 +137,7 @@ def parse_options(options: dict | None) -> TrtOptions:
     vals = {}
     for k, v in raw.items():
         if k in BOOLS:
-            if isinstance(v, bool):
-                vals[k] = v
-            elif str(v) in _BOOL:
-                vals[k] = _BOOL[str(v)]
-            else:
-                raise _bad(k, v, "True/False or '1'/'0'")
+            vals[k] = option_bool("TensorrtExecutionProvider", k, v)
         elif k in INTS:
             try:
                 vals[k] = int(v)
