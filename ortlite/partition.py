@@ -81,8 +81,9 @@ def assign(graph: Graph, providers, fallback_disabled=False, excluded=None, memo
     list is offered the nodes no provider before it took and claims groups of them
     (``ortlite.compiling.claim``): grouped nodes get a Placement whose ``group`` names their
     group and whose kernel is filled in when the group is compiled. ``excluded`` maps id(node)
-    to provider names not to offer it to (a group that failed to compile); ``memo`` keeps a
-    compiling provider's answer for an unchanged candidate set between calls.
+    to provider names not to offer it to (a group that failed to compile); ``memo`` (a
+    ``ortlite.compiling.groups.ClaimMemo``) gives compiling providers the session's constants and keeps
+    their answer for an unchanged candidate set between calls.
 
     A node no provider takes whose schema defines a function body is expanded into that body
     and placement starts over. With ``fallback_disabled`` (no implicit CPU provider), every

@@ -22,6 +22,7 @@ from ortlite.ortvalue import OrtValue, device_provider
 from ortlite.copies import CopyStats, insert_copies
 from ortlite.report import NodePlacement, PlacementReport
 from ortlite.compiling import compile_groups
+from ortlite.compiling.groups import ClaimMemo
 from ortlite.partition import HOST_REASON, Placement, assign, prefer_host_for_shape_math
 from ortlite.plan import Plan, Subgraph, as_output
 
@@ -255,8 +256,7 @@ class InferenceSession:
             log.info("subgraph '%s': %d node(s) after optimization (%d before)", graph.name, len(graph.nodes), before)
         graph.toposort()
         strict = self._disable_cpu_fallback
-        # compiling providers' claims, reused while their candidate nodes do not change; weight digests
-        memo = {"__digests__": self._builder.digests, "__constants__": constants}
+        memo = ClaimMemo(constants, self._builder.digests)  # compiling providers' claims
         placements = assign(graph, self._providers, strict, memo=memo)
         if optimize_extended(ctx, self._disabled_optimizers):
             graph.toposort()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from ortlite.compiling.cache import EngineCache, cache_key
 from ortlite.compiling.groups import is_epcontext
@@ -391,4 +391,4 @@ def engine_inputs_outputs(meta):
     return [ts(d) for d in meta.get("inputs", [])], [ts(d) for d in meta.get("outputs", [])]
 
 
-__all__ = ["Builder", "CompiledKernel", "EngineBuild", "compile_groups", "group_spec", "numpy_helper"]
+__all__ = ["Builder", "CompiledKernel", "EngineBuild", "compile_groups", "group_spec"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass, field
 
 from ortlite import registry
 
@@ -31,11 +32,22 @@ def epcontext_source(node) -> str:
     return str(node.attrs.get("source", "") or "")
 
 
+@dataclass
+class ClaimMemo:
+    """What claims need from the session besides the graph: every constant (folded ones included), the
+    weight digests computed so far, and the answers given per unchanged candidate set (a placement run
+    again after the extended fusions or a compile fallback asks no compiler twice)."""
+
+    constants: dict
+    digests: dict = field(default_factory=dict)
+    answers: dict = field(default_factory=dict)
+
+
 def claim(prov, graph, cands, memo=None):
     """([(group name, [nodes])], {id(node): reason}) for ``prov`` over candidate nodes ``cands``."""
     key = (prov.name, tuple(id(n) for n in cands))
-    if memo is not None and key in memo:
-        return memo[key][1]
+    if memo is not None and key in memo.answers:
+        return memo.answers[key][1]
     refused = {}
     saved = [n for n in cands if is_epcontext(n)]
     offer = [n for n in cands if not is_epcontext(n)]
@@ -63,7 +75,7 @@ def claim(prov, graph, cands, memo=None):
     named = [(f"{base}_{k}", g) for k, g in enumerate(groups)]
     result = (named, refused)
     if memo is not None:
-        memo[key] = (list(cands), result)  # the nodes stay alive so their ids stay unique
+        memo.answers[key] = (list(cands), result)  # the nodes stay alive so their ids stay unique
     return result
 
 
@@ -92,7 +104,7 @@ def _claim_cached(prov, graph, offer, memo):
     there (keyed by a SHA-256 over the candidates' nodes, input types and weights, and the
     provider's key fields), so a session over a warm cache does not query the compiler again."""
     cache_dir = prov.engine_cache_dir
-    constants = (memo or {}).get("__constants__")
+    constants = memo.constants if memo is not None else None
     if not cache_dir:
         return _ask(prov, graph, offer, constants)
     import json
@@ -101,8 +113,8 @@ def _claim_cached(prov, graph, offer, memo):
     from ortlite._version import __version__
     from ortlite.compiling.cache import _atomic_write, _jsonable
 
-    key = _candidates_key(prov, graph, offer, (memo or {}).get("__digests__"),
-                          (memo or {}).get("__constants__", graph.initializers))
+    key = _candidates_key(prov, graph, offer, memo.digests if memo is not None else None,
+                          constants if constants is not None else graph.initializers)
     path = os.path.join(os.path.abspath(os.path.expanduser(cache_dir)),
                         f"{prov.name.replace('ExecutionProvider', '').lower()}_claims_{key[:40]}.json")
     fields = _jsonable({"ortlite": __version__, "candidates": len(offer), **prov.cache_key_fields()})
