@@ -39,8 +39,13 @@ import warnings
 # BLOCK runs with SETTLE seconds between turns (ortlite.bench.alternate): each keeps its threads warm within
 # its turn and starts it on quiet cores; the first run of a turn (threads waking) is discounted by the
 # medians. (OPENBLAS_THREAD_TIMEOUT=4 instead would make ortlite's threads sleep between its own calls.)
+# A turn lasts at least TURN_S: a model that runs in microseconds gets as many runs per turn as that takes
+# (up to MAX_BLOCK), so the pause before a turn (idle cores clock down, caches go cold) touches its first
+# runs only and the median is a warm run, as in a service.
 BLOCK = 5
 SETTLE = 0.15
+TURN_S = 0.03
+MAX_BLOCK = 400
 
 import numpy as np  # noqa: E402
 
@@ -207,6 +212,20 @@ class _OpenVINORaw:
         self.latencies_ms.append((time.perf_counter() - t0) * 1e3)
 
 
+def turn_block(runners, warmup):
+    """Warm every runner up, then the runs per turn: BLOCK, or as many as fill TURN_S for the slowest
+    runner (at most MAX_BLOCK)."""
+    for _ in range(max(1, warmup)):
+        for r in runners:
+            r.call()
+    slowest = 0.0
+    for r in runners:
+        t0 = time.perf_counter()
+        r.call()
+        slowest = max(slowest, time.perf_counter() - t0)
+    return int(min(MAX_BLOCK, max(BLOCK, TURN_S / max(slowest, 1e-7))))
+
+
 def bench_one(name, threads, runs, warmup, rss, tmp, configs=("cpu",)):
     import onnxruntime as ort
 
@@ -234,8 +253,9 @@ def bench_one(name, threads, runs, warmup, rss, tmp, configs=("cpu",)):
             raw = _OpenVINORaw(path, feeds, threads)
         except Exception as e:  # noqa: BLE001 - OpenVINO alone cannot run it (ai.onnx.ml...): ortlite falls back
             raw_error = str(e).strip().splitlines()[-1][:120]
-    alternate(list(runners.values()) + [b] + ([raw] if raw else []), max(1, -(-runs // BLOCK)), warmup, block=BLOCK,
-              settle=SETTLE)
+    everyone = list(runners.values()) + [b] + ([raw] if raw else [])
+    block = turn_block(everyone, warmup)
+    alternate(everyone, max(1, -(-runs // BLOCK)), 0, block=block, settle=SETTLE)
     row = {"model": name, "nodes": len(model.graph.node), "ort_ms": b.result.pct(50),
            "ort_create_ms": b.result.create_ms}
     for c, a in runners.items():
@@ -363,8 +383,9 @@ def openvino_report(rows, args, cmd):
         "one infer request, PERFORMANCE_HINT LATENCY); medians. `ortlite openvino` = providers "
         "[OpenVINOExecutionProvider, CPUExecutionProvider] with an engine cache; warm create = a second "
         "session on the same cache (best of 3). "
-        f"Runtimes alternate in blocks of {BLOCK} runs, {SETTLE} s apart (OpenBLAS's spinning workers do not reach "
-        "the next runtime's turn).",
+        f"Runtimes alternate in turns of {BLOCK} runs (more for short models: a turn lasts at least {TURN_S * 1e3:.0f} ms, "
+        f"at most {MAX_BLOCK} runs), {SETTLE} s apart (OpenBLAS's spinning workers do not reach the next runtime's "
+        "turn; the medians are warm runs).",
         f"- **ortlite openvino / onnxruntime CPU, geometric mean: {geo:.2f}**; worst {worst['model']} "
         f"({worst['openvino_ratio']:.2f}); models above 1.3x: "
         f"{', '.join(r['model'] for r in models if r['openvino_ratio'] > 1.3) or 'none'}",
@@ -405,12 +426,16 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-memory subprocesses")
     ap.add_argument("--list", action="store_true")
-    ap.add_argument("--out", default=os.path.join(HERE, "results", "cpu.md"))
+    ap.add_argument("--out", default=None,
+                    help="the Markdown report (default: benchmarks/results/cpu.md or openvino.md for the whole suite; "
+                         "a subset of --models prints its table only)")
     ap.add_argument("--json", default=None, help="also write the rows as JSON")
     ap.add_argument("--providers", default="cpu",
                     help=f"ortlite configurations to run beside onnxruntime, comma-separated: {', '.join(CONFIGS)}")
     args = ap.parse_args(argv)
     configs = [c for c in args.providers.split(",") if c]
+    if args.out is None and args.models == ",".join(MODELS):
+        args.out = os.path.join(HERE, "results", "openvino.md" if "openvino" in configs else "cpu.md")
     bad = [c for c in configs if c not in CONFIGS]
     if bad:
         ap.error(f"unknown --providers {bad}; valid: {', '.join(CONFIGS)}")
@@ -455,8 +480,9 @@ def main(argv=None):
         f"- method: same process, intra_op_num_threads={args.threads} for both, {args.runs} runs each after "
         f"{args.warmup} warm-up runs, alternating; medians. onnxruntime: session.intra_op.allow_spinning=0. "
         "Peak RSS from a separate process per runtime and model. "
-        f"Runtimes alternate in blocks of {BLOCK} runs, {SETTLE} s apart (OpenBLAS's spinning workers do not reach "
-        "the next runtime's turn).",
+        f"Runtimes alternate in turns of {BLOCK} runs (more for short models: a turn lasts at least {TURN_S * 1e3:.0f} ms, "
+        f"at most {MAX_BLOCK} runs), {SETTLE} s apart (OpenBLAS's spinning workers do not reach the next runtime's "
+        "turn; the medians are warm runs).",
         f"- **geometric mean of the ratio ortlite / onnxruntime: {geo:.2f}**; worst: {worst['model']} "
         f"({worst['ratio']:.2f})",
         "",
@@ -481,9 +507,10 @@ def main(argv=None):
 def _write(text, rows, args):
     """The report printed and written to --out (the rows to --json too)."""
     print(text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(text)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
