@@ -18,6 +18,8 @@ back to the host.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 F32_EXACT = 1 << 24  # every integer of magnitude <= 2**24 is a float32
@@ -25,16 +27,24 @@ F32_EXACT = 1 << 24  # every integer of magnitude <= 2**24 is a float32
 _MIN_BLOCK = 32
 
 
+@functools.lru_cache(maxsize=None)
+def _range(dtype):
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
 def value_bound(dtype, zero_point=None):
     """max |x - zero_point| over every value x of the integer ``dtype`` (numpy zero point or None)."""
-    info = np.iinfo(np.dtype(dtype))
-    lo, hi = int(info.min), int(info.max)
+    lo, hi = _range(np.dtype(dtype))
     if zero_point is None:
         return max(-lo, hi)
     z = np.asarray(zero_point)
     if z.size == 0:
         return max(-lo, hi)
-    zmin, zmax = int(z.min()), int(z.max())
+    if z.size == 1:  # the common per-tensor zero point: no reductions
+        zmin = zmax = int(z.reshape(-1)[0])
+    else:
+        zmin, zmax = int(z.min()), int(z.max())
     return max(abs(hi - zmin), abs(lo - zmax), abs(hi - zmax), abs(lo - zmin))
 
 
@@ -52,14 +62,33 @@ def _zp_array(xp, zero_point, ndim, per_row):
 
 class IntOperand:
     """An integer operand minus its zero point, as float values (exact), with the bound of
-    |value| used to size the exact float32 blocks. Make one once for a constant operand."""
+    |value| used to size the exact float32 blocks. Make one once for a constant operand.
 
-    __slots__ = ("values", "bound", "_t")
+    ``column_bound()`` (B operands) is max over the columns of sum_k |b[k, n]|: every partial
+    sum of a product column is bounded by ``bound(a) * column_bound()``, usually far below
+    ``bound(a) * K * bound(b)`` (real weights are mostly small), so one float32 GEMM is exact
+    for K well past the elementwise block size. It is computed when first needed and kept
+    (a constant B: once per session)."""
+
+    __slots__ = ("values", "bound", "_l1", "_t")
 
     def __init__(self, values, bound):
         self.values = values
         self.bound = bound
+        self._l1 = None
         self._t = None
+
+    def column_bound(self):
+        """max_n sum_k |values[..., k, n]| (sum over the whole vector for 1-D), exact."""
+        l1 = self._l1
+        if l1 is None:
+            v = self.values
+            if v.size == 0:
+                l1 = 0
+            else:  # float64 sums of small integers: exact
+                l1 = int(np.abs(v).sum(axis=-2 if v.ndim >= 2 else 0, dtype=np.float64).max())
+            self._l1 = l1
+        return l1
 
     def transposed(self):
         """values.T, C-contiguous, made once (a prepared 2-D B: one-row products run as gemv on
@@ -80,12 +109,11 @@ class IntOperand:
             return cls(v, None)
         x = np.asarray(x)
         bound = value_bound(x.dtype, zero_point)
-        v = x.astype(np.float32)
-        if zero_point is not None:
-            z = _zp_array(np, zero_point, x.ndim, per_row)
-            if z.any():
-                v -= z.astype(np.float32)
-        return cls(v, bound)
+        if zero_point is None:
+            return cls(x.astype(np.float32), bound)
+        z = _zp_array(np, zero_point, x.ndim, per_row)
+        # one pass: the small integers minus the zero point, in float32 (exact)
+        return cls(np.subtract(x, z.astype(np.float32), dtype=np.float32), bound)
 
 
 def _operand(xp, x, zero_point, per_row):
@@ -111,6 +139,8 @@ def exact_int_matmul_float(xp, a, b, a_zero=None, b_zero=None):
         av = av.reshape(-1, av.shape[-1])
     k = av.shape[-1]
     kb = block_size(a.bound, b.bound)
+    if k > kb and a.bound * b.column_bound() <= F32_EXACT:
+        kb = k  # every partial sum of every column is exact: one block
     if prepared_b and bv.ndim == 2 and (av.ndim == 1 or av.shape[0] == 1) and kb >= _MIN_BLOCK:
         y = _gemv_t(av.reshape(-1), b.transposed(), kb)
         y = y if av.ndim == 1 else y.reshape(1, -1)

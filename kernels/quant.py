@@ -14,6 +14,7 @@ import numpy as np
 from ortlite.registry import kernel
 from ortlite.types import np_dtype
 
+from . import _int8_jit
 from ._int8 import exact_int_matmul_float
 
 try:
@@ -159,10 +160,19 @@ class DequantizeLinear:
         return y.astype(out_dtype, copy=False)
 
 
-# DynamicQuantizeLinear v11: uint8 only.
-@kernel("DynamicQuantizeLinear", since=11)
 def dynamic_quantize_linear(xp, x):
-    # The range always includes 0 so that 0 is exactly representable.
+    """DynamicQuantizeLinear: (y uint8, scale float32, zero point uint8) of float32 x. The range
+    always includes 0 so that 0 is exactly representable; rounding is half to even, saturating."""
+    if xp is np and x.size and x.dtype == np.float32 and x.flags.c_contiguous and _int8_jit.available():
+        # numpy float32 scalars (the same float32 arithmetic as below, without 0-d array calls),
+        # then one compiled pass; NaN / inf ranges take the general path
+        xmin, xmax = min(x.min(), np.float32(0)), max(x.max(), np.float32(0))
+        scale = (xmax - xmin) / np.float32(255)
+        if np.isfinite(scale):
+            if scale == 0:
+                scale = np.float32(1)
+            zp = np.uint8(min(max(np.rint(-xmin / scale), np.float32(0)), np.float32(255)))
+            return _int8_jit.quantize_u8(x, scale, zp), np.asarray(scale), np.asarray(zp)
     if x.size == 0:
         xmin = xmax = np.float32(0)
     else:
@@ -183,6 +193,20 @@ def dynamic_quantize_linear(xp, x):
     else:
         y = xp.clip(xp.rint(x.astype(np.float32) / scale) + zp.astype(np.float32), 0, 255).astype(np.uint8)
     return y, xp.asarray(scale, dtype=np.float32), xp.asarray(zp)
+
+
+# DynamicQuantizeLinear v11: uint8 only.
+@kernel("DynamicQuantizeLinear", since=11)
+class DynamicQuantizeLinear:
+    """dynamic_quantize_linear; the compiled quantization loop is loaded at prepare time."""
+
+    def __init__(self, ctx):
+        self.xp = ctx.xp
+        if self.xp is np:
+            _int8_jit.available()
+
+    def __call__(self, x):
+        return dynamic_quantize_linear(self.xp, x)
 
 
 def _dequant_operand(xp, a, zp):

@@ -37,6 +37,7 @@ BASIC_PASS_MODULES = [
     "remove_unused",
 ]
 EXTENDED_PASS_MODULES = [
+    "fuse_matmul_integer_to_float",
     "fuse_gelu",
     "fuse_layer_norm",
     "fuse_skip_layer_norm",

@@ -329,3 +329,48 @@ def test_conv_integer_1d_3d(nd):
         want = np.stack([sum(conv_integer(x[:, :, od + dz], w[:, :, dz], pads=(1, 1, 1, 1)) for dz in range(2))
                          for od in range(3)], axis=2)
     np.testing.assert_array_equal(got, want)
+
+
+# ---- the column bound of a prepared B, and the compiled DynamicQuantizeLinear
+
+@pytest.mark.parametrize("big_column", [False, True])
+def test_column_bound_single_block_exact(big_column):
+    """K * 255 * 128 > 2**24 but small weights: one float32 GEMM (column bound); one column at the
+    extremes forces the exact blocks again. Both equal int64 math."""
+    rng = np.random.default_rng(11)
+    k = 4096
+    b = rng.integers(-8, 9, (k, 6), dtype=np.int8)
+    if big_column:
+        b[:, 2] = -128
+    a = np.zeros((3, k), np.uint8)  # zero point 255: every |a - zp| is 255
+    az = np.array(255, np.uint8)
+    op = _int8.IntOperand.make(np, b, None)
+    assert op.column_bound() == int(np.abs(b.astype(np.int64)).sum(axis=0).max())
+    assert (255 * op.column_bound() <= _int8.F32_EXACT) == (not big_column)
+    y = _int8.exact_int_matmul_float(np, a, op, az)
+    assert y.dtype == (np.float64 if big_column else np.float32)
+    np.testing.assert_array_equal(y.astype(np.int64), matmul_integer(a, b, az))
+
+
+def test_dynamic_quantize_linear_compiled_matches_numpy(monkeypatch):
+    from ortlite.kernels import _int8_jit, quant
+
+    if not _int8_jit.available():
+        pytest.skip("numba not available")
+    rng = np.random.default_rng(12)
+    cases = [(np.arange(-1000, 1000, dtype=np.float32) * np.float32(0.5)).reshape(40, 50),  # ties
+             np.zeros((2, 3), np.float32), np.full(4, -2.0, np.float32), np.full(4, 7.0, np.float32),
+             np.array([1e-40, 3e-39], np.float32), np.array([3e38, -3e38], np.float32)]
+    cases += [(rng.standard_normal(37) * 10.0 ** rng.integers(-8, 8)).astype(np.float32) + np.float32(s)
+              for s in range(-3, 4) for _ in range(10)]
+    with np.errstate(over="ignore"):
+        fast = [quant.dynamic_quantize_linear(np, x) for x in cases]
+    monkeypatch.setitem(_int8_jit._fns, "quantize_u8", None)
+    for x, got in zip(cases, fast):
+        with np.errstate(over="ignore"):  # +-3e38: the range overflows to an infinite scale
+            want = quant.dynamic_quantize_linear(np, x)
+            ref = dynamic_quantize_linear(x)
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype and g.shape == w.shape
+            np.testing.assert_array_equal(g, w)
+        np.testing.assert_array_equal(got[0], ref[0])
