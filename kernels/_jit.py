@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import threading
 
@@ -77,6 +78,9 @@ def _numba():
                 if mod is not None:
                     global _activate
                     _activate = mod.njit(inline="always", cache=True)(_activate_py)
+                    for name in _RNN_HELPERS:
+                        globals()[name] = mod.njit(inline="always", cache=True, error_model="numpy")(
+                            globals()[name + "_py"])
                 _state["numba"], _state["reason"] = mod, reason
                 _state["fns"] = {}
     return _state["numba"]
@@ -253,3 +257,307 @@ def bias_act(dtype, act, has_z):
     return _compiled("bias_act", dtype, _make_bias_act, (int(act), bool(has_z)),
                      lambda nb, t: (t[:, :, ::1], _ro(nb, t, 1), _ro(nb, t, 3), _ro(nb, t, 1), nb.int64, nb.int64))
 
+
+
+# ------------------------------------------------------------------------------ recurrent layers
+# Helpers of the compiled recurrences: module globals (compiled in _numba), not closure variables,
+# so that numba's disk cache recognizes the loops in the next process.
+
+def _tanh32_py(v):
+    """tanh in float32 as MLAS computes it (Eigen's rational approximation on [-9, 9]; about 3e-7
+    absolute error): vectorizable, unlike a libm call per element. The clamps keep NaN."""
+    v = np.float32(9.0) if v > np.float32(9.0) else v
+    v = np.float32(-9.0) if v < np.float32(-9.0) else v
+    x2 = v * v
+    p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
+    p = p * x2 + np.float32(-8.60467152213735e-11)
+    p = p * x2 + np.float32(5.12229709037114e-08)
+    p = p * x2 + np.float32(1.48572235717979e-05)
+    p = p * x2 + np.float32(6.37261928875436e-04)
+    p = p * x2 + np.float32(4.89352455891786e-03)
+    q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
+    q = q * x2 + np.float32(2.26843463243900e-03)
+    q = q * x2 + np.float32(4.89352518554385e-03)
+    return (p * v) / q
+
+
+def _tanh64_py(v):
+    return math.tanh(v)
+
+
+def _tanh_py(v, f32):
+    """_tanh32 or _tanh64 (``f32`` a constant of the caller: the branch folds away)."""
+    if f32:
+        return _tanh32(v)
+    return _tanh64(v)
+
+
+def _clamp_py(v, c):
+    """v clipped to [-c, c]; NaN stays NaN."""
+    v = c if v > c else v
+    return -c if v < -c else v
+
+
+def _clamp01_py(v, hi):
+    """v clipped to [0, hi]; NaN stays NaN."""
+    v = hi if v > hi else v
+    return hi * 0 if v < 0 else v
+
+
+def _recur_py(h, r, n0, n1, g, zero):
+    """g[b, j] += r[j] . h[b] for gate columns n0 <= j < n1 and every batch row b: one dot product
+    over contiguous rows (vectorized under the caller's fastmath reassoc; as fast as OpenBLAS's
+    gemv at these sizes, and faster for a few rows: each row of R is read once for the batch)."""
+    for j in range(n0, n1):
+        for b in range(h.shape[0]):
+            acc = zero
+            for k in range(r.shape[1]):
+                acc += r[j, k] * h[b, k]
+            g[b, j] += acc
+
+
+def _step_time_py(T, lens, b, k, rev):
+    """(time index, active) of batch row b at step k (reverse: time len-1-k)."""
+    n = min(max(lens[b], 0), T)
+    if k >= n:
+        return k, False
+    return (n - 1 - k if rev else k), True
+
+
+def _zero_tail_py(y, d, lens, T):
+    """Y[t, d, b] = 0 for the times past each batch row's length."""
+    for b in range(y.shape[2]):
+        for t in range(min(max(lens[b], 0), T), T):
+            y[t, d, b, :] = 0
+
+
+_RNN_HELPERS = ("_tanh32", "_tanh64", "_tanh", "_clamp", "_clamp01", "_recur", "_step_time", "_zero_tail")
+_tanh32, _tanh64, _tanh, _clamp, _clamp01, _recur, _step_time, _zero_tail = (
+    _tanh32_py, _tanh64_py, _tanh_py, _clamp_py, _clamp01_py, _recur_py, _step_time_py, _zero_tail_py)
+
+
+def _make_rnn(nb, op, dstr):
+    """The whole recurrence of an RNN / GRU / LSTM (every step, every direction) in one compiled
+    call, for the default activations. The caller passes the input projection of every step
+    ``xw [T, B, D*G*H]`` (biases folded in), ``rw [D, G*H, H]`` (R, C-contiguous), with the weights'
+    sigmoid-gate columns pre-multiplied by 0.5 (kernels.rnn), so every sigmoid is
+    ``0.5 + 0.5 tanh(v)``. Per step: the recurrent product (_recur), then the gates; nothing is
+    allocated per step. Batch entries past their ``lens`` keep their state and output zeros.
+    float32 uses MLAS's tanh (as onnxruntime does), float64 libm's."""
+    dt = np.dtype(dstr)
+    F32 = bool(dt == np.float32)
+    HALF, ONE = dt.type(0.5), dt.type(1.0)
+    ZERO = dt.type(0.0)
+    # reassoc: the dot products vectorize (no nnan / ninf: NaN and inf propagate as numpy's)
+    opts = dict(nogil=True, cache=True, fastmath={"reassoc", "contract"}, boundscheck=False, error_model="numpy")
+
+    if op == "LSTM":
+        @nb.njit(**opts)
+        def lstm(xw, rw, peep, h, c, y, lens, rev0, clip_f, clip_g, flags):
+            """flags: 1 peepholes (peep [D, 3H], i o f), 2 input_forget, 4 write y [T, D, B, H]."""
+            T, B = xw.shape[0], xw.shape[1]
+            D, H = h.shape[0], h.shape[2]
+            G = 4 * H
+            has_p, ifg, want_y = (flags & 1) != 0, (flags & 2) != 0, (flags & 4) != 0
+            g = np.empty((B, G), xw.dtype)
+            for d in range(D):
+                rev = rev0 != 0 if d == 0 else True
+                hd, cd, rd = h[d], c[d], rw[d]
+                for k in range(T):
+                    for b in range(B):
+                        t, on = _step_time(T, lens, b, k, rev)
+                        for j in range(G):
+                            g[b, j] = xw[t, b, d * G + j]
+                    _recur(hd, rd, 0, G, g, ZERO)
+                    for b in range(B):
+                        t, on = _step_time(T, lens, b, k, rev)
+                        if not on:
+                            continue
+                        for j in range(H):
+                            cp = cd[b, j]
+                            vi = g[b, j]
+                            if has_p:
+                                vi += peep[d, j] * cp
+                            i = HALF + HALF * _tanh(_clamp(vi, clip_f), F32)
+                            if ifg:
+                                f = ONE - i
+                            else:
+                                vf = g[b, 2 * H + j]
+                                if has_p:
+                                    vf += peep[d, 2 * H + j] * cp
+                                f = HALF + HALF * _tanh(_clamp(vf, clip_f), F32)
+                            cn = f * cp + i * _tanh(_clamp(g[b, 3 * H + j], clip_g), F32)
+                            vo = g[b, H + j]
+                            if has_p:
+                                vo += peep[d, H + j] * cn
+                            hn = (HALF + HALF * _tanh(_clamp(vo, clip_f), F32)) * _tanh(cn, F32)
+                            cd[b, j] = cn
+                            hd[b, j] = hn
+                            if want_y:
+                                y[t, d, b, j] = hn
+                if want_y:
+                    _zero_tail(y, d, lens, T)
+
+        return lstm
+
+    if op == "GRU":
+        @nb.njit(**opts)
+        def gru(xw, rw, rbh, h, y, lens, rev0, clip_f, clip_g, flags):
+            """flags: 1 linear_before_reset (rbh [D, H]: Rbh inside the reset product), 4 write y."""
+            T, B = xw.shape[0], xw.shape[1]
+            D, H = h.shape[0], h.shape[2]
+            G = 3 * H
+            lbr, want_y = (flags & 1) != 0, (flags & 4) != 0
+            g = np.empty((B, G), xw.dtype)
+            rh = np.empty((B, H), xw.dtype)
+            for d in range(D):
+                rev = rev0 != 0 if d == 0 else True
+                hd, rd = h[d], rw[d]
+                for k in range(T):
+                    for b in range(B):
+                        t, on = _step_time(T, lens, b, k, rev)
+                        for j in range(2 * H):
+                            g[b, j] = xw[t, b, d * G + j]
+                        for j in range(H):
+                            g[b, 2 * H + j] = rbh[d, j] if lbr else xw[t, b, d * G + 2 * H + j]
+                    if lbr:  # ht = g(Xt*Wh + rt (.) (Ht-1*Rh + Rbh) + Wbh)
+                        _recur(hd, rd, 0, G, g, ZERO)
+                    else:  # ht = g(Xt*Wh + (rt (.) Ht-1)*Rh + Rbh + Wbh)
+                        _recur(hd, rd, 0, 2 * H, g, ZERO)
+                        for b in range(B):
+                            for j in range(H):
+                                r = HALF + HALF * _tanh(_clamp(g[b, H + j], clip_f), F32)
+                                rh[b, j] = r * hd[b, j]
+                        _recur(rh, rd, 2 * H, G, g, ZERO)
+                    for b in range(B):
+                        t, on = _step_time(T, lens, b, k, rev)
+                        if not on:
+                            continue
+                        for j in range(H):
+                            z = HALF + HALF * _tanh(_clamp(g[b, j], clip_f), F32)
+                            if lbr:
+                                r = HALF + HALF * _tanh(_clamp(g[b, H + j], clip_f), F32)
+                                v = xw[t, b, d * G + 2 * H + j] + r * g[b, 2 * H + j]
+                            else:
+                                v = g[b, 2 * H + j]
+                            hh = _tanh(_clamp(v, clip_g), F32)
+                            hn = hh + z * (hd[b, j] - hh)  # (1 - z) (.) ht + z (.) Ht-1
+                            hd[b, j] = hn
+                            if want_y:
+                                y[t, d, b, j] = hn
+                if want_y:
+                    _zero_tail(y, d, lens, T)
+
+        return gru
+
+    @nb.njit(**opts)
+    def rnn(xw, rw, h, y, lens, rev0, clip_f, flags):
+        """flags: 4 write y."""
+        T, B = xw.shape[0], xw.shape[1]
+        D, H = h.shape[0], h.shape[2]
+        want_y = (flags & 4) != 0
+        g = np.empty((B, H), xw.dtype)
+        for d in range(D):
+            rev = rev0 != 0 if d == 0 else True
+            hd, rd = h[d], rw[d]
+            for k in range(T):
+                for b in range(B):
+                    t, on = _step_time(T, lens, b, k, rev)
+                    for j in range(H):
+                        g[b, j] = xw[t, b, d * H + j]
+                _recur(hd, rd, 0, H, g, ZERO)
+                for b in range(B):
+                    t, on = _step_time(T, lens, b, k, rev)
+                    if not on:
+                        continue
+                    for j in range(H):
+                        hn = _tanh(_clamp(g[b, j], clip_f), F32)
+                        hd[b, j] = hn
+                        if want_y:
+                            y[t, d, b, j] = hn
+            if want_y:
+                _zero_tail(y, d, lens, T)
+
+    return rnn
+
+
+def rnn_loop(op, dtype):
+    """The compiled recurrence of ``op`` ("RNN", "GRU", "LSTM") for dtype (float32 / float64), or
+    None without numba (see _make_rnn for the arguments)."""
+    dt = np.dtype(dtype)
+
+    def args_of(nb, t):
+        r2, r3 = _ro(nb, t, 2), _ro(nb, t, 3)
+        w3, w4, i = t[:, :, ::1], t[:, :, :, ::1], nb.int64
+        lens = _ro(nb, nb.int64, 1)
+        if op == "LSTM":
+            return (r3, r3, r2, w3, w3, w4, lens, i, t, t, i)
+        if op == "GRU":
+            return (r3, r3, r2, w3, w4, lens, i, t, t, i)
+        return (r3, r3, w3, w4, lens, i, t, i)
+
+    return _compiled("rnn_" + op, dt, _make_rnn, (op, dt.str), args_of)
+
+
+def _make_dq_lstm(nb):
+    @nb.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"}, boundscheck=False, error_model="numpy")
+    def dq_lstm(xw, rq, rs, h, c, y, d, rev, want_y):
+        """One direction of com.microsoft DynamicQuantizeLSTM (default activations, all lengths T)
+        as onnxruntime computes it: each step, every row of h is quantized on its own
+        (DynamicQuantizeLinear: uint8, range widened to 0, scale and rounding in float32) and
+        multiplied exactly by the integer R: ``rq [4H, H]`` holds R minus its zero point, one
+        gate column per row, as float32 integers, and the caller checked that H * 255 * max|rq|
+        <= 2**24, so every partial sum is an exact float32 integer in any order. The product is
+        scaled by (h scale * R scale [4H]) and added to ``xw [T, B, 4H]`` (the input projection
+        with the biases); gates i, o, f, c. h, c [B, H] are updated in place; Y[t, d] written."""
+        T, B = xw.shape[0], xw.shape[1]
+        H = h.shape[1]
+        G = 4 * H
+        f0, f1, f255 = np.float32(0), np.float32(1), np.float32(255)
+        q = np.empty((B, H), np.float32)
+        hs = np.empty(B, np.float32)
+        g = np.empty((B, G), np.float32)
+        for k in range(T):
+            t = T - 1 - k if rev else k
+            for b in range(B):
+                lo, hi = f0, f0
+                for j in range(H):
+                    v = h[b, j]
+                    lo = v if (v < lo or v != v) else lo  # NaN kept: the whole row becomes NaN
+                    hi = v if (v > hi or v != v) else hi
+                s = (hi - lo) / f255
+                s = f1 if s == f0 else s
+                zp = _clamp01(np.rint(-lo / s), f255)
+                for j in range(H):
+                    q[b, j] = _clamp01(np.rint(h[b, j] / s) + zp, f255) - zp
+                hs[b] = s
+            for j in range(G):
+                for b in range(B):
+                    acc = f0
+                    for i in range(H):
+                        acc += rq[j, i] * q[b, i]
+                    g[b, j] = acc * (hs[b] * rs[j]) + xw[t, b, j]
+            for b in range(B):
+                for j in range(H):
+                    i_ = np.float32(0.5) + np.float32(0.5) * _tanh32(np.float32(0.5) * g[b, j])
+                    o_ = np.float32(0.5) + np.float32(0.5) * _tanh32(np.float32(0.5) * g[b, H + j])
+                    f_ = np.float32(0.5) + np.float32(0.5) * _tanh32(np.float32(0.5) * g[b, 2 * H + j])
+                    cn = f_ * c[b, j] + i_ * _tanh32(g[b, 3 * H + j])
+                    hn = o_ * _tanh32(cn)
+                    c[b, j] = cn
+                    h[b, j] = hn
+                    if want_y:
+                        y[t, d, b, j] = hn
+
+    return dq_lstm
+
+
+def dq_lstm(dtype=np.float32):
+    """The compiled DynamicQuantizeLSTM direction loop (see _make_dq_lstm), or None."""
+    def args_of(nb, t):
+        r1, r2, r3 = _ro(nb, t, 1), _ro(nb, t, 2), _ro(nb, t, 3)
+        return (r3, r2, r1, t[:, ::1], t[:, ::1], t[:, :, :, ::1], nb.int64, nb.boolean, nb.boolean)
+
+    if np.dtype(dtype) != np.float32:
+        return None
+    return _compiled("dq_lstm", dtype, _make_dq_lstm, (), args_of)

@@ -19,6 +19,7 @@ from ortlite.registry import kernel
 from ._common import norm_axis
 from ._int8 import IntOperand, exact_int_matmul_float
 from .quant import dynamic_quantize_linear as _dql
+from . import _jit
 from . import rnn as _rnn
 from .rnn import LSTM as _LSTM
 
@@ -61,34 +62,48 @@ def _table(xp, fn, dtype, x_scale, x_zp, y_scale, y_zp):
 # --------------------------------------------------------------------------- MatMul family
 
 def _scale_out(xp, acc, multiplier, bias, out_dtype):
-    """acc (exact integer sums, float32 or float64) * multiplier (float32) + bias, in float32."""
-    y = acc.astype(np.float32)
+    """acc (exact integer sums, float32 or float64; a fresh array) * multiplier (float32) + bias,
+    in float32: acc rounded to float32 once (as a Cast of the int32 sums would), then in place."""
+    y = acc.astype(np.float32, copy=False)
     y *= multiplier
     if bias is not None:
         y += bias.astype(np.float32, copy=False)
     return y.astype(out_dtype, copy=False)
 
 
+def _const_b(ctx, b_index, zp_index):
+    """The prepared constant B operand (shifted by its constant or absent zero point, column
+    bound computed), or None."""
+    b, bzp = ctx.const(b_index), ctx.const(zp_index)
+    if b is None or (bzp is None and ctx.has_input(zp_index)):
+        return None
+    op = IntOperand.make(ctx.xp, b, bzp)
+    if ctx.xp is np:
+        op.column_bound()
+    return op
+
+
+def _multiplier(a_scale, b_scale):
+    """float32 a_scale * b_scale; a 1-D a_scale of several values is per row of A."""
+    mult = np.asarray(a_scale, dtype=np.float32)
+    if mult.ndim == 1 and mult.size > 1:
+        mult = mult.reshape(-1, 1)
+    return mult * np.asarray(b_scale, dtype=np.float32)
+
+
 @kernel("MatMulIntegerToFloat", since=1, domain=MS, families=CPU)
 class MatMulIntegerToFloat:
     """(A - a_zp) @ (B - b_zp) * (a_scale * b_scale) + bias; b_scale / b_zp per tensor or per
-    column of B; the output has the scale's float type."""
+    column of B; the output has the scale's float type. A constant B is shifted once."""
 
     def __init__(self, ctx):
         self.xp = ctx.xp
-        b, bzp = ctx.const(1), ctx.const(5)
-        self.B = None
-        if b is not None and (bzp is not None or not ctx.has_input(5)):
-            self.B = IntOperand.make(self.xp, b, bzp)
+        self.B = _const_b(ctx, 1, 5)
 
     def __call__(self, A, B, a_scale, b_scale, a_zero_point=None, b_zero_point=None, bias=None):
         xp = self.xp
         acc = exact_int_matmul_float(xp, A, self.B if self.B is not None else B, a_zero_point, b_zero_point)
-        mult = np.asarray(a_scale).astype(np.float32)
-        if mult.ndim == 1 and mult.size > 1:  # per row of A
-            mult = mult.reshape(-1, 1)
-        mult = mult * np.asarray(b_scale).astype(np.float32)
-        return _scale_out(xp, acc, xp.asarray(mult), bias, np.asarray(a_scale).dtype)
+        return _scale_out(xp, acc, xp.asarray(_multiplier(a_scale, b_scale)), bias, np.asarray(a_scale).dtype)
 
 
 @kernel("DynamicQuantizeMatMul", since=1, domain=MS, families=CPU)
@@ -97,17 +112,13 @@ class DynamicQuantizeMatMul:
 
     def __init__(self, ctx):
         self.xp = ctx.xp
-        b, bzp = ctx.const(1), ctx.const(3)
-        self.B = None
-        if b is not None and (bzp is not None or not ctx.has_input(3)):
-            self.B = IntOperand.make(self.xp, b, bzp)
+        self.B = _const_b(ctx, 1, 3)
 
     def __call__(self, A, B, b_scale, b_zero_point=None, bias=None):
         xp = self.xp
         aq, a_scale, a_zp = _dql(xp, A.astype(np.float32, copy=False))
         acc = exact_int_matmul_float(xp, aq, self.B if self.B is not None else B, a_zp, b_zero_point)
-        mult = np.float32(a_scale) * np.asarray(b_scale).astype(np.float32)
-        return _scale_out(xp, acc, xp.asarray(mult), bias, A.dtype)
+        return _scale_out(xp, acc, xp.asarray(_multiplier(a_scale, b_scale)), bias, A.dtype)
 
 
 # --------------------------------------------------------------------------- DynamicQuantizeLSTM
@@ -195,6 +206,8 @@ class DynamicQuantizeLSTM(_LSTM):
         self.int_ops = None
         if self.exact and all(c is not None for c in consts):
             self.int_ops = self._int_operands(*consts)
+        # the compiled step loop (kernels._jit.dq_lstm), compiled now; None: the numpy loop
+        self.loop = _jit.dq_lstm() if self.exact else None
 
     def _int_operands(self, W, R, W_scale, W_zero_point, R_scale, R_zero_point):
         """Per direction: (W - wz, R - rz) as prepared exact-GEMM operands, and their scales [1 or 4H]."""
@@ -221,16 +234,24 @@ class DynamicQuantizeLSTM(_LSTM):
         yh = np.empty((D, Bn, H), f32)
         yc = np.empty((D, Bn, H), f32)
         blas_limit = getattr(_rnn, "_SingleThreadedBlas", _NoBlasLimit)
-        for d in range(D):
-            acc = exact_int_matmul_float(np, x2, w_ops[d], xz)
-            xw = (acc.astype(f32) * (f32(xs) * ws[d])).reshape(T, Bn, 4 * H)
-            xw += bsum[d]
-            h = np.zeros((Bn, H), f32) if initial_h is None else np.asarray(initial_h[d]).astype(f32)
-            c = np.zeros((Bn, H), f32) if initial_c is None else np.asarray(initial_c[d]).astype(f32)
-            rev = self.direction == "reverse" or d == 1
-            r_op = r_ops[d]
-            r_scale = rs[d]
-            with blas_limit():  # small dependent per-step products: one BLAS thread
+        # small dependent products (the projection, each step's): one BLAS thread
+        with blas_limit():
+            for d in range(D):
+                acc = exact_int_matmul_float(np, x2, w_ops[d], xz)
+                xw = (acc.astype(f32) * (f32(xs) * ws[d])).reshape(T, Bn, 4 * H)
+                xw += bsum[d]
+                h = np.zeros((Bn, H), f32) if initial_h is None else np.asarray(initial_h[d]).astype(f32)
+                c = np.zeros((Bn, H), f32) if initial_c is None else np.asarray(initial_c[d]).astype(f32)
+                rev = self.direction == "reverse" or d == 1
+                r_op = r_ops[d]
+                r_scale = rs[d]
+                # the compiled loop's float32 sums are exact while H * 255 * max|R - rz| <= 2**24
+                if self.loop is not None and r_op.bound is not None and H * 255 * r_op.bound <= (1 << 24):
+                    h, c = np.ascontiguousarray(h), np.ascontiguousarray(c)
+                    self.loop(xw, r_op.transposed(), np.ascontiguousarray(np.broadcast_to(r_scale, (4 * H,))), h, c,
+                              Y if Y is not None else np.empty((0, 0, 0, 0), f32), d, rev, Y is not None)
+                    yh[d], yc[d] = h, c
+                    continue
                 for t in (range(T - 1, -1, -1) if rev else range(T)):
                     # each row of h quantized on its own (onnxruntime: one row per thread's chunk)
                     hq, hs = _dql_rows_shifted(h)
@@ -251,7 +272,7 @@ class DynamicQuantizeLSTM(_LSTM):
                     h *= g[:, H:2 * H]
                     if Y is not None:
                         Y[t, d] = h
-            yh[d], yc[d] = h, c
+                yh[d], yc[d] = h, c
         return Y, yh, yc
 
     @staticmethod

@@ -21,41 +21,47 @@ import numpy as np
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
-_BLAS = None  # threadpoolctl's controller of numpy's BLAS, looked up once (False: none)
+from . import _jit
+
+_BLAS = None  # threadpoolctl's controllers of the loaded BLAS libraries, looked up once ([]: none)
 
 
-def _blas_controller():
+def _blas_controllers():
+    """Every BLAS library loaded (numpy's, and scipy's when scipy is imported: they are separate
+    OpenBLAS copies; numpy's is the one that matters, and limiting only "the" library when there
+    are two would limit none)."""
     global _BLAS
     if _BLAS is None:
         try:
             from threadpoolctl import ThreadpoolController
 
-            libs = ThreadpoolController().select(user_api="blas").lib_controllers
-            _BLAS = libs[0] if len(libs) == 1 else False
+            _BLAS = list(ThreadpoolController().select(user_api="blas").lib_controllers)
         except Exception:  # noqa: BLE001 - no threadpoolctl, or it cannot see the BLAS
-            _BLAS = False
-    return _BLAS or None
+            _BLAS = []
+    return _BLAS
 
 
 class _SingleThreadedBlas:
-    """Run a block with one BLAS thread (restoring the count after). For loops of small
+    """Run a block with one BLAS thread (restoring the counts after). For loops of small
     dependent products, such as a recurrence's per-step gemv: waking BLAS worker threads for
     ~20 us of work each step costs more than it saves, and on a busy machine far more (a
     bidirectional LSTM of 32 steps measured 15 ms with two OpenBLAS threads, 2 ms with one).
     The thread count is process-wide state: a concurrent run only sees its speed change."""
 
-    __slots__ = ("ctl", "n")
+    __slots__ = ("saved",)
 
     def __enter__(self):
-        self.ctl = _blas_controller()
-        self.n = self.ctl.get_num_threads() if self.ctl is not None else 1
-        if self.n > 1:
-            self.ctl.set_num_threads(1)
+        self.saved = []
+        for ctl in _blas_controllers():
+            n = ctl.get_num_threads()
+            if n > 1:
+                ctl.set_num_threads(1)
+                self.saved.append((ctl, n))
         return self
 
     def __exit__(self, *exc):
-        if self.n > 1:
-            self.ctl.set_num_threads(self.n)
+        for ctl, n in self.saved:
+            ctl.set_num_threads(n)
         return False
 
 
@@ -165,12 +171,16 @@ def _matmul_into(xp, batch):
 
 # Input projections up to this many multiply-adds run on one BLAS thread with the loop after them.
 _SMALL_PROJECTION = 1 << 24
+# The compiled recurrence (kernels._jit.rnn_loop) runs up to this hidden size; above it the
+# per-step product is large enough for BLAS to win.
+_JIT_MAX_HIDDEN = 256
 
 
 class _Packed:
     """Weights in the loop's layout, with the sigmoid gates' columns pre-halved."""
 
-    __slots__ = ("H", "dtype", "w_t", "in_b", "r", "rec_b", "peep", "acts", "clips", "names")
+    __slots__ = ("H", "dtype", "w_t", "in_b", "r", "rec_b", "peep", "acts", "clips", "names", "jit", "rt",
+                 "jit_peep", "jit_rbh", "jit_clips")
 
 
 class _Recurrent:
@@ -269,7 +279,27 @@ class _Recurrent:
                 clips.append(None if self.clip is None else float(self.clip) * (0.5 if halved else 1.0))
             pk.acts.append(acts)
             pk.clips.append(clips)
+        self._pack_jit(pk, r, b, p)
         return pk
+
+    def _pack_jit(self, pk, r, b, p):
+        """The compiled recurrence and its operands (pk.jit None where it does not apply: not numpy,
+        non-default activations, a large hidden size, no numba). r, p: scaled as the loop's."""
+        pk.jit = None
+        defaults = tuple(a.lower() for a in _DEFAULT_ACTS[self.op])
+        if (self.xp is not np or pk.H > _JIT_MAX_HIDDEN or any(n != defaults for n in pk.names)):
+            return
+        pk.jit = _jit.rnn_loop(self.op, pk.dtype)
+        if pk.jit is None:
+            return
+        D, H, ct = r.shape[0], pk.H, pk.dtype
+        pk.rt = np.ascontiguousarray(r)  # [D, G*H, H]: the compiled loop's dot products read rows
+        pk.jit_peep = np.zeros((D, 3 * H), ct) if p is None else np.stack([np.concatenate(q) for q in pk.peep])
+        pk.jit_rbh = np.zeros((D, H), ct)
+        if pk.rec_b is not None:
+            pk.jit_rbh[...] = np.stack(pk.rec_b)
+        clips = (pk.clips[0] + [None])[:2]  # f's and g's (RNN: f only)
+        pk.jit_clips = tuple(ct(np.inf) if c is None else ct(c) for c in clips)
 
     def _pack_r_fast(self, r, H):
         """R (scaled) [D, G*H, H] -> per direction R^T [H, G*H], contiguous."""
@@ -348,7 +378,7 @@ class _Recurrent:
             xw += pk.in_b
         xw = xw.reshape(T, Bn, D, GH)
 
-        masks = None
+        masks = lens = None
         if sequence_lens is not None:
             lens = xp.asarray(sequence_lens).astype(np.int64).reshape(-1)
             if not (xp is np and bool(np.all(lens == T))):  # the shortcut reads lens back: host only
@@ -364,7 +394,11 @@ class _Recurrent:
         c = init_state(initial_c) if self.op == "LSTM" else None
         Y = None
         if self.want_y:
-            Y = (xp.zeros if masks is not None else xp.empty)((T, D, Bn, H), dtype=ct)
+            Y = (xp.zeros if masks is not None and pk.jit is None else xp.empty)((T, D, Bn, H), dtype=ct)
+        if pk.jit is not None:
+            lens = np.full(Bn, T, np.int64) if masks is None else np.ascontiguousarray(lens)
+            self._run_jit(pk, xw.reshape(T, Bn, D * GH), h, c, Y, lens)
+            return self._outputs(Y, h, c, out_dtype)
         # One direction after the other: each one's recurrent weight stays in cache for all its steps.
         # The per-step products are small and dependent: one BLAS thread (see _SingleThreadedBlas).
         inner = _SingleThreadedBlas() if (xp is np and blas is None and T * D > 2) else None
@@ -378,6 +412,10 @@ class _Recurrent:
         finally:
             if inner is not None:
                 inner.__exit__(None, None, None)
+        return self._outputs(Y, h, c, out_dtype)
+
+    def _outputs(self, Y, h, c, out_dtype):
+        xp = self.xp
         outs = [None]
         if Y is not None:
             outs[0] = Y.transpose(2, 0, 1, 3) if self.layout == 1 else Y
@@ -385,6 +423,22 @@ class _Recurrent:
         if self.op == "LSTM":
             outs.append(c.transpose(1, 0, 2) if self.layout == 1 else c)
         return tuple(None if o is None else xp.ascontiguousarray(o.astype(out_dtype, copy=False)) for o in outs)
+
+    def _run_jit(self, pk, xw, h, c, Y, lens):
+        """The compiled recurrence: xw [T, B, D*G*H] C-contiguous, h / c [D, B, H] updated in place,
+        Y [T, D, B, H] written (entries past their length zeroed), lens [B] int64."""
+        y = Y if Y is not None else np.empty((0, 0, 0, 0), pk.dtype)
+        rev0 = int(self.direction == "reverse")
+        flags = 4 if Y is not None else 0
+        cf, cg = pk.jit_clips
+        if self.op == "LSTM":
+            flags |= (1 if pk.peep is not None else 0) | (2 if self.input_forget else 0)
+            pk.jit(xw, pk.rt, pk.jit_peep, h, c, y, lens, rev0, cf, cg, flags)
+        elif self.op == "GRU":
+            flags |= 1 if self.linear_before_reset else 0
+            pk.jit(xw, pk.rt, pk.jit_rbh, h, y, lens, rev0, cf, cg, flags)
+        else:
+            pk.jit(xw, pk.rt, h, y, lens, rev0, cf, flags)
 
     def _bufs(self, Y, masks, d, Bn, H, dt):
         """Where step t writes its h: Y[t, d] directly (the next step's matmul reads it there), else
