@@ -32,7 +32,7 @@ import numpy as np
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
-from . import _int8, _jit, cuda_fused
+from . import _conv_jit, _int8, _jit, cuda_fused
 from ._jit import ACT_NONE
 from ._nn_util import (check_auto_pad, conv_geometry, prod, run_split, spatial_attrs, tap_ranges, window_slices,
                        worker_count)
@@ -45,6 +45,9 @@ _DW_BLOCK_BYTES = 1 << 19
 _SHIFT_BAND_BYTES = 1 << 23
 # Batch > 1 runs one GEMM over the whole batch when an image has at most this many output pixels.
 _BATCH_GEMM_PIXELS = 400
+# Depthwise convs with at most this many output pixels per plane run the channel-blocked loop
+# (kernels._conv_jit); wider planes run kernels._jit's row loop, which is faster there.
+_DW_BLOCKED_PIXELS = 256
 
 
 def _compute_dtype(dtype):
@@ -629,7 +632,9 @@ class _ConvCore:
         elif per_group == 1 and m == self.group:  # depthwise
             attrs = self._jit_attrs(self._w_shape)
             if attrs is not None:
-                _jit.depthwise2d(cdtype, *attrs, ACT_NONE if code is None else code[0], has_z)
+                act_c = ACT_NONE if code is None else code[0]
+                _jit.depthwise2d(cdtype, *attrs, act_c, has_z)
+                _conv_jit.depthwise_cb(cdtype, *attrs, act_c, has_z)
 
     def _depthwise_jit(self, x, wp, bias, z, act, plan, cdtype):
         """Depthwise 2-D through the compiled loop (kernels._jit): one pass per plane with the
@@ -638,6 +643,12 @@ class _ConvCore:
         numpy_act = None
         if code is None:  # an activation the compiled epilogue lacks: numpy runs it afterwards
             code, numpy_act = (ACT_NONE, 0.0, 0.0), act
+        if plan.ho * plan.wo <= _DW_BLOCKED_PIXELS:
+            y = self._depthwise_blocked(x, wp, bias, z, code, plan, cdtype)
+            if y is not None:
+                if numpy_act is not None:
+                    _finish(y.reshape(1, -1, plan.ho * plan.wo), None, None, numpy_act)
+                return y
         fn = _jit.depthwise2d(cdtype, plan.kernel, plan.strides, plan.dilations, code[0], z is not None)
         if fn is None:
             return None
@@ -659,6 +670,36 @@ class _ConvCore:
         run_split(lambda p0, p1: fn(x3, w3, b1, z3, prm, y, pt, pl, p0, p1), planes, workers)
         if numpy_act is not None:
             _finish(y.reshape(1, planes, -1), None, None, numpy_act)
+        return y
+
+    def _depthwise_blocked(self, x, wp, bias, z, code, plan, cdtype):
+        """Depthwise 2-D on small planes through the channel-blocked loop (kernels._conv_jit):
+        taps summed as vectors over blocks of channels, bias / residual / activation ``code``
+        fused. Returns (N, C, Ho, Wo), or None without numba. Constant weights are packed (repeated
+        along an output row) once per output width."""
+        fn = _conv_jit.depthwise_cb(cdtype, plan.kernel, plan.strides, plan.dilations, code[0], z is not None)
+        if fn is None:
+            return None
+        n, c = x.shape[:2]
+        kh, kw = plan.kernel
+        ho, wo = plan.ho, plan.wo
+        key = ("blocked", cdtype.str, wo)
+        w3 = self._jit_consts.get(key) if wp is self.packed else None
+        if w3 is None:
+            w3 = _conv_jit.pack_depthwise(wp.reshape(c, kh, kw), wo, cdtype)
+            if wp is self.packed:
+                self._jit_consts[key] = w3
+        b2 = _conv_jit.pack_bias(bias, c, wo, cdtype)
+        x3 = np.ascontiguousarray(x.reshape(n, c, plan.h * plan.w))
+        y = np.empty((n, c, ho, wo), dtype=cdtype)
+        y3 = y.reshape(n, c, ho * wo)
+        z3 = y3 if z is None else np.ascontiguousarray(z.reshape(n, c, ho * wo))
+        prm = _jit.act_params(code, cdtype)
+        pt, pl = plan.begins
+        hw = (plan.h, plan.w, ho, wo)
+        blocks = n * w3.shape[0]
+        workers = worker_count(n * c * ho * wo * kh * kw)
+        run_split(lambda b0, b1: fn(x3, w3, b2, z3, prm, y3, hw, pt, pl, b0, b1), blocks, workers)
         return y
 
     def _dw_plan(self, plan):
