@@ -2,8 +2,8 @@
 
 Subgraph attributes arrive compiled (``ortlite.plan.Subgraph``). Values the
 bodies read from enclosing graphs follow the node's declared inputs in the
-call (``ctx.implicit_inputs`` names them), so no run looks names up in a dict
-of the whole graph.
+call (``ctx.implicit_inputs`` names them); each body's share is picked by
+position (``Subgraph.outer_picker``), so no run builds a dict.
 """
 from __future__ import annotations
 
@@ -13,25 +13,37 @@ from ortlite.registry import kernel
 from ortlite.types import np_dtype
 
 
-def _outer(ctx, args):
-    return dict(zip(ctx.implicit_inputs, args))
-
-
 def _single_or_tuple(outs):
     return outs[0] if len(outs) == 1 else tuple(outs)
 
 
+def _truth(cond):
+    """A condition tensor's value (onnxruntime reads its first element): ``bool`` of a one-element array
+    directly, the slow path for anything else."""
+    try:
+        return bool(cond)
+    except (TypeError, ValueError):
+        return bool(np.asarray(cond).reshape(-1)[0])
+
+
 @kernel("If", since=1, families=("cpu",), host_inputs=(0,))
 class If:
+    """Runs one branch; a branch's outer values are picked from the node's implicit inputs by position.
+    A constant condition (a Constant or initializer the optimizer left) picks the branch once, here."""
+
     def __init__(self, ctx, *, then_branch, else_branch):
         self.then_branch, self.else_branch = then_branch, else_branch
         self.names = ctx.implicit_inputs
         self.n_out = ctx.num_outputs
+        self._then = (then_branch.call, then_branch.outer_picker(self.names))
+        self._else = (else_branch.call, else_branch.outer_picker(self.names))
+        cond = ctx.const(0)
+        self._fixed = None if cond is None else (self._then if _truth(cond) else self._else)
 
     def __call__(self, cond, *implicit):
-        branch = self.then_branch if bool(np.asarray(cond).reshape(-1)[0]) else self.else_branch
-        outs = branch.run([], dict(zip(self.names, implicit)))
-        return _single_or_tuple(outs)
+        run, pick = self._fixed or (self._then if _truth(cond) else self._else)
+        outs = run(pick(implicit))
+        return outs[0] if len(outs) == 1 else tuple(outs)
 
 
 def _body_dtype(info):
@@ -47,6 +59,7 @@ class Loop:
         self.body = body
         self.n_carried = ctx.num_inputs - 2
         self.names = ctx.implicit_inputs
+        self._pick = body.outer_picker(self.names)
         n_body_out = len(body.output_names)
         self.n_scan = n_body_out - 1 - self.n_carried
         self.scan_dtypes = [_body_dtype(i) for i in body.output_infos[1 + self.n_carried:]]
@@ -54,17 +67,20 @@ class Loop:
     def __call__(self, M=None, cond=None, *rest):
         n = self.n_carried
         carried = list(rest[:n])
-        outer = dict(zip(self.names, rest[n:]))
+        outer = self._pick(rest[n:])
+        run = self.body.call
         trip = None if M is None else int(np.asarray(M).reshape(-1)[0])
-        keep = True if cond is None else bool(np.asarray(cond).reshape(-1)[0])
+        keep = True if cond is None else _truth(cond)
         scans = [[] for _ in range(self.n_scan)]
         i = 0
+        # one iteration: the body's run and its results taken apart (a RunOptions.terminate check belongs
+        # at the top of this loop)
         while keep and (trip is None or i < trip):
-            outs = self.body.run([np.array(i, dtype=np.int64), np.array(keep), *carried], outer)
-            keep = bool(np.asarray(outs[0]).reshape(-1)[0])
+            outs = run([np.array(i, dtype=np.int64), np.array(keep), *carried, *outer])
+            keep = _truth(outs[0])
             carried = outs[1:1 + n]
-            for k, s in enumerate(outs[1 + n:]):
-                scans[k].append(s)
+            for k in range(self.n_scan):
+                scans[k].append(outs[1 + n + k])
             i += 1
         results = list(carried)
         for k, s in enumerate(scans):
@@ -78,6 +94,7 @@ class Loop:
 
 
 def _scan_loop(body, states, scan_inputs, outer, in_axes, in_dirs, out_axes, out_dirs, n_scan_out):
+    """``outer``: the body's outer-scope values (Subgraph.outer_picker's tuple)."""
     seq_len = None
     for x, ax in zip(scan_inputs, in_axes):
         length = x.shape[ax]
@@ -91,7 +108,7 @@ def _scan_loop(body, states, scan_inputs, outer, in_axes, in_dirs, out_axes, out
         for x, ax, d in zip(scan_inputs, in_axes, in_dirs):
             idx = seq_len - 1 - t if d else t
             step_in.append(np.take(x, idx, axis=ax))
-        outs = body.run([*states, *step_in], outer)
+        outs = body.call([*states, *step_in, *outer])
         states = outs[:len(states)]
         for k, y in enumerate(outs[len(states):]):
             outs_per_step[k].append(np.asarray(y))
@@ -115,6 +132,7 @@ class Scan:
         self.n = ctx.num_inputs - num_scan_inputs
         self.names = ctx.implicit_inputs
         self.k = len(body.output_names) - self.n
+        self._pick = body.outer_picker(self.names)
         self.in_axes = scan_input_axes or [0] * self.m
         self.in_dirs = scan_input_directions or [0] * self.m
         self.out_axes = scan_output_axes or [0] * self.k
@@ -123,7 +141,7 @@ class Scan:
     def __call__(self, *args):
         states = list(args[:self.n])
         scans = list(args[self.n:self.n + self.m])
-        outer = dict(zip(self.names, args[self.n + self.m:]))
+        outer = self._pick(args[self.n + self.m:])
         in_axes = [a + x.ndim if a < 0 else a for a, x in zip(self.in_axes, scans)]
         out_axes = []
         for k, a in enumerate(self.out_axes):
@@ -148,12 +166,13 @@ class Scan8:
         self.n = ctx.num_inputs - 1 - num_scan_inputs
         self.names = ctx.implicit_inputs
         self.k = len(body.output_names) - self.n
+        self._pick = body.outer_picker(self.names)
         self.dirs = directions or [0] * self.m
 
     def __call__(self, sequence_lens, *args):
         states = list(args[:self.n])
         scans = list(args[self.n:self.n + self.m])
-        outer = dict(zip(self.names, args[self.n + self.m:]))
+        outer = self._pick(args[self.n + self.m:])
         batch = (states[0] if states else scans[0]).shape[0]
         all_states, all_outs = [], []
         for b in range(batch):

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from ortlite.registry import kernel
+from ortlite.registry import Direct, kernel
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -470,6 +470,25 @@ def _direct_unary(name, run):
     return fast
 
 
+def _specialize_unary(name):
+    """The plan-time form of ``_direct_unary``'s fast path: where shape inference tells a numpy input of a
+    plain dtype and rank >= 1 (a ufunc on a 0-d array gives a numpy scalar), the node is one ufunc call.
+    Relu is ``maximum(X, 0)`` with a zero of X's dtype made here (maximum propagates NaN, as Relu must)."""
+    ufunc = _DIRECT.get(name)
+    if name != "Relu" and ufunc is None:
+        return None
+
+    def specialize(ctx, consumed_inputs=None):
+        dtype, rank = ctx.input_dtype(0), ctx.input_rank(0)
+        if ctx.xp is not np or dtype is None or not rank:
+            return None
+        if name == "Relu":
+            return Direct(np.maximum, dtype.type(0)) if dtype.kind in "fiu" else None
+        return Direct(ufunc) if dtype.kind in "fiub" else None
+
+    return specialize
+
+
 def _register_unary(name, since, fn, bool_result):
     run = _float_math(fn, quiet=name not in _NO_WARNINGS)
     fast = None if bool_result else _direct_unary(name, run)
@@ -489,7 +508,7 @@ def _register_unary(name, since, fn, bool_result):
             return run(xp, X)
 
     unary.__name__ = unary.__qualname__ = name.lower()
-    kernel(name, since=since)(unary)
+    kernel(name, since=since, specialize=None if bool_result else _specialize_unary(name))(unary)
 
 
 for _name, (_since, _fn) in {**_UNARY_FLOAT, **_UNARY_ANY}.items():
@@ -688,6 +707,30 @@ def _binary_compute(fn, bool_result, quiet=False):
     return run
 
 
+# Binary ops that are one ufunc call on two numpy arrays of one plain dtype (Div is not: integer
+# division truncates and x/0 is silenced)
+_BINARY_UFUNC = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "And": np.logical_and,
+                 "Or": np.logical_or, "Xor": np.logical_xor, "Equal": np.equal, "Greater": np.greater,
+                 "Less": np.less, "GreaterOrEqual": np.greater_equal, "LessOrEqual": np.less_equal,
+                 "BitwiseAnd": np.bitwise_and, "BitwiseOr": np.bitwise_or, "BitwiseXor": np.bitwise_xor}
+
+
+def _specialize_binary(name):
+    """The node as its ufunc where shape inference tells two numpy inputs of one dtype (not ml_dtypes,
+    not strings) and a rank >= 1 for one of them (so the result is an array, not a numpy scalar)."""
+    ufunc = _BINARY_UFUNC.get(name)
+    if ufunc is None:
+        return None
+
+    def specialize(ctx):
+        a, b = ctx.input_dtype(0), ctx.input_dtype(1)
+        if ctx.xp is not np or a is None or a != b or a.kind not in "fiub":
+            return None
+        return Direct(ufunc) if ctx.input_rank(0) or ctx.input_rank(1) else None
+
+    return specialize
+
+
 def _register_binary(name, fn, bool_result):
     run = _binary_compute(fn, bool_result, quiet=name == "Div")
 
@@ -702,7 +745,7 @@ def _register_binary(name, fn, bool_result):
     binary_legacy.__name__ = binary_legacy.__qualname__ = name.lower() + "_legacy"
     binary.__name__ = binary.__qualname__ = name.lower()
     kernel(name, since=1)(binary_legacy)
-    kernel(name, since=7)(binary)
+    kernel(name, since=7, specialize=_specialize_binary(name))(binary)
 
 
 for _name, (_fn, _bool) in _BINARY.items():
@@ -718,7 +761,7 @@ for _name, (_since, _fn, _bool) in _BINARY_NEW.items():
 
     _k = _mk()
     _k.__name__ = _k.__qualname__ = _name.lower()
-    kernel(_name, since=_since)(_k)
+    kernel(_name, since=_since, specialize=_specialize_binary(_name))(_k)
 
 
 @kernel("Mod", since=10)

@@ -51,7 +51,10 @@ class ShapeChain:
 
     def __call__(self, *inputs):
         n = self.n_shape
-        key = tuple(np.shape(x) for x in inputs[:n])
+        try:
+            key = tuple([x.shape for x in inputs[:n]])
+        except AttributeError:  # a Python scalar or list
+            key = tuple([np.shape(x) for x in inputs[:n]])
         if len(inputs) > n:
             key += tuple((v.dtype.str, v.shape, v.tobytes()) if isinstance(v, np.ndarray) else repr(v)
                          for v in inputs[n:])
@@ -64,4 +67,7 @@ class ShapeChain:
                     self.cache.pop(next(iter(self.cache)))
                 self.cache[key] = got
         # copies: a reader must never see (or change) the stored values
-        return tuple(v.copy() if isinstance(v, np.ndarray) else v for v in got)
+        if len(got) == 1:
+            v = got[0]
+            return v.copy() if type(v) is np.ndarray else v
+        return tuple([v.copy() if type(v) is np.ndarray else v for v in got])

@@ -54,3 +54,8 @@ class KernelContext:
     def output_dtype(self, i):
         t = self.output_types[i] if i < len(self.output_types) else None
         return None if t is None else t.dtype
+
+    def input_rank(self, i):
+        """Input ``i``'s rank from shape inference, or None where unknown."""
+        t = self.input_types[i] if i < len(self.input_types) else None
+        return None if t is None or t.shape is None else len(t.shape)

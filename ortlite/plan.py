@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from ortlite.errors import Fail, RuntimeException
+from ortlite.registry import Direct
 
 log = logging.getLogger("ortlite")
 
@@ -33,8 +34,11 @@ MAX_GENERATED_STEPS = 10000  # larger plans walk the slots (generating + compili
 
 # The profiler (or ORTLITE_TRACE's tracer) of the run_profiled on this thread, and the node it is
 # running: control-flow bodies (Subgraph.run) record their nodes there, naming that node as parent.
-# Set only by run_profiled, so a run without profiling pays one thread-local read per body run.
+# Set only by run_profiled. ``_profiled_runs`` counts the run_profiled calls in progress in the process,
+# so a body run outside profiling reads one module global, not the thread-local.
 _active = threading.local()
+_profiled_runs = 0
+_profiled_lock = threading.Lock()
 
 
 class Step:
@@ -268,6 +272,9 @@ class Plan:
         prev = getattr(_active, "ctx", None)
         ctx = [profiler, None]
         _active.ctx = ctx
+        global _profiled_runs
+        with _profiled_lock:
+            _profiled_runs += 1
         try:
             t1 = clock()
             for step in self.steps:
@@ -293,6 +300,8 @@ class Plan:
                 record(step, t0, t1, args, outs, parent)
         finally:
             _active.ctx = prev
+            with _profiled_lock:
+                _profiled_runs -= 1
         return [slots[s] for s in (fetch or self.output_slots)]
 
 
@@ -351,15 +360,20 @@ def _generate(plan):
     lines.append("    try:")
     line_step = {}
     for k, st in enumerate(steps):
-        fn, pre, kw = _unwrap(st.fn)
+        fn, pre, kw, post = _unwrap(st.fn)
         glob[f"f{k}"] = fn
         for j, a in enumerate(pre):
             glob[f"a{k}_{j}"] = a
+        for j, a in enumerate(post):
+            glob[f"e{k}_{j}"] = a
         for name, a in kw.items():
             glob[f"k{k}_{name}"] = a
         call = f"f{k}(" + ", ".join([f"a{k}_{j}" for j in range(len(pre))] + [ref(i) for i in st.ins]
+                                    + [f"e{k}_{j}" for j in range(len(post))]
                                     + [f"{name}=k{k}_{name}" for name in kw]) + ")"
-        if len(st.outs) == 1:
+        if len(st.outs) == 1 and type(st.fn) is Direct:  # one array, never a tuple
+            body = [f"        v{st.outs[0]} = {call}"]
+        elif len(st.outs) == 1:
             o = f"v{st.outs[0]}"
             body = [f"        {o} = {call}",
                     f"        if _type({o}) is _tuple: {o} = _one({o}, {k})"]
@@ -393,18 +407,23 @@ def _generate(plan):
 
 
 def _unwrap(fn):
-    """(function, leading args, keywords) of a ``functools.partial`` (a function kernel bound to its
-    provider's array module and attributes), called directly in the generated code; else (fn, (), {})."""
+    """(function, leading args, keywords, trailing args) of a ``functools.partial`` (a function kernel
+    bound to its provider's array module and attributes) or a ``Direct`` call, called directly in the
+    generated code; else (fn, (), {}, ())."""
+    if type(fn) is Direct:
+        return fn.fn, (), {}, fn.extra
     if type(fn) is functools.partial and callable(fn.func):
         kw = fn.keywords or {}
         if all(n.isidentifier() and not keyword.iskeyword(n) for n in kw):
-            return fn.func, fn.args, dict(kw)
-    return fn, (), {}
+            return fn.func, fn.args, dict(kw), ()
+    return fn, (), {}, ()
 
 
 def _unpack(plan, r, k, n):
     """A step's results as ``n`` values, as _store_many stores them (a tuple from a single-output
     kernel, fewer results than outputs: the missing ones None unless the model reads them)."""
+    if n == 1 and len(r) == 1:
+        return r[0]
     step = plan.steps[k]
     tmp = [None] * n
     _store_many(tmp, range(n), r, step)
@@ -488,9 +507,12 @@ class Subgraph:
 
     ``outer`` maps outer-scope names to values; the body reads those in ``outer_names``.
     The body's plan copies values it reads on a device there, and its outputs back to the host.
+    Kernels that run a body often (Loop, Scan, If) pick its outer values once with ``outer_picker``
+    and call ``call`` with the values in the plan's input order: no dict, no padding per run.
     """
 
-    __slots__ = ("plan", "input_names", "output_names", "outer_names", "input_infos", "output_infos", "outer_needs")
+    __slots__ = ("plan", "input_names", "output_names", "outer_names", "input_infos", "output_infos", "outer_needs",
+                 "_run")
 
     def __init__(self, plan, input_names, output_names, outer_names, input_infos=(), output_infos=(),
                  outer_needs=None):
@@ -502,12 +524,37 @@ class Subgraph:
         self.outer_names = tuple(outer_names)
         self.input_infos = tuple(input_infos)
         self.output_infos = tuple(output_infos)
+        # the generated function itself where Plan.run would only forward to it
+        gen = plan._generated
+        self._run = gen if gen is not None and not plan.trace else plan.run
+
+    def outer_picker(self, names):
+        """A function from a node's implicit input values (a tuple, in the order of ``names``) to the
+        tuple of this body's outer-scope values."""
+        names = tuple(names)
+        missing = [n for n in self.outer_names if n not in names]
+        if missing:
+            raise Fail(f"graph '{self.plan.name}' reads outer-scope values {missing} its node does not pass")
+        if names == self.outer_names:
+            return tuple
+        pos = [names.index(n) for n in self.outer_names]
+        if not pos:
+            return lambda values: ()
+        if len(pos) == 1:
+            k = pos[0]
+            return lambda values: (values[k],)
+        return operator.itemgetter(*pos)
+
+    def call(self, vals):
+        """Run with ``vals`` aligned to the plan's inputs: every body input, then the outer values."""
+        if _profiled_runs:
+            ctx = getattr(_active, "ctx", None)
+            if ctx is not None:  # inside a profiled (or traced) run: the body's nodes are recorded too
+                return self.plan.run_profiled(vals, ctx[0], parent=ctx[1])
+        return self._run(vals)
 
     def run(self, inputs, outer):
         vals = list(inputs)
         vals.extend([None] * (len(self.input_names) - len(vals)))
         vals.extend(outer[n] for n in self.outer_names)
-        ctx = getattr(_active, "ctx", None)
-        if ctx is not None:  # inside a profiled (or traced) run: the body's nodes are recorded too
-            return self.plan.run_profiled(vals, ctx[0], parent=ctx[1])
-        return self.plan.run(vals)
+        return self.call(vals)

@@ -45,6 +45,7 @@ class KernelDef:
     where: str
     is_class: bool
     accepts: frozenset | None = field(default=None)  # attribute names, None = **kwargs
+    specialize: object = field(default=None)  # (ctx, **attrs) -> Direct or None, see kernel()
 
     def bind(self, ctx, attrs: dict):
         """Prepare the kernel for one node; returns the callable a run invokes."""
@@ -59,6 +60,10 @@ class KernelDef:
                 )
         if self.is_class:
             return self.impl(ctx, **attrs)
+        if self.specialize is not None:
+            direct = self.specialize(ctx, **attrs)
+            if direct is not None:
+                return direct
         if attrs:
             return functools.partial(self.impl, ctx.xp, **attrs)
         return functools.partial(self.impl, ctx.xp)
@@ -72,8 +77,29 @@ def _norm_domain(domain: str) -> str:
     return "" if domain in ("", "ai.onnx") else domain
 
 
-def kernel(op_type: str, since: int = 1, domain: str = "", families=ALL_FAMILIES, host_inputs=()):
-    """Register a kernel. Registering the same (op, domain, since, family) twice is an error."""
+class Direct:
+    """A bound kernel that is one call ``fn(*inputs, *extra)`` returning one array: the plan's generated
+    code calls ``fn`` itself, with no wrapper and no check for a tuple of results."""
+
+    __slots__ = ("fn", "extra")
+
+    def __init__(self, fn, *extra):
+        self.fn, self.extra = fn, extra
+
+    def __call__(self, *inputs):
+        return self.fn(*inputs, *self.extra)
+
+    def __repr__(self):
+        return f"Direct({getattr(self.fn, '__name__', self.fn)}{''.join(f', {e!r}' for e in self.extra)})"
+
+
+def kernel(op_type: str, since: int = 1, domain: str = "", families=ALL_FAMILIES, host_inputs=(),
+           specialize=None):
+    """Register a kernel. Registering the same (op, domain, since, family) twice is an error.
+
+    ``specialize(ctx, **attributes)`` (function kernels): at binding, a ``Direct`` call for what the
+    node's context tells (its provider's array module, its inputs' dtypes and ranks), or None to bind the
+    kernel as usual. Small models pay per node mostly for wrappers; a plan calls a Direct's ufunc itself."""
     domain = _norm_domain(domain)
     families = (families,) if isinstance(families, str) else tuple(families)
 
@@ -91,7 +117,8 @@ def kernel(op_type: str, since: int = 1, domain: str = "", families=ALL_FAMILIES
                 accepts = frozenset(
                     p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
                 )
-        kdef = KernelDef(op_type, domain, since, families, tuple(host_inputs), impl, where, is_class, accepts)
+        kdef = KernelDef(op_type, domain, since, families, tuple(host_inputs), impl, where, is_class, accepts,
+                         specialize)
         lst = _KERNELS.setdefault((domain, op_type), [])
         for other in lst:
             if other.since == since and set(other.families) & set(families):

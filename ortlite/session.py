@@ -187,7 +187,22 @@ class InferenceSession:
             self._profiler = Profiler(self._sess_options.profile_file_prefix)
             self._profiler.start_ns = t0_ns
             self._profiler.session_event("session_initialization", t0_ns, time.perf_counter_ns())
+        self._init_fast_run()
         self.session_creation_s = time.perf_counter() - t0
+
+    def _init_fast_run(self):
+        """The fixed-cost path of ``run`` (CPU only, no profiling, no inter-op pool): feeds that are numpy
+        arrays of the expected dtype and of a shape checked before (per input name) skip the checks, and
+        the indices of requested output names are kept per name list."""
+        infos = [self._input_info.get(a.name) for a in self._inputs]
+        dtypes = [None if i is None or i.kind != "tensor" else i.dtype for i in infos]
+        more = (self._profiler is not None or self._pool is not None or self._graph_runner is not None
+                or self._device_providers or self._thread_limiter is not None)  # runs needing more than the plan
+        self._fast_dtypes = None if more or any(d is None or d == np.dtype(object) for d in dtypes) else tuple(
+            zip([a.name for a in self._inputs], dtypes))
+        self._fast_shapes = {a.name: set() for a in self._inputs}  # shapes that passed _check_value
+        self._fast_tail = [self._defaults.get(n) for n in self._overridable_names]
+        self._fetch_index = {}  # tuple of output names -> their indices in the plan's outputs
 
     # ---- building -------------------------------------------------------------
     def _cuda_graph_runner(self):
@@ -430,6 +445,17 @@ class InferenceSession:
     # ---- running -------------------------------------------------------------------------
     def run(self, output_names, input_feed, run_options=None):
         """Run the model; returns a list of numpy arrays (lists for sequences, dicts for maps)."""
+        if self._fast_dtypes is not None and type(input_feed) is dict and (
+                run_options is None or not run_options.terminate):
+            vals = self._checked_before(input_feed)
+            if vals is not None:
+                out = self._plan.run(vals)
+                if output_names:
+                    index = self._fetch_index.get(tuple(output_names))
+                    if index is None:
+                        index = self._output_indices(output_names)
+                    out = [out[k] for k in index]
+                return [v if type(v) is np.ndarray else as_output(v) for v in out]
         if not isinstance(input_feed, dict):
             raise InvalidArgument(
                 f"input_feed must be a dict of input name -> numpy array, got {type(input_feed).__name__}"
@@ -495,15 +521,37 @@ class InferenceSession:
     def _fetch_slots(self, output_names):
         if output_names is None or len(output_names) == 0:
             return None
-        slots = []
+        return [self._plan.output_slots[k] for k in self._output_indices(output_names)]
+
+    def _output_indices(self, output_names):
+        """Indices of ``output_names`` in the plan's outputs (kept per name list, a few dozen at most)."""
+        index = []
         for n in output_names:
             k = self._output_index.get(n)
             if k is None:
                 raise InvalidArgument(
                     f"Invalid output name: '{n}'. Valid outputs: {list(self._plan.output_names)}"
                 )
-            slots.append(self._plan.output_slots[k])
-        return slots
+            index.append(k)
+        if len(self._fetch_index) < 64:
+            self._fetch_index[tuple(output_names)] = index
+        return index
+
+    def _checked_before(self, input_feed):
+        """The plan's input values when the feed names exactly the model's inputs, each a numpy array
+        of its input's dtype and of a shape that passed the checks before; else None (check it all)."""
+        names = self._fast_dtypes
+        if len(input_feed) != len(names):
+            return None
+        shapes = self._fast_shapes
+        vals = []
+        for n, dtype in names:
+            v = input_feed.get(n)
+            if type(v) is not np.ndarray or v.dtype is not dtype or v.shape not in shapes[n]:
+                return None
+            vals.append(v)
+        vals += self._fast_tail
+        return vals
 
     def _run_plan(self, feeds, fetch, run_options):
         if run_options is not None and run_options.terminate:
@@ -555,7 +603,12 @@ class InferenceSession:
                 raise InvalidArgument(
                     f"Invalid input name: '{name}'. Valid inputs: {[a.name for a in self._inputs]}"
                 )
-            feeds[name] = _check_value(name, value, info)
+            checked = feeds[name] = _check_value(name, value, info)
+            if checked is value and type(value) is np.ndarray and name in self._fast_shapes:
+                shapes = self._fast_shapes[name]
+                if len(shapes) >= 64:
+                    shapes.clear()
+                shapes.add(value.shape)
         missing = [a.name for a in self._inputs if a.name not in feeds]
         if missing:
             raise InvalidArgument(
