@@ -48,6 +48,12 @@ _BATCH_GEMM_PIXELS = 400
 # Depthwise convs with at most this many output pixels per plane run the channel-blocked loop
 # (kernels._conv_jit); wider planes run kernels._jit's row loop, which is faster there.
 _DW_BLOCKED_PIXELS = 256
+# Convolutions whose im2col matrix holds at most this many elements (a 1-D conv over a few frames, the
+# last layers of a small net) run as one gather through a cached index table and one GEMM: the
+# general paths' per-call set-up (padding, window views, tap loops) costs more than their arithmetic.
+_TINY_COLUMN = 16384
+# Outputs this small take the numpy epilogue: two ufunc calls cost less than entering a compiled loop.
+_SMALL_EPILOGUE = 4096
 
 
 def _compute_dtype(dtype):
@@ -275,7 +281,7 @@ def _finish(y, bias, z, act, src=None):
     then y += z and act(y) in place - split over the intra-op threads by output channels."""
     if src is None and bias is None and z is None and act is None:
         return
-    if src is None and _bias_act_jit(y, bias, z, act):
+    if src is None and y.size > _SMALL_EPILOGUE and _bias_act_jit(y, bias, z, act):
         return
 
     def part(lo, hi):
@@ -295,6 +301,33 @@ def _finish(y, bias, z, act, src=None):
     run_split(part, y.shape[1], worker_count(y.size))
 
 
+def _tiny_index(in_sp, cg, g, kernel, strides, dilations, begins, out_sp):
+    """Indices into a flattened (C, *in_sp) image plus one pad element (index C * prod(in_sp)) giving
+    the im2col matrix of each group: shape (g, cg * prod(kernel), prod(out_sp)), rows ordered
+    (channel, *kernel) as the packed weights are."""
+    nd = len(in_sp)
+    pos = np.zeros((1,) * (2 * nd), dtype=np.int64)  # flat offset within a channel plane
+    ok = np.ones((1,) * (2 * nd), dtype=bool)
+    step = 1
+    for d in reversed(range(nd)):
+        shape_k = [1] * (2 * nd)
+        shape_k[d] = kernel[d]
+        shape_o = [1] * (2 * nd)
+        shape_o[nd + d] = out_sp[d]
+        coord = (np.arange(kernel[d]).reshape(shape_k) * dilations[d]
+                 + np.arange(out_sp[d]).reshape(shape_o) * strides[d] - begins[d])
+        ok = ok & (coord >= 0) & (coord < in_sp[d])
+        pos = pos + coord * step
+        step *= in_sp[d]
+    plane = step
+    kk, npix = prod(kernel), prod(out_sp)
+    pos = np.broadcast_to(pos, tuple(kernel) + tuple(out_sp)).reshape(1, kk, npix)
+    ok = np.broadcast_to(ok, tuple(kernel) + tuple(out_sp)).reshape(1, kk, npix)
+    chans = np.arange(g * cg).reshape(g * cg, 1, 1) * plane
+    idx = np.where(ok, chans + pos, g * cg * plane)
+    return np.ascontiguousarray(idx.reshape(g, cg * kk, npix)).astype(np.intp)
+
+
 class _ConvCore:
     """Geometry + packed weights of one Conv node; ``run`` does the arithmetic."""
 
@@ -309,6 +342,7 @@ class _ConvCore:
         self._dw = {}
         self._shift = {}
         self._jit_consts = {}
+        self._tiny_index = {}
         self._cudnn = None
         self.algo_search = "EXHAUSTIVE"  # the CUDA provider's cudnn_conv_algo_search
         self.packed = None
@@ -370,6 +404,9 @@ class _ConvCore:
                     act(xp, y)
                 return y
         npix = prod(out_sp)
+        if xp is np and n * c * prod(kernel) * npix <= _TINY_COLUMN and not (g == c == m and g > 1):
+            y = self._tiny(x, wp, bias, z, act, kernel, strides, dilations, begins, out_sp, pad_value)
+            return y.reshape(n, m, *out_sp)
         fast = xp is np and plan is not None and pad_value == 0
         if g == c and g == m and g > 1:
             if fast and min(begins) >= 0 and min(ends) >= 0:
@@ -408,6 +445,26 @@ class _ConvCore:
         elif not cuda_fused.bias_act(xp, y, bias, None if z is None else z.reshape(n, m, npix), act):
             _epilogue(xp, y, bias, None if z is None else z.reshape(n, m, npix), act)
         return y.reshape(n, m, *out_sp)
+
+    def _tiny(self, x, wp, bias, z, act, kernel, strides, dilations, begins, out_sp, pad_value):
+        """A small convolution on numpy: the columns gathered in one indexing step from the flattened
+        image with one pad element appended (taps outside the image read it), then one (grouped) GEMM
+        and the epilogue. The index table is made once per input shape."""
+        n, c = x.shape[:2]
+        g = self.group
+        key = (tuple(x.shape[2:]), c)
+        idx = self._tiny_index.get(key)
+        if idx is None:
+            idx = _tiny_index(tuple(x.shape[2:]), c // g, g, kernel, strides, dilations, begins, out_sp)
+            self._tiny_index[key] = idx
+        flat = np.empty((n, x[0].size + 1), dtype=x.dtype)
+        flat[:, :-1] = x.reshape(n, -1)
+        flat[:, -1] = pad_value
+        col = flat[:, idx]  # (n, g, C/g * prod(k), npix)
+        y = np.matmul(wp, col).reshape(n, -1, idx.shape[-1])
+        m = y.shape[1]
+        _finish(y, bias, None if z is None else z.reshape(n, m, -1), act)
+        return y
 
     def _cudnn_run(self, x, w, b, begins, ends, strides, dilations, z, act, out_sp):
         """On CUDA: the conv (+ bias) as a cached cuDNN graph, then Z and the activation in one
