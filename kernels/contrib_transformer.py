@@ -23,6 +23,7 @@ import numpy as np
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
+from . import _transformer_jit as _tj
 from ._common import norm_axis
 from ._nn_util import run_split, worker_count
 from .attention import rotary_embedding as _onnx_rotary
@@ -52,9 +53,49 @@ def _sigmoid(xp, x):
 
 # --------------------------------------------------------------------------- Gelu family
 
-@kernel("Gelu", since=1, domain=MS)
-def gelu(xp, X):
-    return _onnx_gelu(xp, X)  # exact erf form, as ONNX Gelu-20 approximate='none'
+_F32, _F16 = np.dtype(np.float32), np.dtype(np.float16)
+
+
+def _compiled_gelu(ctx, mode):
+    """At session start: the compiled Gelu loop (kernels._transformer_jit) for a numpy node whose
+    input is float32 / float16 (or of a dtype not known yet); None otherwise or without numba."""
+    if ctx.xp is not np or ctx.input_dtype(0) not in (None, _F32, _F16):
+        return None
+    return _tj.gelu(mode)
+
+
+def _gelu_rows(fn, X, bias):
+    """Gelu of X (+ bias, a vector over the last axis) through the compiled loop ``fn``, or None
+    where it does not apply (other dtypes or bias shapes, small tensors): the numpy path runs."""
+    if X.dtype not in (_F32, _F16) or X.size < _tj.MIN_SIZE:
+        return None
+    h = X.shape[-1]
+    if bias is not None:
+        if bias.shape != (h,) or bias.dtype != X.dtype:
+            return None
+        bias = np.ascontiguousarray(bias, dtype=np.float32)
+    elif h < _tj.MIN_SIZE:
+        h = X.size  # short rows: one row (the loop's per-row work is for the bias)
+    y = _tj.run_gelu(fn, np.ascontiguousarray(X, dtype=np.float32).reshape(-1, h), bias).reshape(X.shape)
+    return y if X.dtype == _F32 else y.astype(X.dtype)
+
+
+def bias_gelu(xp, A, B):
+    """Gelu(A + B) on numpy or a device (also cuda_fused's fallback)."""
+    if _f32_bias_fast(xp, A, B):
+        return _gelu_f32(xp, A, bias=B)
+    return _onnx_gelu(xp, A + B)
+
+
+def fast_gelu(xp, X, bias=None):
+    """0.5x(1 + tanh(0.7978845608 (x + 0.044715 x^3))) of X (+ bias): ONNX Gelu's tanh
+    approximation, on numpy or a device (also cuda_fused's fallback)."""
+    if _f32_bias_fast(xp, X, bias):
+        y = np.empty(X.shape, np.float32)
+        h = X.shape[-1]
+        _gelu_tanh_into(X.reshape(-1, h), y.reshape(-1, h), bias)
+        return y
+    return _onnx_gelu(xp, X if bias is None else X + bias, approximate="tanh")
 
 
 def _f32_bias_fast(xp, X, bias):
@@ -64,22 +105,44 @@ def _f32_bias_fast(xp, X, bias):
             and bias.ndim == 1 and bias.shape[0] == X.shape[-1] and X.flags.c_contiguous)
 
 
+@kernel("Gelu", since=1, domain=MS)
+class Gelu:
+    """Exact (erf) Gelu, as ONNX Gelu-20 approximate='none'."""
+
+    def __init__(self, ctx):
+        self.xp = ctx.xp
+        self.jit = _compiled_gelu(ctx, _tj.GELU_ERF)
+
+    def __call__(self, X):
+        y = None if self.jit is None else _gelu_rows(self.jit, X, None)
+        return _onnx_gelu(self.xp, X) if y is None else y
+
+
 @kernel("BiasGelu", since=1, domain=MS)
-def bias_gelu(xp, A, B):
-    if _f32_bias_fast(xp, A, B):
-        return _gelu_f32(xp, A, bias=B)
-    return _onnx_gelu(xp, A + B)
+class BiasGelu:
+    """Gelu(A + B), B a vector over A's last axis (or broadcasting as numpy's add)."""
+
+    def __init__(self, ctx):
+        self.xp = ctx.xp
+        self.jit = _compiled_gelu(ctx, _tj.GELU_ERF)
+
+    def __call__(self, A, B):
+        y = None if self.jit is None else _gelu_rows(self.jit, A, B)
+        return bias_gelu(self.xp, A, B) if y is None else y
 
 
 @kernel("FastGelu", since=1, domain=MS)
-def fast_gelu(xp, X, bias=None):
-    # 0.5x(1 + tanh(0.7978845608 (x + 0.044715 x^3))): ONNX Gelu's tanh approximation
-    if _f32_bias_fast(xp, X, bias):
-        y = np.empty(X.shape, np.float32)
-        h = X.shape[-1]
-        _gelu_tanh_into(X.reshape(-1, h), y.reshape(-1, h), bias)
-        return y
-    return _onnx_gelu(xp, X if bias is None else X + bias, approximate="tanh")
+class FastGelu:
+    """The tanh approximation of Gelu of X (+ bias), computed as x / (1 + exp(-2u)) (no
+    cancellation for x << 0)."""
+
+    def __init__(self, ctx):
+        self.xp = ctx.xp
+        self.jit = _compiled_gelu(ctx, _tj.GELU_TANH)
+
+    def __call__(self, X, bias=None):
+        y = None if self.jit is None else _gelu_rows(self.jit, X, bias)
+        return fast_gelu(self.xp, X, bias) if y is None else y
 
 
 _QG_BLOCK = 1 << 14  # elements per block: the block and its temporary stay in L1/L2
@@ -176,6 +239,18 @@ def _rms_norm(xp, x, gamma, epsilon, axis=-1):
     return y, inv.reshape(x.shape[:a] + (1,) * (x.ndim - a))
 
 
+def _skip_rows(input, skip, h):
+    """skip as [Rs, H] rows repeating over input's rows (input's trailing shape, leading 1s
+    allowed: (1, S, H) or (S, H) against (B, S, H)), or None when it broadcasts otherwise."""
+    lead = 0
+    while lead < skip.ndim - 1 and skip.shape[lead] == 1:
+        lead += 1
+    core = skip.shape[lead:]
+    if len(core) > input.ndim or input.shape[input.ndim - len(core):] != core or core[-1] != h:
+        return None
+    return skip.reshape(-1, h)
+
+
 class _SkipNormBase:
     simplified = False
 
@@ -183,8 +258,16 @@ class _SkipNormBase:
         self.xp = ctx.xp
         self.epsilon = float(epsilon)
         self.num_outputs = ctx.num_outputs
+        dt = ctx.input_dtype(0)
+        # the compiled rows loop (kernels._transformer_jit) for the compute dtype, compiled now
+        self.jit_dtype = _wd(dt or _F32)
+        self.jit = _tj.norm_rows(self.jit_dtype) if ctx.xp is np and dt in (None, _F32, _F16, np.float64) else None
 
     def run(self, input, skip, gamma, beta, bias):
+        if self.jit is not None:
+            outs = self._compiled(input, skip, gamma, beta, bias)
+            if outs is not None:
+                return outs[0] if self.num_outputs == 1 else outs[: self.num_outputs]
         xp = self.xp
         wd = _wd(input.dtype)
         if input.dtype == wd and skip.dtype == wd:
@@ -202,6 +285,27 @@ class _SkipNormBase:
         outs = (y.astype(input.dtype, copy=False), mean.astype(np.float32, copy=False),
                 inv.astype(np.float32, copy=False), s.astype(input.dtype, copy=False))
         return outs[0] if self.num_outputs == 1 else outs[: self.num_outputs]
+
+    def _compiled(self, input, skip, gamma, beta, bias):
+        """The outputs through the compiled rows loop, or None where it does not apply (dtypes,
+        broadcasts or sizes it does not take, or a dtype other than the one compiled)."""
+        dt = input.dtype
+        wd = _wd(dt)
+        if (dt not in (_F32, _F16, np.float64) or skip.dtype != dt or input.ndim < 1 or input.size < _tj.MIN_SIZE
+                or wd != self.jit_dtype):
+            return None
+        h = input.shape[-1]
+        sk = _skip_rows(input, skip, h)
+        vecs = [_tj.norm_vector(v, (h,), wd) for v in (gamma, beta, bias)]
+        if sk is None or sk.shape[0] == 0 or (input.size // h) % sk.shape[0] or vecs[0] is None or any(v is False for v in vecs):
+            return None
+        x2 = np.ascontiguousarray(input, dtype=wd).reshape(-1, h)
+        y, s, mean, inv = _tj.run_norm(self.jit, x2, np.ascontiguousarray(sk, dtype=wd), vecs[2], vecs[0],
+                                       vecs[1], self.epsilon, rms=self.simplified, want_sum=self.num_outputs > 3)
+        stat = input.shape[:-1] + (1,)
+        return (y.reshape(input.shape).astype(dt, copy=False), mean.reshape(stat).astype(np.float32, copy=False),
+                inv.reshape(stat).astype(np.float32, copy=False),
+                None if s is None else s.reshape(input.shape).astype(dt, copy=False))
 
 
 @kernel("SkipLayerNormalization", since=1, domain=MS)
@@ -239,10 +343,20 @@ class SimplifiedLayerNormalization:
         self.axis, self.epsilon = int(axis), float(epsilon)
         self.num_outputs = ctx.num_outputs
         self.inv_dtype = ctx.output_dtype(1) if ctx.num_outputs > 1 else None
+        dt = ctx.input_dtype(0)
+        # the compiled rows loop (kernels._transformer_jit) for the compute dtype, compiled now
+        self.jit_dtype = _wd(dt or _F32)
+        self.jit = _tj.norm_rows(self.jit_dtype) if ctx.xp is np and dt in (None, _F32, _F16, np.float64) else None
 
     def __call__(self, X, scale):
         wd = _wd(X.dtype)
-        y, inv = _rms_norm(self.xp, X.astype(wd, copy=False), scale, self.epsilon, self.axis)
+        done = None
+        if self.jit is not None and wd == self.jit_dtype and X.dtype in (_F32, _F16, np.float64) and X.ndim:
+            done = _tj.norm_axes(self.jit, X, norm_axis(self.axis, X.ndim), scale, None, self.epsilon, wd, rms=True)
+        if done is not None:
+            y, _, inv = done
+        else:
+            y, inv = _rms_norm(self.xp, X.astype(wd, copy=False), scale, self.epsilon, self.axis)
         y = y.astype(scale.dtype, copy=False)  # Y has the scale's type (V)
         if self.num_outputs == 1:
             return y

@@ -4,13 +4,23 @@ Subgraph attributes arrive compiled (``ortlite.plan.Subgraph``). Values the
 bodies read from enclosing graphs follow the node's declared inputs in the
 call (``ctx.implicit_inputs`` names them); each body's share is picked by
 position (``Subgraph.outer_picker``), so no run builds a dict.
+
+A run given RunOptions (``current_run_options``) has its terminate flag read at every Loop and Scan
+iteration and before every body step (nested bodies too); a run without any reads nothing.
+A Loop that runs zero times and a Scan over an empty sequence return scan outputs shaped
+``(0, *body output shape)`` (unknown dims 0, an unknown rank ``(0,)``), as onnxruntime does.
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
+from ortlite.plan import current_run_options, stop_run
 from ortlite.registry import kernel
 from ortlite.types import np_dtype
+
+log = logging.getLogger("ortlite")
 
 
 def _single_or_tuple(outs):
@@ -42,7 +52,7 @@ class If:
 
     def __call__(self, cond, *implicit):
         run, pick = self._fixed or (self._then if _truth(cond) else self._else)
-        outs = run(pick(implicit))
+        outs = run(pick(implicit), current_run_options())
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 
@@ -51,6 +61,17 @@ def _body_dtype(info):
         return np_dtype(info.elem_type) if info is not None and info.elem_type is not None else np.float32
     except TypeError:
         return np.float32
+
+
+def _empty_scan(info, op, k):
+    """The stacked scan output of zero iterations, from the body output's static info: ``(0, *shape)``
+    (unknown dims 0); an unknown rank gives ``(0,)`` with onnxruntime's warning."""
+    shape = None if info is None else info.shape
+    if shape is None:
+        log.warning("%s had zero iterations and the shape of subgraph output %d was not found. "
+                    "Defaulting to a rank 1 shape of {0}.", op, k)
+        return np.zeros((0,), dtype=_body_dtype(info))
+    return np.zeros((0, *(d if isinstance(d, int) and d >= 0 else 0 for d in shape)), dtype=_body_dtype(info))
 
 
 @kernel("Loop", since=1, families=("cpu",), host_inputs=(0, 1))
@@ -62,21 +83,24 @@ class Loop:
         self._pick = body.outer_picker(self.names)
         n_body_out = len(body.output_names)
         self.n_scan = n_body_out - 1 - self.n_carried
-        self.scan_dtypes = [_body_dtype(i) for i in body.output_infos[1 + self.n_carried:]]
+        infos = list(body.output_infos[1 + self.n_carried:])
+        self.scan_infos = infos + [None] * (self.n_scan - len(infos))
 
     def __call__(self, M=None, cond=None, *rest):
         n = self.n_carried
         carried = list(rest[:n])
         outer = self._pick(rest[n:])
         run = self.body.call
+        ro = current_run_options()
         trip = None if M is None else int(np.asarray(M).reshape(-1)[0])
         keep = True if cond is None else _truth(cond)
         scans = [[] for _ in range(self.n_scan)]
         i = 0
-        # one iteration: the body's run and its results taken apart (a RunOptions.terminate check belongs
-        # at the top of this loop)
+        # one iteration: the terminate check (runs given RunOptions), the body's run, its results taken apart
         while keep and (trip is None or i < trip):
-            outs = run([np.array(i, dtype=np.int64), np.array(keep), *carried, *outer])
+            if ro is not None and ro.terminate:
+                stop_run()
+            outs = run([np.array(i, dtype=np.int64), np.array(keep), *carried, *outer], ro)
             keep = _truth(outs[0])
             carried = outs[1:1 + n]
             for k in range(self.n_scan):
@@ -89,12 +113,13 @@ class Loop:
             elif s:
                 results.append(np.stack([np.asarray(x) for x in s]))
             else:
-                results.append(np.zeros((0,), dtype=self.scan_dtypes[k]))
+                results.append(_empty_scan(self.scan_infos[k], "Loop", 1 + n + k))
         return _single_or_tuple(results) if results else ()
 
 
 def _scan_loop(body, states, scan_inputs, outer, in_axes, in_dirs, out_axes, out_dirs, n_scan_out):
     """``outer``: the body's outer-scope values (Subgraph.outer_picker's tuple)."""
+    ro = current_run_options()
     seq_len = None
     for x, ax in zip(scan_inputs, in_axes):
         length = x.shape[ax]
@@ -104,11 +129,13 @@ def _scan_loop(body, states, scan_inputs, outer, in_axes, in_dirs, out_axes, out
     seq_len = seq_len or 0
     outs_per_step = [[] for _ in range(n_scan_out)]
     for t in range(seq_len):
+        if ro is not None and ro.terminate:
+            stop_run()
         step_in = []
         for x, ax, d in zip(scan_inputs, in_axes, in_dirs):
             idx = seq_len - 1 - t if d else t
             step_in.append(np.take(x, idx, axis=ax))
-        outs = body.call([*states, *step_in, *outer])
+        outs = body.call([*states, *step_in, *outer], ro)
         states = outs[:len(states)]
         for k, y in enumerate(outs[len(states):]):
             outs_per_step[k].append(np.asarray(y))
@@ -116,7 +143,11 @@ def _scan_loop(body, states, scan_inputs, outer, in_axes, in_dirs, out_axes, out
     for k, ys in enumerate(outs_per_step):
         if out_dirs[k]:
             ys = ys[::-1]
-        y = np.stack(ys, axis=0) if ys else np.zeros((0,), np.float32)
+        if ys:
+            y = np.stack(ys, axis=0)
+        else:
+            k_out = len(states) + k
+            y = _empty_scan(body.output_infos[k_out] if k_out < len(body.output_infos) else None, "Scan", k_out)
         if out_axes[k] != 0:
             y = np.moveaxis(y, 0, out_axes[k])
         scan_out.append(y)

@@ -11,6 +11,7 @@ import numpy as np
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
+from . import _transformer_jit as _tj
 from ._common import norm_axis
 from ._nn_util import run_split, worker_count
 
@@ -226,11 +227,30 @@ class LayerNormalization:
         self.stash_type = int(stash_type)
         self.num_outputs = ctx.num_outputs
         self.stat_dtype = ctx.output_dtype(1) if ctx.num_outputs > 1 else None
+        # the compiled rows loop (kernels._transformer_jit) for the accumulation dtype, compiled now
+        dt = ctx.input_dtype(0)
+        self.jit_dtype = (_acc(dt) if self.stash_type == 1 else dt) if dt is not None else np.dtype(np.float32)
+        self.jit = (_tj.norm_rows(self.jit_dtype)
+                    if ctx.xp is np and self.jit_dtype in (np.float32, np.float64) else None)
 
     def __call__(self, X, Scale, B=None):
-        xp = self.xp
         axis = norm_axis(self.axis, X.ndim)
         acc = _acc(X.dtype) if self.stash_type == 1 else np.dtype(X.dtype)
+        done = None
+        if self.jit is not None and acc == self.jit_dtype and X.dtype.kind == "f":
+            done = _tj.norm_axes(self.jit, X, axis, Scale, B, self.epsilon, acc)
+        if done is not None:
+            y, mean, inv = done
+        else:
+            y, mean, inv = self._numpy(X, Scale, B, axis, acc)
+        y = y.astype(X.dtype, copy=False)
+        if self.num_outputs == 1:
+            return y
+        sd = self.stat_dtype or (np.dtype(np.float32) if self.stash_type == 1 else X.dtype)
+        return (y, mean.astype(sd, copy=False), inv.astype(sd, copy=False))[: self.num_outputs]
+
+    def _numpy(self, X, Scale, B, axis, acc):
+        xp = self.xp
         xa = X.astype(acc, copy=False)
         if xp is np and X.size and xa.flags.c_contiguous:
             # rows of a 2-D view (the usual trailing-axes case): the fast row statistics
@@ -244,11 +264,7 @@ class LayerNormalization:
         y *= Scale.astype(acc, copy=False)
         if B is not None:
             y += B.astype(acc, copy=False)
-        y = y.astype(X.dtype, copy=False)
-        if self.num_outputs == 1:
-            return y
-        sd = self.stat_dtype or (np.dtype(np.float32) if self.stash_type == 1 else X.dtype)
-        return (y, mean.astype(sd, copy=False), inv.astype(sd, copy=False))[: self.num_outputs]
+        return y, mean, inv
 
 
 class _GroupNormBase:

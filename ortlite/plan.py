@@ -11,9 +11,14 @@ locals, so concurrent runs are safe.
 
 The slot machinery (``run_slots``, ``run_profiled``, ``run_parallel``) stays for
 profiling, ORTLITE_TRACE, ORT_PARALLEL and plans too large to generate.
+
+A run given RunOptions reads ``terminate`` before every step: a second generated function (made on
+the first such run) has the check, the plain one has none. Control-flow kernels read the run's options
+(``current_run_options``) once per call and check them at every iteration and in their bodies.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import keyword
 import logging
@@ -39,6 +44,52 @@ MAX_GENERATED_STEPS = 10000  # larger plans walk the slots (generating + compili
 _active = threading.local()
 _profiled_runs = 0
 _profiled_lock = threading.Lock()
+
+TERMINATED = "Exiting due to terminate flag being set to true."  # onnxruntime's Fail message
+# The RunOptions of the run on this thread, set only for runs given RunOptions (``running_with``).
+_run_options = threading.local()
+
+# Ops whose output may be (a view of) one of their inputs: an output reached from a feed or a
+# constant through these may share the caller's or the plan's memory (``Plan._may_alias``).
+VIEW_OPS = frozenset((
+    "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Cast", "CastLike", "Slice",
+    "Split", "Expand", "Dropout", "If", "Loop", "Scan", "Optional", "OptionalGetElement", "SequenceAt",
+    "SequenceConstruct", "SplitToSequence", "ConcatFromSequence", "Concat", "Sum", "Max", "Min", "Mean",
+    "Tile", "Pad", "Resize", "Upsample", "Clip", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
+    "Gather", "DepthToSpace", "SpaceToDepth", "BatchNormalization", "MemcpyFromHost", "MemcpyToHost",
+))
+
+
+def current_run_options():
+    """The RunOptions of the run on this thread, None when it was given none."""
+    return getattr(_run_options, "ro", None)
+
+
+class running_with:
+    """Context manager: ``run_options`` is this thread's current run's options (nested runs restore)."""
+
+    __slots__ = ("ro", "prev")
+
+    def __init__(self, run_options):
+        self.ro = run_options
+
+    def __enter__(self):
+        self.prev = getattr(_run_options, "ro", None)
+        _run_options.ro = self.ro
+
+    def __exit__(self, *exc):
+        _run_options.ro = self.prev
+
+
+def check_terminate(run_options):
+    """Raise onnxruntime's Fail when ``run_options.terminate`` is set (None: nothing to check)."""
+    if run_options is not None and run_options.terminate:
+        raise Fail(TERMINATED)
+
+
+def stop_run():
+    """Raise onnxruntime's Fail for a run whose RunOptions.terminate was set."""
+    raise Fail(TERMINATED)
 
 
 class Step:
@@ -129,28 +180,106 @@ class Plan:
         self._out_pos = {s: k for k, s in reversed(list(enumerate(self.output_slots)))}
         self._n_in = len(self.input_slots)
         self._const_slots = frozenset(slot[n] for n in constants)
+        self.own_slots = self._may_alias()
+        self._const_roots = {id(_root(v)): v for v in constants.values() if type(v) is np.ndarray}
+        for _, fn, _ in bound:  # an If/Loop/Scan may return its bodies' constants
+            for sub in getattr(fn, "__dict__", {}).values():
+                if type(sub) is Subgraph:
+                    self._const_roots.update(sub.plan._const_roots)
         self._generated = None
+        self._checked = None
         self.source = None
         if len(self.steps) <= MAX_GENERATED_STEPS:
             self._generated, self.source, self._line_step = _generate(self)
 
-    def run(self, inputs, fetch=None):
+    def run(self, inputs, fetch=None, run_options=None):
         """Run with ``inputs`` aligned to ``input_names``; returns the values of ``output_names``
-        (or of the output slots in ``fetch``)."""
+        (or of the output slots in ``fetch``). With ``run_options``, its ``terminate`` is read before
+        every step."""
         if self.trace:
-            return self.run_profiled(inputs, _Tracer, fetch)
+            return self.run_profiled(inputs, _Tracer, fetch, run_options=run_options)
         gen = self._generated
         if gen is None or len(inputs) != self._n_in:
-            return self.run_slots(inputs, fetch)
+            return self.run_slots(inputs, fetch, run_options)
+        if run_options is not None:
+            checked = self._checked
+            if checked is None:
+                checked = self._checked = _generate(self, checked=True)[0]
+            gen = functools.partial(checked, _ro=run_options)
         if fetch is None:
             return gen(inputs)
         pos = self._out_pos
         if all(s in pos for s in fetch):
             out = gen(inputs)
             return [out[pos[s]] for s in fetch]
-        return self.run_slots(inputs, fetch)
+        return self.run_slots(inputs, fetch, run_options)
 
-    def run_slots(self, inputs, fetch=None):
+    def _may_alias(self):
+        """Output slots whose value may share memory with a feed, a constant or another output (a view
+        op's result, a pass-through of a kernel's input): only these are checked after a run
+        (``own_outputs``); every other output is the kernel's fresh array, returned as it is."""
+        producer = {o: st for st in self.steps for o in st.outs}
+        sources = set(self.input_slots) | set(self._const_slots)
+        aliasy = {}  # slot -> may be a view of a feed or constant
+
+        def from_source(s):
+            if s in sources:
+                return True
+            if s not in aliasy:
+                st = producer.get(s)
+                aliasy[s] = False  # a cycle cannot occur; this only bounds the recursion
+                aliasy[s] = st is not None and st.node.op_type in VIEW_OPS and any(map(from_source, st.ins))
+            return aliasy[s]
+
+        def roots(s):  # the slots whose memory ``s`` may be (itself, through view ops)
+            out, todo = set(), [s]
+            while todo:
+                t = todo.pop()
+                if t in out or t == NONE_SLOT:
+                    continue
+                out.add(t)
+                st = producer.get(t)
+                if st is not None and st.node.op_type in VIEW_OPS:
+                    todo.extend(st.ins)
+            return out
+
+        own, seen = set(), {}
+        for s in self.output_slots:
+            st = producer.get(s)
+            direct = st.ins if st is not None else ()
+            if from_source(s) or any(from_source(i) for i in direct) or (
+                    st is not None and st.node.op_type in VIEW_OPS):  # a read-only view (Expand), a body's constant
+                own.add(s)
+            for r in roots(s) | set(direct):  # outputs reaching the same slot may be the same array
+                if r in seen and seen[r] != s:
+                    own.update((s, seen[r]))
+                seen.setdefault(r, s)
+        if len(set(self.output_slots)) < len(self.output_slots):
+            own.update(s for s in self.output_slots if self.output_slots.count(s) > 1)
+        return frozenset(own)
+
+    def own_outputs(self, values, slots, inputs):
+        """``values`` (of ``slots``) as arrays the caller owns, as onnxruntime returns them: an output in
+        ``own_slots`` that is read-only, shares memory with a feed (``inputs``) or a constant, or with an
+        output before it is copied; the others are returned as they are."""
+        own = self.own_slots
+        feeds = {id(_root(x)) for v in inputs for x in (v if type(v) is list else (v,)) if type(x) is np.ndarray}
+        out, kept = list(values), []
+        for k, s in enumerate(slots):
+            if s not in own:
+                continue
+            v = out[k]
+            if isinstance(v, np.ndarray):
+                root = id(_root(v))
+                if (not v.flags.writeable or root in feeds or root in self._const_roots
+                        or any(np.may_share_memory(v, w) for w in kept)):
+                    v = out[k] = v.copy()
+                kept.append(v)
+            elif isinstance(v, list):  # a sequence: a new list, its arrays owned the same way
+                out[k] = self.own_outputs(v, [s] * len(v), inputs)
+        return out
+
+    def run_slots(self, inputs, fetch=None, run_options=None):
         """``run`` over the slot list (the generated function's reference semantics)."""
         slots = self.template.copy()
         for s, v in zip(self.input_slots, inputs):
@@ -159,6 +288,8 @@ class Plan:
         try:
             # The hot loop: per step one C-level gather of the inputs, the call, one store.
             for k, (fn, get, arity, out, frees) in enumerate(self._fast):
+                if run_options is not None and run_options.terminate:
+                    stop_run()
                 if arity == 1:
                     r = fn(get(slots))
                 elif arity:
@@ -188,11 +319,12 @@ class Plan:
         step = self.steps[k]
         return _node_error(step, e, [_value_of(self, i, values) for i in step.ins])
 
-    def run_parallel(self, inputs, pool, fetch=None, context=None):
+    def run_parallel(self, inputs, pool, fetch=None, context=None, run_options=None):
         """Run independent steps concurrently on ``pool`` (a ThreadPoolExecutor).
 
         ``context``: a function returning a context manager each step runs in on its worker thread
         (the session's device providers made current there: device, memory pool, stream).
+        ``run_options``: read before each step, and current on the worker threads (for bodies).
 
         A step starts as soon as the steps producing its inputs are done; an intermediate is
         released when its last reader is done. numpy and BLAS release the GIL in their heavy
@@ -217,11 +349,9 @@ class Plan:
                 return
             step = self.steps[k]
             try:
-                if context is None:
+                check_terminate(run_options)
+                with (context or contextlib.nullcontext)(), running_with(run_options):
                     r = step.fn(*[slots[i] for i in step.ins])
-                else:
-                    with context():
-                        r = step.fn(*[slots[i] for i in step.ins])
                 if len(step.outs) == 1 and type(r) is not tuple:
                     slots[step.outs[0]] = r
                 else:
@@ -258,7 +388,7 @@ class Plan:
         self.last_run_threads = len(state["threads"])
         return [slots[s] for s in (fetch or self.output_slots)]
 
-    def run_profiled(self, inputs, profiler, fetch=None, parent=None):
+    def run_profiled(self, inputs, profiler, fetch=None, parent=None, run_options=None):
         """As ``run``, timing every step into ``profiler`` (ortlite.profiling.Profiler).
 
         ``parent``: the name of the If/Loop/Scan node whose body this plan is (None at the top).
@@ -281,6 +411,8 @@ class Plan:
                 # Each step's span runs from the end of the previous one, so the events account for
                 # the whole run: gathering inputs, the kernel, storing and releasing values.
                 t0 = t1
+                if run_options is not None and run_options.terminate:
+                    stop_run()
                 args = [slots[i] for i in step.ins]
                 ctx[1] = step.node.name
                 try:
@@ -308,25 +440,35 @@ class Plan:
 class _Tracer:
     """ORTLITE_TRACE=1: log each node with its time and output shapes (a profiler-shaped recorder)."""
 
-    @staticmethod
-    def record_node(step, t0_ns, t1_ns, args, outs, parent=None):
+    level = logging.WARNING
+
+    @classmethod
+    def record_node(cls, step, t0_ns, t1_ns, args, outs, parent=None):
         shapes = [getattr(o, "shape", type(o).__name__) for o in outs]
         name = step.node.name if parent is None else f"{parent}/{step.node.name}"
-        log.warning("[trace] %-20s %-30s %8.1f us -> %s", step.node.op_type, name,
-                    (t1_ns - t0_ns) / 1e3, shapes)
+        log.log(cls.level, "[trace] %-20s %-30s %8.1f us -> %s", step.node.op_type, name,
+                (t1_ns - t0_ns) / 1e3, shapes)
 
 
-def _generate(plan):
+class VerboseTracer(_Tracer):
+    """The same lines at verbose severity: a run at log severity 0 with verbosity >= 1."""
+
+    level = 5  # options.VERBOSE
+
+
+def _generate(plan, checked=False):
     """The plan as one Python function ``run(inputs) -> outputs``: values in locals ``v<slot>``,
     constants and kernels in its globals, ``del`` after each value's last reader, the whole body
     in one try whose handler finds the failing step from the line number. Returns (function,
-    source, {line: step index})."""
+    source, {line: step index}). ``checked``: ``run(inputs, _ro)``, reading ``_ro.terminate``
+    before every step (one attribute read)."""
     steps = plan.steps
     input_slots = set(plan.input_slots)
     written = {o for st in steps for o in st.outs}
     const_slots = {s for s in plan._const_slots if s != NONE_SLOT and s not in input_slots}
     glob = {"_tuple": tuple, "_type": type, "_Pass": (Fail, RuntimeException), "_err": plan._generated_error,
-            "_one": lambda r, k: _unpack(plan, r, k, 1), "_many": lambda r, k, n: _unpack(plan, r, k, n)}
+            "_one": lambda r, k: _unpack(plan, r, k, 1), "_many": lambda r, k, n: _unpack(plan, r, k, n),
+            "_stop": stop_run}
     as_global = set()
     prologue = []
     for s in sorted(const_slots):
@@ -353,7 +495,7 @@ def _generate(plan):
             need_none.add(s)
     prologue += [f"    v{s} = None" for s in sorted(need_none)]
 
-    lines = ["def run(inputs):"]
+    lines = ["def run(inputs, _ro):" if checked else "def run(inputs):"]
     if plan.input_slots:
         lines.append("    " + ", ".join("_" if s == NONE_SLOT else f"v{s}" for s in plan.input_slots) + ", = inputs")
     lines += prologue
@@ -384,6 +526,8 @@ def _generate(plan):
             outs = ", ".join(f"v{o}" for o in st.outs)
             body = [f"        _r = {call}",
                     f"        {outs} = _r if _type(_r) is _tuple and len(_r) == {n} else _many(_r, {k}, {n})"]
+        if checked:
+            lines.append("        if _ro.terminate: _stop()")
         for line in body:
             lines.append(line)
             line_step[len(lines)] = k
@@ -401,7 +545,7 @@ def _generate(plan):
               "        raise _x from e",
               "    return [" + ", ".join(ref(s) for s in plan.output_slots) + "]"]
     source = "\n".join(lines) + "\n"
-    filename = f"<ortlite plan {plan.name} {id(plan):x}>"
+    filename = f"<ortlite plan {plan.name} {id(plan):x}{' checked' if checked else ''}>"
     exec(compile(source, filename, "exec"), glob)  # noqa: S102 - our own generated source
     return glob["run"], source, line_step
 
@@ -417,6 +561,16 @@ def _unwrap(fn):
         if all(n.isidentifier() and not keyword.iskeyword(n) for n in kw):
             return fn.func, fn.args, dict(kw), ()
     return fn, (), {}, ()
+
+
+def _root(a):
+    """The object owning an array's memory (numpy keeps ``base`` pointing at the array that owns it, or
+    at the buffer object an array was made over)."""
+    b = a.base
+    while b is not None:
+        a = b
+        b = getattr(a, "base", None) if type(a) is np.ndarray else None
+    return a
 
 
 def _unpack(plan, r, k, n):
@@ -545,12 +699,15 @@ class Subgraph:
             return lambda values: (values[k],)
         return operator.itemgetter(*pos)
 
-    def call(self, vals):
-        """Run with ``vals`` aligned to the plan's inputs: every body input, then the outer values."""
+    def call(self, vals, run_options=None):
+        """Run with ``vals`` aligned to the plan's inputs: every body input, then the outer values.
+        ``run_options``: the run's (``current_run_options``), its terminate flag read before each step."""
         if _profiled_runs:
             ctx = getattr(_active, "ctx", None)
             if ctx is not None:  # inside a profiled (or traced) run: the body's nodes are recorded too
-                return self.plan.run_profiled(vals, ctx[0], parent=ctx[1])
+                return self.plan.run_profiled(vals, ctx[0], parent=ctx[1], run_options=run_options)
+        if run_options is not None:
+            return self.plan.run(vals, run_options=run_options)
         return self._run(vals)
 
     def run(self, inputs, outer):
