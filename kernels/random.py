@@ -2,15 +2,21 @@
 
 Values are drawn on the host with numpy's PCG64 and moved to the device array
 module. With a ``seed`` attribute each run restarts the generator from that
-seed, so one session returns the same values on every run; without one a
-generator seeded from OS entropy at session start keeps advancing.
+seed, so one session returns the same values on every run; without one the node's
+generator is made at session start and keeps advancing: seeded from
+``ortlite.set_seed``'s seed and the node's first output name when it was called
+(every session made afterwards draws the same values, each node its own stream,
+as onnxruntime's set_seed), from OS entropy otherwise.
 
 v22 of every op only added bfloat16; the kernels are registered at their first version.
 """
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
+from ortlite.compat import global_seed
 from ortlite.registry import kernel
 from ortlite.types import np_dtype
 
@@ -20,11 +26,20 @@ def _seed_bits(seed):
     return int(np.asarray(seed, dtype=np.float64).view(np.int64)) & 0xFFFFFFFFFFFFFFFF
 
 
+def _session_rng(ctx):
+    """The generator of a node without a seed attribute (see the module docstring)."""
+    seed = global_seed()
+    if seed is None:
+        return np.random.default_rng()
+    name = ctx.node.outputs[0] if ctx.node.outputs else ctx.node.name
+    return np.random.default_rng([seed & 0xFFFFFFFFFFFFFFFF, zlib.crc32(name.encode())])
+
+
 class _Random:
     def __init__(self, ctx, seed):
         self.xp = ctx.xp
         self.seed = seed
-        self._rng = None if seed is not None else np.random.default_rng()
+        self._rng = None if seed is not None else _session_rng(ctx)
 
     def rng(self):
         if self.seed is not None:
