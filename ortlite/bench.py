@@ -6,7 +6,8 @@ creation time (and the engine build time of compiling providers that expose it),
 run, latency min / mean / p50 / p90 / p99 / max, throughput (batch-aware), the increase of
 peak host memory over session creation + first run (and device memory where there is a
 device), the placement (nodes per provider, copies per run) and whether every output agrees
-with ortlite's CPU provider within ``atol + rtol * |reference|``.
+with ortlite's CPU provider: every element within ``atol`` or ``rtol * max|reference|``
+(``ortlite.compare.tensor_diff``'s elemwise check, as ``ortlite compare``'s default).
 
 ``_Runner``, ``alternate`` and ``onnxruntime_runner`` are the building blocks the scripts
 in ``benchmarks/`` use too.
@@ -253,6 +254,12 @@ def _bar(total, desc, enabled, unit="round"):
     return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
 
+def _creating(progress, label):
+    """On a terminal, a line as each session is created (engine builds can take minutes)."""
+    if progress:
+        print(f"creating session: {label} ...", file=sys.stderr, flush=True)
+
+
 def alternate(runners, iterations, warmup, duration=None, progress=False, block=1, settle=0.0):
     """Warm up, then time ``runners`` in turn (A B A B ...): ``iterations`` rounds, or rounds
     until ``duration`` seconds have passed (at least one). A tqdm bar when ``progress``.
@@ -309,8 +316,9 @@ def _ort_level(level):
 
 
 def onnxruntime_runner(model_bytes, feeds, threads=0, level=None, label=None, provider="CPUExecutionProvider",
-                       iobinding=False, memory=None):
-    """An onnxruntime session set up for fair side-by-side timing (no idle spinning)."""
+                       iobinding=False, memory=None, profile=None):
+    """An onnxruntime session set up for fair side-by-side timing (no idle spinning); ``profile``
+    ({input: (min, opt, max)}) goes to its TensorRT provider as trt_profile_min/opt/max_shapes."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -323,12 +331,28 @@ def onnxruntime_runner(model_bytes, feeds, threads=0, level=None, label=None, pr
     label = label or f"onnxruntime {ort.__version__} {short(provider)}"
     device = _ORT_DEVICE[provider]
     bind = _binder(device, ort.OrtValue) if iobinding else None
-    r = _Runner(label, lambda: ort.InferenceSession(model_bytes, so, providers=_ORT_CHAIN[provider]), feeds,
+    chain = [_with_options(p, profile) for p in _ORT_CHAIN[provider]]
+    r = _Runner(label, lambda: ort.InferenceSession(model_bytes, so, providers=chain), feeds,
                 bind=bind, memory=memory, device=device)
     r.result.runtime = "onnxruntime"
     r.result.provider = provider
     r.result.session_providers = r.sess.get_providers()
     return r
+
+
+def profile_options(profile) -> dict:
+    """{input: (min, opt, max)} as TensorRT's provider options (onnxruntime's names and format)."""
+    return {f"trt_profile_{k}_shapes": ",".join(f"{name}:{'x'.join(str(d) for d in shapes[i])}"
+                                                for name, shapes in profile.items())
+            for i, k in enumerate(("min", "opt", "max"))}
+
+
+def _with_options(provider, profile):
+    """``provider``, or (provider, options) where a shape profile applies to it (TensorRT only: OpenVINO
+    compiles for the shapes it runs, and ortlite's OpenVINO provider ignores onnxruntime's reshape_input)."""
+    if profile and provider == "TensorrtExecutionProvider":
+        return provider, profile_options(profile)
+    return provider
 
 
 def _binder(device, ortvalue_cls):
@@ -368,7 +392,7 @@ def _ortlite_chain(provider):
     return chain
 
 
-def ortlite_runner(model_src, feeds, provider, threads=0, level="all", iobinding=False, memory=None):
+def ortlite_runner(model_src, feeds, provider, threads=0, level="all", iobinding=False, memory=None, profile=None):
     import ortlite
     from ortlite.providers import provider_class
 
@@ -376,7 +400,7 @@ def ortlite_runner(model_src, feeds, provider, threads=0, level="all", iobinding
     so.intra_op_num_threads = threads
     so.graph_optimization_level = _LEVEL_VALUES[level]
     device = provider_class(provider).device_type
-    chain = _ortlite_chain(provider)
+    chain = [_with_options(p, profile) for p in _ortlite_chain(provider)]
 
     def make():
         from ortlite.compare import quiet_placement_log
@@ -448,7 +472,7 @@ class BenchReport:
             + f"; batch {self.batch}",
             f"{runs} after {s['warmup']} warm-up runs, alternating (A B A B ...); threads={s['threads'] or 'default'}; "
             f"level={s['level']}; iobinding={'on' if s['iobinding'] else 'off'}; agreement: atol={s['atol']:g} "
-            f"rtol={s['rtol']:g} against ortlite CPU",
+            f"rtol={s['rtol']:g} (x max|ref|) against ortlite CPU",
             f"machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, numpy {m['numpy']}, "
             f"onnxruntime {m['onnxruntime'] or '-'}, ortlite {m['ortlite']}; {m['date']}",
             self.memory_method,
@@ -633,10 +657,15 @@ def _agreement(outs, ref, names, atol, rtol):
 
 def benchmark(model, feeds, *, providers=None, onnxruntime=True, warmup=5, iterations=50, duration=None, threads=0,
               iobinding=False, level="all", atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL, progress=None, label=None,
-              batch=None) -> BenchReport:
+              batch=None, profile=None) -> BenchReport:
     """Benchmark ``model`` (a path, bytes or ModelProto) on ``providers`` (ortlite's names; None:
     every provider ortlite knows, the unavailable ones reported with their reason) and, with
     ``onnxruntime``, on onnxruntime's CPU provider and its CUDA/TensorRT providers when it has them.
+
+    ``profile``: {input: (min, opt, max)} shapes; ``feeds`` should be at opt. The TensorRT providers
+    (ortlite's and onnxruntime's) get them as trt_profile_min/opt/max_shapes; OpenVINO gets none (it
+    compiles for the shapes it runs); other providers have no use for them. ``progress`` (default: on a
+    terminal) prints a line as each session is created and shows progress bars for the runs.
     """
     import ortlite
     import ortlite.registry
@@ -670,7 +699,8 @@ def benchmark(model, feeds, *, providers=None, onnxruntime=True, warmup=5, itera
         else:
             unavailable.append({"runtime": "ortlite", "provider": p, "reason": why})
     for p in to_run:
-        runners.append(ortlite_runner(src, feeds, p, threads, level, iobinding, memory))
+        _creating(progress, f"ortlite {short(p)}")
+        runners.append(ortlite_runner(src, feeds, p, threads, level, iobinding, memory, profile))
     if onnxruntime:
         try:
             import onnxruntime as ort
@@ -687,7 +717,9 @@ def benchmark(model, feeds, *, providers=None, onnxruntime=True, warmup=5, itera
                                         "reason": f"not in onnxruntime.get_available_providers() {ort_have}"
                                         + (" (install onnxruntime-gpu)" if p != "CPUExecutionProvider" else "")})
                     continue
-                r = onnxruntime_runner(src, feeds, threads, level, provider=p, iobinding=iobinding, memory=memory)
+                _creating(progress, f"onnxruntime {short(p)}")
+                r = onnxruntime_runner(src, feeds, threads, level, provider=p, iobinding=iobinding, memory=memory,
+                                       profile=profile)
                 if r.result.session_providers[:1] != [p]:
                     r.result.note = f"onnxruntime fell back to {r.result.session_providers}"
                     notes.append(f"{r.result.label}: {r.result.note}")
@@ -695,6 +727,11 @@ def benchmark(model, feeds, *, providers=None, onnxruntime=True, warmup=5, itera
             if ort_asked:
                 notes.append("onnxruntime runs with session.intra_op.allow_spinning=0 (its idle threads do not "
                              "steal cores from the alternating runs)")
+    if profile and any(p in ("OpenVINOExecutionProvider", "TensorrtExecutionProvider") for p in asked):
+        notes.append("shape profile " + "; ".join(f"{k}: min {lo} opt {mid} max {hi}" for k, (lo, mid, hi)
+                                                  in profile.items())
+                     + ": runs at opt; TensorRT gets it as trt_profile_min/opt/max_shapes; OpenVINO compiles for "
+                       "the shapes it runs")
     if not runners:
         raise ValueError("nothing to benchmark: "
                          + "; ".join(f"{u['runtime']} {u['provider']}: {u['reason']}" for u in unavailable))
@@ -732,6 +769,8 @@ def benchmark(model, feeds, *, providers=None, onnxruntime=True, warmup=5, itera
         "providers": asked, "providers_explicit": explicit, "onnxruntime": bool(onnxruntime), "warmup": warmup,
         "iterations": None if duration is not None else iterations, "duration_s": duration, "threads": threads,
         "iobinding": bool(iobinding), "level": level, "atol": atol, "rtol": rtol,
+        "profile": {k: {"min": list(lo), "opt": list(mid), "max": list(hi)} for k, (lo, mid, hi) in profile.items()}
+        if profile else None,
     }
     return BenchReport(label, len(proto.graph.node), inputs, batch, settings, machine_info(), memory.method,
                        [r.result for r in runners], unavailable, notes)

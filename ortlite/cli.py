@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import sys
+import warnings
 
 import numpy as np
 
@@ -15,17 +17,57 @@ from ortlite.errors import InvalidArgument, OrtliteError, RuntimeException
 _RUN_ERRORS = (RuntimeException, InvalidArgument)
 
 
-def _parse_shapes(items):
+# One "name:dims" of a --shape list: ortlite's and trtexec's 1x3x64x64, or Polygraphy's [1,3,64,64].
+_SHAPE_ITEM = re.compile(r"\s*(?P<name>'[^']*'|\"[^\"]*\"|[^,]+?):(?P<dims>\[[^\]]*\]|\d+(?:[xX]\d+)*)\s*(?:,|$)")
+_RANGE_ITEM = re.compile(r"\s*(?:(?P<name>'[^']*'|\"[^\"]*\"|[^,\[]+?):)?\[(?P<lo>[^,\]]+),(?P<hi>[^\]]+)\]\s*(?:,|$)")
+
+
+def _items(pattern, text, what, example):
+    """The matches of ``pattern`` covering ``text`` (a comma-separated list), or a one-line error."""
+    out, pos = [], 0
+    while pos < len(text):
+        m = pattern.match(text, pos)
+        if not m or m.end() == pos:
+            raise ValueError(f"{what} expects {example}, got '{text}'")
+        out.append(m)
+        pos = m.end()
+    if not out:
+        raise ValueError(f"{what} expects {example}, got '{text}'")
+    return out
+
+
+def _name(m):
+    return m["name"].strip().strip("'\"") if m["name"] else ""
+
+
+def _parse_shapes(items, what="--shape"):
+    """Shapes as ortlite (name:1x3x64x64), trtexec (name:1x3x64x64,other:1x16) or Polygraphy
+    (name:[1,3,64,64]) write them: {name: [dims]}."""
     shapes = {}
     for item in items or []:
-        name, _, dims = item.rpartition(":")
-        try:
-            shapes[name] = [int(d) for d in dims.lower().split("x")]
-        except ValueError:
-            name = ""
-        if not name:
-            raise SystemExit(f"--shape expects name:1x3x224x224 (integer sizes), got '{item}'")
+        for m in _items(_SHAPE_ITEM, item, what, "name:1x3x224x224, name:[1,3,224,224] or a comma-separated list"):
+            dims = m["dims"]
+            text = dims[1:-1].replace(" ", "") if dims.startswith("[") else dims.lower().replace("x", ",")
+            try:
+                shapes[_name(m)] = [int(d) for d in text.split(",")] if text else []
+            except ValueError:
+                raise ValueError(f"{what} sizes must be integers, got '{item}'") from None
     return shapes
+
+
+def _parse_val_ranges(items):
+    """--val-range name:[lo,hi] (Polygraphy's spelling) or [lo,hi] for every input: {name or "": (lo, hi)}."""
+    ranges = {}
+    for item in items or []:
+        for m in _items(_RANGE_ITEM, item, "--val-range", "name:[lo,hi] or [lo,hi] (every input)"):
+            try:
+                lo, hi = float(m["lo"]), float(m["hi"])
+            except ValueError:
+                raise ValueError(f"--val-range bounds must be numbers, got '{item}'") from None
+            if not lo <= hi:
+                raise ValueError(f"--val-range needs lo <= hi, got '{item}'")
+            ranges[_name(m)] = (lo, hi)
+    return ranges
 
 
 def _load_model(path):
@@ -39,15 +81,19 @@ def _load_model(path):
     return model, label
 
 
-def _feeds(model, given, shapes, batch=None):
+def _feeds(model, given, shapes, batch=None, args=None):
     """Random feeds for the model's inputs (arrays from --input kept; --shape / --batch / a given
-    array fill symbolic dims, defaults the rest), and the inputs whose symbolic dims were set by
-    default (name -> ortlite.zoo.InputShape). The shapes are printed first when defaults were chosen."""
+    array fill symbolic dims, defaults the rest; values from --seed and --val-range in ``args``), and
+    the inputs whose symbolic dims were set by default (name -> ortlite.zoo.InputShape). The shapes
+    are printed first when defaults were chosen."""
     from ortlite import zoo
 
     shapes = {**shapes, **{k: np.shape(v) for k, v in given.items()}}
     picked = zoo.input_shapes(model, shapes=shapes, batch=batch)
-    feeds = {**zoo.example_inputs(model, shapes={k: s.shape for k, s in picked.items()}), **given}
+    seed = getattr(args, "seed", 0)
+    ranges = _parse_val_ranges(getattr(args, "val_range", None))
+    feeds = {**zoo.example_inputs(model, seed=seed, shapes={k: s.shape for k, s in picked.items()},
+                                  val_range=ranges), **given}
     chosen = {k: s for k, s in picked.items() if s.chosen}
     if chosen:
         print("inputs (defaults chosen for symbolic dims; --shape to override): "
@@ -77,18 +123,27 @@ def _given_inputs(items):
     for item in items or []:
         name, _, path = item.partition("=")
         if not path:
-            raise SystemExit(f"--input expects name=file.npy, got '{item}'")
+            raise ValueError(f"--input expects name=file.npy, got '{item}'")
         given[name] = np.load(path, allow_pickle=False)
     return given
+
+
+def _warning_lines(caught):
+    """Caught warnings as one clean line each (no file, line or source)."""
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
 
 
 def cmd_run(args):
     import ortlite
 
+    providers = _provider_list(args.providers)
     model, label = _load_model(args.model)
-    feeds, chosen = _feeds(model, _given_inputs(args.input), _parse_shapes(args.shape))
-    providers = [_provider(p) for p in args.providers.split(",")] if args.providers else None
-    sess = ortlite.InferenceSession(model.SerializeToString(), providers=providers)
+    feeds, chosen = _feeds(model, _given_inputs(args.input), _parse_shapes(args.shape), args=args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sess = ortlite.InferenceSession(model.SerializeToString(), providers=providers)
+    _warning_lines(caught)
     with _hint_on(chosen, OrtliteError):
         outs = sess.run(None, feeds)
     print(f"model: {label}")
@@ -116,6 +171,26 @@ def _provider(s):
     return provider_name(s.strip())
 
 
+def _profile(args):
+    """--shape-min/--shape-opt/--shape-max (or trtexec's --minShapes/--optShapes/--maxShapes): None, or
+    {input: (min, opt, max)} checked as TensorRT checks a profile (same inputs, one rank, min <= opt <= max)."""
+    sets = [_parse_shapes(getattr(args, k), f"--shape-{k.split('_')[1]}") for k in ("shape_min", "shape_opt",
+                                                                                    "shape_max")]
+    if not any(sets):
+        return None
+    if not all(sets) or not sets[0].keys() == sets[1].keys() == sets[2].keys():
+        raise ValueError("--shape-min, --shape-opt and --shape-max (--minShapes/--optShapes/--maxShapes) must be "
+                         "given together, for the same inputs")
+    profile = {}
+    for name in sets[1]:
+        lo, mid, hi = (s[name] for s in sets)
+        if not len(lo) == len(mid) == len(hi) or any(not a <= b <= c for a, b, c in zip(lo, mid, hi)):
+            raise ValueError(f"the shapes of '{name}' must have one rank and min <= opt <= max in every dim; got "
+                             f"{lo}, {mid}, {hi}")
+        profile[name] = (lo, mid, hi)
+    return profile
+
+
 def cmd_bench(args):
     from ortlite.bench import benchmark
 
@@ -123,18 +198,23 @@ def cmd_bench(args):
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise SystemExit("ortlite: error: --plot needs matplotlib (pip install 'ortlite[bench]')") from None
+            raise ValueError("--plot needs matplotlib (pip install 'ortlite[bench]')") from None
     if args.warmup < 0 or args.iterations < 1 or (args.duration is not None and args.duration <= 0):
-        raise SystemExit("ortlite: error: --warmup must be >= 0, --iterations >= 1 and --duration > 0")
+        raise ValueError("--warmup must be >= 0, --iterations >= 1 and --duration > 0")
     model, label = _load_model(args.model)
-    feeds, chosen = _feeds(model, {}, _parse_shapes(args.shape), batch=args.batch)
+    profile = _profile(args)
+    shapes = _parse_shapes(args.shape)
+    for name, (_, opt, _) in (profile or {}).items():
+        if shapes.setdefault(name, opt) != opt:
+            raise ValueError(f"--shape {name} {shapes[name]} differs from its --shape-opt {opt} (the runs use opt)")
+    feeds, chosen = _feeds(model, {}, shapes, batch=args.batch, args=args)
     providers = _provider_list(args.providers)
     src = args.model if args.model is not None else model
     with _hint_on(chosen, *_RUN_ERRORS):
         report = benchmark(src, feeds, providers=providers, onnxruntime=args.onnxruntime, warmup=args.warmup,
                            iterations=args.iterations, duration=args.duration, threads=args.threads,
                            iobinding=args.iobinding, level=args.level, atol=args.atol, rtol=args.rtol,
-                           label=label, batch=args.batch)
+                           label=label, batch=args.batch, profile=profile)
     print(report.text())
     if args.json:
         report.to_json(args.json)
@@ -153,11 +233,10 @@ def cmd_compare(args):
     from ortlite.compare import compare
 
     model, label = _load_model(args.model)
-    feeds, chosen = _feeds(model, _given_inputs(args.input), _parse_shapes(args.shape), batch=args.batch)
-    providers = _provider_list(args.providers) or ["CPUExecutionProvider"]
+    feeds, chosen = _feeds(model, _given_inputs(args.input), _parse_shapes(args.shape), batch=args.batch, args=args)
     with _hint_on(chosen, *_RUN_ERRORS):
-        result = compare(model, providers, onnxruntime=args.onnxruntime, feeds=feeds, atol=args.atol,
-                         rtol=args.rtol, level=args.level, label=label)
+        result = compare(model, _provider_list(args.providers), onnxruntime=args.onnxruntime, feeds=feeds,
+                         atol=args.atol, rtol=args.rtol, level=args.level, label=label, stat=args.check_error_stat)
     print(result.format(top=args.top))
     if args.json:
         import json
@@ -177,12 +256,11 @@ def _provider_list(text):
 
 def cmd_info(args):
     import collections
-    import warnings
 
     import ortlite
 
     model, label = _load_model(args.model)
-    feeds, chosen = _feeds(model, {}, {}) if args.run else (None, {})
+    feeds, chosen = _feeds(model, {}, _parse_shapes(args.shape), args=args) if args.run else (None, {})
     print(f"model: {label}")
     print(f"ir_version: {model.ir_version}; producer: {model.producer_name} {model.producer_version}".rstrip())
     print("opsets: " + ", ".join(f"{op.domain or 'ai.onnx'} {op.version}" for op in model.opset_import))
@@ -190,12 +268,11 @@ def cmd_info(args):
     print(f"nodes: {len(model.graph.node)} (main graph); initializers: {len(model.graph.initializer)}")
     for (dom, op), n in hist.most_common():
         print(f"  {n:5d}  {op}" + (f" ({dom})" if dom else ""))
-    providers = [_provider(p) for p in args.providers.split(",")] if args.providers else None
     so = ortlite.SessionOptions()
     so.graph_optimization_level = _LEVELS[args.level]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sess = ortlite.InferenceSession(model.SerializeToString(), so, providers=providers)
+        sess = ortlite.InferenceSession(model.SerializeToString(), so, providers=_provider_list(args.providers))
     for w in caught:
         print(f"warning: {w.message}")
     for a in sess.get_inputs():
@@ -209,7 +286,8 @@ def cmd_info(args):
     if args.run:
         with _hint_on(chosen, OrtliteError):
             sess.run(None, feeds)
-        print(f"last run: {rep.last_run_copies} copies, {rep.last_run_copy_bytes} bytes")
+        print(f"last run on {', '.join(f'{k} {list(np.shape(v))}' for k, v in feeds.items())}: "
+              f"{rep.last_run_copies} copies, {rep.last_run_copy_bytes} bytes")
     print(rep.summary())
     if args.nodes:
         for n in rep:
@@ -228,16 +306,32 @@ _LEVELS = {
     "disable": 0, "basic": 1, "extended": 2, "all": 99,
 }
 
+_SHAPE_HELP = "a shape for an input with symbolic dims: name:1x3x224x224, name:[1,3,224,224] or a comma-separated list"
+
+
+def _add_feed_args(p, shapes=True):
+    """--shape, --seed and --val-range: how random inputs are made."""
+    if shapes:
+        p.add_argument("--shape", action="append", metavar="NAME:1x3x224x224", help=_SHAPE_HELP)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--val-range", action="append", metavar="[NAME:][LO,HI]",
+                   help="values of an input (name:[lo,hi]) or of every input ([lo,hi]), integers inclusive; "
+                        "default: floats standard normal, *mask* inputs ones, position_ids 0..n-1, other integers "
+                        "in [0, min(rows of the table they index, 100))")
+
 
 def main(argv=None):
+    import ortlite
+
     ap = argparse.ArgumentParser(prog="ortlite", description="ortlite: ONNX inference with onnxruntime's API")
+    ap.add_argument("--version", action="version", version=f"ortlite {ortlite.__version__}")
     ap.add_argument("-v", "--verbose", action="store_true", help="log placement and fallbacks at INFO")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="run a model once and print its outputs' names, shapes and a summary")
     r.add_argument("model", nargs="?", help="an .onnx file (default: the built-in demo model)")
     r.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="an input from a .npy file; others are random")
-    r.add_argument("--shape", action="append", metavar="NAME:1x3x224x224", help="a shape for an input with symbolic dims")
+    _add_feed_args(r)
     r.add_argument("--providers", help="comma-separated, e.g. cuda,cpu (default: cpu)")
     r.add_argument("--save", metavar="PREFIX", help="save each output as PREFIX<name>.npy")
     r.set_defaults(fn=cmd_run)
@@ -250,16 +344,23 @@ def main(argv=None):
                    help="also run onnxruntime (CPU, and CUDA/TensorRT when it has them); default on when installed")
     b.add_argument("--warmup", type=int, default=5, metavar="N", help="warm-up runs per session (default 5)")
     n = b.add_mutually_exclusive_group()
-    n.add_argument("--iterations", type=int, default=50, metavar="N", help="timed runs per session (default 50)")
+    n.add_argument("--iterations", "--runs", type=int, default=50, metavar="N", help="timed runs per session (default 50)")
     n.add_argument("--duration", type=float, default=None, metavar="S", help="time runs for S seconds instead")
-    b.add_argument("--shape", action="append", metavar="NAME:1x3x224x224", help="a shape for an input with symbolic dims")
+    _add_feed_args(b)
+    for k, alias in (("min", "minShapes"), ("opt", "optShapes"), ("max", "maxShapes")):
+        b.add_argument(f"--shape-{k}", f"--{alias}", action="append", metavar="NAME:1x3x224x224",
+                       help=f"the {k} shapes of a shape profile (give min, opt and max together)"
+                            + (": the runs use opt; TensorRT (ortlite's and onnxruntime's) gets all three as its "
+                               "trt_profile_min/opt/max_shapes; OpenVINO compiles for the shapes it runs (ortlite "
+                               "ignores onnxruntime's reshape_input), so it gets none" if k == "opt" else ""))
     b.add_argument("--batch", type=int, default=None, metavar="N", help="value for a symbolic batch dimension")
     b.add_argument("--threads", type=int, default=0, metavar="N", help="intra-op threads for both runtimes (0: default)")
     b.add_argument("--iobinding", action="store_true",
                    help="run through IOBinding with inputs and outputs on the provider's device (CPU when it has none)")
     b.add_argument("--level", choices=list(_LEVELS), default="all", help="graph optimization level (default all)")
     b.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance for agreement (default 1e-4)")
-    b.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance for agreement (default 1e-3)")
+    b.add_argument("--rtol", type=float, default=1e-3,
+                   help="tolerance relative to each output's magnitude (max |ref|) for agreement (default 1e-3)")
     b.add_argument("--json", metavar="FILE", help="write every figure, the latencies and the machine as JSON")
     b.add_argument("--markdown", metavar="FILE", help="write the tables as Markdown")
     b.add_argument("--plot", metavar="FILE.png", help="box plot of the latency distributions (matplotlib)")
@@ -267,17 +368,23 @@ def main(argv=None):
 
     c = sub.add_parser("compare", help="layer-wise comparison of providers (every intermediate output); exit 1 on mismatch")
     c.add_argument("model", nargs="?", help="an .onnx file (default: the built-in demo model)")
-    c.add_argument("--providers", help="comma-separated, e.g. cuda,cpu: each is compared with the last "
-                                       "(a single one is compared with cpu)")
-    c.add_argument("--onnxruntime", action="store_true", help="compare with onnxruntime's CPU provider (the reference)")
+    c.add_argument("--providers", help="comma-separated, e.g. cuda,cpu: each is compared with the last; a single one "
+                                       "other than cpu is compared with cpu; cpu alone (the default) with onnxruntime")
+    c.add_argument("--onnxruntime", action=argparse.BooleanOptionalAction, default=None,
+                   help="compare with onnxruntime's CPU provider (the reference); default: when cpu runs alone")
     c.add_argument("--level", choices=list(_LEVELS), default="disable",
                    help="graph optimization level (default disable: every intermediate survives)")
-    c.add_argument("--atol", type=float, default=1e-4)
-    c.add_argument("--rtol", type=float, default=1e-3)
+    c.add_argument("--check-error-stat", choices=["elemwise", "max", "mean", "median"], default="elemwise",
+                   help="the error statistic judged per tensor (default elemwise, Polygraphy's default): elemwise: "
+                        "each element's error within atol or rtol x max|ref| (the tensor's magnitude; Polygraphy "
+                        "takes rtol per element); max/mean/median: that statistic of the abs error within atol, or "
+                        "of the per-element rel error |a-b|/|ref| within rtol (Polygraphy's)")
+    c.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default 1e-4)")
+    c.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance (default 1e-3)")
     c.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="an input from a .npy file; others are random")
-    c.add_argument("--shape", action="append", metavar="NAME:1x3x224x224")
+    _add_feed_args(c)
     c.add_argument("--batch", type=int, default=None)
-    c.add_argument("--top", type=int, default=10, help="mismatching nodes to list (default 10)")
+    c.add_argument("--top", type=int, default=10, help="nodes to list, worst first (default 10)")
     c.add_argument("--json", metavar="FILE", help="write the node-by-node comparison as JSON")
     c.set_defaults(fn=cmd_compare)
 
@@ -287,6 +394,7 @@ def main(argv=None):
     i.add_argument("--level", choices=list(_LEVELS), default="all", help="graph optimization level")
     i.add_argument("--nodes", action="store_true", help="list every node with its provider")
     i.add_argument("--run", action="store_true", help="run once on random inputs and count the copies")
+    _add_feed_args(i)
     i.set_defaults(fn=cmd_info)
 
     pr = sub.add_parser("profile", help="top ops and nodes by time in a profile (ortlite's or onnxruntime's)")
@@ -299,7 +407,7 @@ def main(argv=None):
     try:
         return args.fn(args)
     except Exception as e:  # noqa: BLE001 - the CLI prints the error (and a hint), not a traceback
-        if isinstance(e, (OrtliteError, ValueError, FileNotFoundError)):
+        if isinstance(e, (OrtliteError, ValueError, OSError)):
             print(f"ortlite: error: {e}", file=sys.stderr)
             for note in getattr(e, "__notes__", ()):
                 print(note, file=sys.stderr)

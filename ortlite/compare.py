@@ -3,10 +3,10 @@
 Every output of every node of the main graph is made a graph output (outputs without a
 type are fine for ortlite and onnxruntime), the model runs on each provider at
 ORT_DISABLE_ALL by default (so no optimization can fuse an intermediate away), and the
-values are compared node by node in topological order against a reference run. The first
-node whose outputs differ beyond ``atol + rtol * |reference|`` is where a broken kernel
-shows up; nodes after it usually differ only because their inputs did (``origin`` says
-whether a mismatching node's own inputs still agreed).
+values are compared node by node in topological order against a reference run. Each tensor
+is judged on an error statistic (``tensor_diff``, as Polygraphy's ``--check-error-stat``); the
+first node whose outputs fail is where a broken kernel shows up; nodes after it usually fail
+only because their inputs did (``origin`` says whether a failing node's inputs still agreed).
 
     from ortlite.compare import compare
     result = compare("model.onnx", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
@@ -29,17 +29,33 @@ LEVELS = {"disable": 0, "basic": 1, "extended": 2, "all": 99}
 # ---------------------------------------------------------------------------------------
 # value comparison (shared with ortlite.bench)
 # ---------------------------------------------------------------------------------------
+ERROR_STATS = ("elemwise", "max", "mean", "median")
+DEFAULT_ERROR_STAT = "elemwise"  # Polygraphy's default for --check-error-stat
+_EPS = 2.220446049250313e-16  # added to |reference| in relative errors (Polygraphy's epsilon)
+
+
 @dataclass
 class Diff:
-    """How one value differs from its reference."""
+    """How one value differs from its reference: statistics of the absolute error |a - b| and of the
+    relative error |a - b| / (|b| + eps) per element, ``mag`` = max abs error / max |b| (the error relative
+    to the tensor's magnitude), and ``score``: the checked statistic over its tolerance (> 1 fails)."""
 
     max_abs: float
     max_rel: float
     ok: bool
     note: str = ""
+    mean_abs: float = 0.0
+    median_abs: float = 0.0
+    mean_rel: float = 0.0
+    median_rel: float = 0.0
+    mag: float = 0.0
+    score: float = 0.0
 
     def to_dict(self):
-        return {"max_abs_err": _num(self.max_abs), "max_rel_err": _num(self.max_rel), "pass": self.ok,
+        return {"max_abs_err": _num(self.max_abs), "max_rel_err": _num(self.max_rel),
+                "mean_abs_err": _num(self.mean_abs), "median_abs_err": _num(self.median_abs),
+                "mean_rel_err": _num(self.mean_rel), "median_rel_err": _num(self.median_rel),
+                "max_abs_err_over_max_ref": _num(self.mag), "score": _num(self.score), "pass": self.ok,
                 **({"note": self.note} if self.note else {})}
 
 
@@ -51,43 +67,66 @@ def _num(x):
     return x if math.isfinite(x) else str(x)
 
 
-def tensor_diff(a, b, atol: float, rtol: float) -> Diff:
-    """Max abs and rel error of ``a`` against the reference ``b``; ok when every element has
-    ``|a - b| <= atol + rtol * |b|`` (numpy's isclose; NaN equals NaN, same-signed infs are equal).
+def _over(x, tol):
+    """x in units of tol (inf when tol is 0 and x is not)."""
+    return x / tol if tol > 0 else (math.inf if x > 0 else 0.0)
 
-    The relative error is taken over the reference's non-zero elements (a zero reference has
-    only an absolute error). Sequences compare element by element; other non-tensors by equality.
+
+def _failed(ok=False, note=""):
+    inf = math.inf
+    return Diff(0.0 if ok else inf, 0.0 if ok else inf, ok, note, *(((0.0,) if ok else (inf,)) * 6))
+
+
+def tensor_diff(a, b, atol: float, rtol: float, stat: str = DEFAULT_ERROR_STAT) -> Diff:
+    """Compare ``a`` with the reference ``b`` on the error statistic ``stat``.
+
+    ``elemwise``: an element fails when its error exceeds both ``atol`` and ``rtol * max|b|``: rtol is
+    relative to the tensor's magnitude, not to the element (Polygraphy's elemwise), since a Conv's or
+    MatMul's rounding error scales with the values summed, and elements that cancel to near zero would
+    fail on ordinary float32 noise. ``max`` / ``mean`` / ``median`` (Polygraphy's): the tensor fails when
+    that statistic of the absolute error exceeds ``atol`` and the same statistic of the per-element
+    relative error exceeds ``rtol``. NaN equals NaN, same-signed infs are equal, NaN on one side is an
+    infinite error. Sequences compare element by element; other non-tensors by equality.
     """
+    if stat not in ERROR_STATS:
+        raise ValueError(f"the error statistic must be one of {', '.join(ERROR_STATS)}, got {stat!r}")
     if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
         if not isinstance(a, (list, tuple)) or not isinstance(b, (list, tuple)) or len(a) != len(b):
-            return Diff(math.inf, math.inf, False, "sequence lengths differ")
-        diffs = [tensor_diff(x, y, atol, rtol) for x, y in zip(a, b)]
+            return _failed(note="sequence lengths differ")
+        diffs = [tensor_diff(x, y, atol, rtol, stat) for x, y in zip(a, b)]
         if not diffs:
-            return Diff(0.0, 0.0, True)
-        return Diff(max(d.max_abs for d in diffs), max(d.max_rel for d in diffs), all(d.ok for d in diffs))
+            return _failed(ok=True)
+        worst = lambda key: max(getattr(d, key) for d in diffs)  # noqa: E731
+        return Diff(worst("max_abs"), worst("max_rel"), all(d.ok for d in diffs), "",
+                    *(worst(k) for k in ("mean_abs", "median_abs", "mean_rel", "median_rel", "mag", "score")))
     if a is None or b is None or isinstance(a, dict) or isinstance(b, dict):
-        same = (a is None and b is None) or a == b
-        return Diff(0.0 if same else math.inf, 0.0 if same else math.inf, bool(same))
+        return _failed(ok=(a is None and b is None) or a == b)
     a = np.asarray(a)
     b = np.asarray(b)
     if a.shape != b.shape:
-        return Diff(math.inf, math.inf, False, f"shape {list(a.shape)} vs {list(b.shape)}")
+        return _failed(note=f"shape {list(a.shape)} vs {list(b.shape)}")
     if a.size == 0:
-        return Diff(0.0, 0.0, True)
+        return _failed(ok=True)
     if a.dtype.kind not in "biufc" or b.dtype.kind not in "biufc":
-        same = bool(np.array_equal(a, b))
-        return Diff(0.0 if same else math.inf, 0.0 if same else math.inf, same)
+        return _failed(ok=bool(np.array_equal(a, b)))
     x = a.astype(np.complex128 if a.dtype.kind == "c" else np.float64)
     y = b.astype(np.complex128 if b.dtype.kind == "c" else np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         equal = (x == y) | (np.isnan(x) & np.isnan(y))
         err = np.where(equal, 0.0, np.abs(x - y))
         err = np.where(np.isnan(err), np.inf, err)  # NaN on one side only
         ref = np.abs(y)
-        nz = (ref > 0) & np.isfinite(ref)
-        rel = float(np.max(err[nz] / ref[nz])) if nz.any() else (0.0 if not err.any() else math.inf)
-        ok = bool(np.all(err <= atol + rtol * np.where(np.isfinite(ref), ref, 0.0)))
-    return Diff(float(np.max(err)), rel, ok)
+        rel = np.where(err == 0, 0.0, err / (np.where(np.isfinite(ref), ref, np.inf) + _EPS))
+    finite = ref[np.isfinite(ref)]
+    magnitude = float(finite.max()) if finite.size else 0.0
+    abs_s = {"max": float(err.max()), "mean": float(err.mean()), "median": float(np.median(err))}
+    rel_s = {"max": float(rel.max()), "mean": float(rel.mean()), "median": float(np.median(rel))}
+    if stat == "elemwise":
+        score = _over(abs_s["max"], max(atol, rtol * magnitude))
+    else:
+        score = min(_over(abs_s[stat], atol), _over(rel_s[stat], rtol))
+    return Diff(abs_s["max"], rel_s["max"], score <= 1.0, "", abs_s["mean"], abs_s["median"], rel_s["mean"],
+                rel_s["median"], _over(abs_s["max"], magnitude), score)
 
 
 # ---------------------------------------------------------------------------------------
@@ -191,6 +230,11 @@ class NodeComparison:
         return all(o.diff.ok for o in self.outputs)
 
     @property
+    def worst(self) -> Diff:
+        """The output furthest past (or closest to) its tolerance."""
+        return max((o.diff for o in self.outputs), key=lambda d: d.score)
+
+    @property
     def max_abs(self):
         return max((o.diff.max_abs for o in self.outputs), default=0.0)
 
@@ -202,7 +246,7 @@ class NodeComparison:
         return {"index": self.index, "name": self.name, "op_type": self.op_type, "domain": self.domain,
                 "provider": self.provider, "reference_provider": self.reference_provider, "pass": self.ok,
                 "origin": self.origin, "max_abs_err": _num(self.max_abs), "max_rel_err": _num(self.max_rel),
-                "outputs": [o.to_dict() for o in self.outputs]}
+                "score": _num(self.worst.score), "outputs": [o.to_dict() for o in self.outputs]}
 
 
 @dataclass
@@ -237,6 +281,7 @@ class CompareResult:
     compared_nodes: int
     compared_values: int
     notes: list = field(default_factory=list)
+    stat: str = DEFAULT_ERROR_STAT
 
     @property
     def ok(self):
@@ -249,51 +294,71 @@ class CompareResult:
                 return r.first_mismatch
         return None
 
+    def _rule(self):
+        return f"{self.stat} error, atol={self.atol:g} rtol={self.rtol:g}"
+
     def summary(self) -> str:
         lines = []
         for r in self.runs:
             head = (f"{r.label} vs {self.reference}: {self.compared_values} values of "
-                    f"{self.compared_nodes} nodes, atol={self.atol:g} rtol={self.rtol:g}, level={self.level}: ")
+                    f"{self.compared_nodes} nodes, {self._rule()}, level={self.level}: ")
             f = r.first_mismatch
             if f is None:
-                lines.append(head + "all match")
+                worst = max(r.nodes, key=lambda n: n.worst.score, default=None)
+                lines.append(head + "all match" + (f" (worst: {worst.op_type} '{worst.name}' at "
+                                                   f"{worst.worst.score:.2g} of its tolerance)" if worst else ""))
             else:
                 starts = sum(n.origin for n in r.mismatches)
-                lines.append(head + f"{len(r.mismatches)} node(s) differ ({starts} where a difference starts, "
-                             f"their inputs agreeing); first: {f.op_type} '{f.name}' on "
-                             f"{f.provider} (max abs err {f.max_abs:.3g}, max rel err {f.max_rel:.3g})")
+                tensors = sum(not o.diff.ok for n in r.mismatches for o in n.outputs)
+                lines.append(head + f"{len(r.mismatches)} node(s) differ ({tensors} tensor(s); {starts} node(s) "
+                             f"where a difference starts, their inputs agreeing); first: {f.op_type} '{f.name}' "
+                             f"on {f.provider} (max abs err {f.max_abs:.3g}, {f.worst.score:.3g}x the tolerance)")
         return "\n".join(lines)
 
+    def verdict(self) -> str:
+        """The last line: PASS or FAIL, and why."""
+        if self.ok:
+            return f"PASS: every compared tensor is within the tolerance ({self._rule()})"
+        bad = sum(not o.diff.ok for r in self.runs for n in r.mismatches for o in n.outputs)
+        f = self.first_mismatch
+        return (f"FAIL: {bad} tensor(s) exceed the tolerance ({self._rule()}); first: {f.op_type} '{f.name}' "
+                f"on {f.provider}")
+
     def format(self, top: int = 10) -> str:
-        lines = [f"model: {self.model}", f"reference: {self.reference}"]
+        lines = [f"model: {self.model}", f"reference: {self.reference}",
+                 f"check: {self._rule()} ("
+                 + ("each element within atol or rtol x max|ref|" if self.stat == "elemwise" else
+                    f"{self.stat} abs error within atol or {self.stat} rel error within rtol") + ")"]
         for n in self.notes:
             lines.append(f"note: {n}")
         for r in self.runs:
             lines.append("")
-            lines.append(f"{r.label} vs {self.reference}:")
-            bad = r.mismatches
-            if not bad:
-                lines.append(f"  no node output differs beyond atol={self.atol:g} rtol={self.rtol:g}")
-                continue
-            lines.append(f"  first {min(top, len(bad))} of {len(bad)} mismatching node(s), topological order:")
-            lines.append(f"  {'#':>5s}  {'node':36s} {'op':18s} {'provider':28s} {'max abs err':>12s} "
-                         f"{'max rel err':>12s}  origin")
-            for n in bad[:top]:
-                lines.append(f"  {n.index:5d}  {n.name[:36]:36s} {n.op_type[:18]:18s} {n.provider[:28]:28s} "
-                             f"{n.max_abs:12.4g} {n.max_rel:12.4g}  {'yes' if n.origin else 'no (inputs differ)'}")
+            worst = sorted(r.nodes, key=lambda n: -n.worst.score)[:top]
+            lines.append(f"{r.label} vs {self.reference}: {len(r.mismatches)} of {len(r.nodes)} node(s) fail; "
+                         f"the {len(worst)} worst (score: the checked statistic over its tolerance, > 1 fails; "
+                         "rel: |a-b| / |ref| per element; /max|ref|: max abs err / max |ref|):")
+            lines.append(f"  {'#':>5s}  {'node':32s} {'op':16s} {'provider':14s} {'score':>8s} {'abs max':>9s} "
+                         f"{'mean':>9s} {'median':>9s} {'rel max':>9s} {'mean':>9s} {'median':>9s} "
+                         f"{'/max|ref|':>9s}  result")
+            for n in worst:
+                d = n.worst
+                verdict = "pass" if n.ok else ("FAIL" if n.origin else "FAIL (inputs differ)")
+                lines.append(f"  {n.index:5d}  {n.name[:32]:32s} {n.op_type[:16]:16s} {n.provider[:14]:14s} "
+                             f"{d.score:8.3g} {d.max_abs:9.3g} {d.mean_abs:9.3g} {d.median_abs:9.3g} "
+                             f"{d.max_rel:9.3g} {d.mean_rel:9.3g} {d.median_rel:9.3g} {d.mag:9.3g}  {verdict}")
                 for o in n.outputs:
-                    if not o.diff.ok:
-                        extra = f" ({o.diff.note})" if o.diff.note else ""
-                        lines.append(f"         output {o.name} {o.shape}: abs {o.diff.max_abs:.4g}, "
-                                     f"rel {o.diff.max_rel:.4g}{extra}")
+                    if o.diff.note:
+                        lines.append(f"         output {o.name} {o.shape}: {o.diff.note}")
         lines.append("")
         lines.append(self.summary())
+        lines.append(self.verdict())
         return "\n".join(lines)
 
     def to_dict(self):
         return {"model": self.model, "reference": self.reference, "atol": self.atol, "rtol": self.rtol,
-                "level": self.level, "ok": self.ok, "compared_nodes": self.compared_nodes,
-                "compared_values": self.compared_values, "notes": list(self.notes),
+                "check_error_stat": self.stat, "level": self.level, "ok": self.ok,
+                "compared_nodes": self.compared_nodes, "compared_values": self.compared_values,
+                "notes": list(self.notes), "verdict": self.verdict(),
                 "runs": [{"label": r.label, "ok": r.ok, "mismatches": len(r.mismatches),
                           "nodes": [n.to_dict() for n in r.nodes]} for r in self.runs]}
 
@@ -369,12 +434,14 @@ def _onnxruntime_run(model_bytes, feeds, level):
     return _Run(label, values, {n: "onnxruntime CPU" for n in names})
 
 
-def compare(model, providers=None, *, onnxruntime=False, feeds=None, atol=1e-4, rtol=1e-3, level="disable",
-            label=None) -> CompareResult:
-    """Run ``model`` with every intermediate exposed on each of ``providers`` (ortlite) and,
-    with ``onnxruntime=True``, on onnxruntime's CPU provider; compare each run node by node
-    with the reference: onnxruntime when asked for, else the last provider listed. With a
-    single run, ortlite's CPU provider is added as the reference.
+def compare(model, providers=None, *, onnxruntime=None, feeds=None, atol=1e-4, rtol=1e-3, level="disable",
+            label=None, stat=DEFAULT_ERROR_STAT) -> CompareResult:
+    """Run ``model`` with every intermediate exposed on each of ``providers`` (ortlite; default CPU) and,
+    with ``onnxruntime``, on onnxruntime's CPU provider; compare each run node by node with the
+    reference: onnxruntime when it runs, else the last provider listed. A single provider other than
+    CPU is compared with ortlite's CPU provider; ortlite's CPU provider alone with onnxruntime
+    (``onnxruntime=None``: only then, when it is installed). Each tensor is judged on the error
+    statistic ``stat`` (see :func:`tensor_diff`).
 
     ``model``: a path, bytes or ModelProto; ``feeds``: input name -> array (random when None).
     """
@@ -384,14 +451,21 @@ def compare(model, providers=None, *, onnxruntime=False, feeds=None, atol=1e-4, 
 
     if level not in LEVELS:
         raise ValueError(f"level must be one of {list(LEVELS)}, got {level!r}")
+    if stat not in ERROR_STATS:
+        raise ValueError(f"the error statistic must be one of {', '.join(ERROR_STATS)}, got {stat!r}")
     proto, _, where = load_model(model)
     label = label or where
     providers = [canonical_name(p) for p in (providers or ["CPUExecutionProvider"])]
     providers = list(dict.fromkeys(providers))
-    if len(providers) + bool(onnxruntime) < 2 and "CPUExecutionProvider" not in providers:
+    if len(providers) == 1 and "CPUExecutionProvider" not in providers and not onnxruntime:
         providers.append("CPUExecutionProvider")
+    if onnxruntime is None:
+        import importlib.util
+
+        onnxruntime = len(providers) < 2 and importlib.util.find_spec("onnxruntime") is not None
     if len(providers) + bool(onnxruntime) < 2:
-        raise ValueError("compare needs two runs: name two providers (e.g. cuda,cpu) or add onnxruntime")
+        raise ValueError("compare needs two runs: ortlite's CPU provider alone is compared with onnxruntime, "
+                         "which is not installed (pip install 'ortlite[bench]'); or name two providers")
     exposed, order = expose_intermediates(proto)
     data = exposed.SerializeToString()
     if feeds is None:
@@ -422,7 +496,7 @@ def compare(model, providers=None, *, onnxruntime=False, feeds=None, atol=1e-4, 
                 if not o or o not in run.values or o not in ref.values:
                     continue
                 a, b = run.values[o], ref.values[o]
-                d = tensor_diff(a, b, atol, rtol)
+                d = tensor_diff(a, b, atol, rtol, stat)
                 outs.append(OutputComparison(o, list(np.shape(b)) if hasattr(b, "shape") else [], d))
                 if not d.ok:
                     bad_values.add(o)
@@ -440,4 +514,4 @@ def compare(model, providers=None, *, onnxruntime=False, feeds=None, atol=1e-4, 
     missing = [o.name for o in exposed.graph.output if o.name not in ref.values]
     if missing:
         notes.append(f"{len(missing)} value(s) not produced by the reference run, not compared")
-    return CompareResult(label, ref.label, result_runs, atol, rtol, level, n_nodes, n_values, notes)
+    return CompareResult(label, ref.label, result_runs, atol, rtol, level, n_nodes, n_values, notes, stat)

@@ -741,19 +741,44 @@ def _pattern(shape, roles):
     return "x".join(marks.get(k, str(v)) for k, v in enumerate(shape))
 
 
+INT_HIGH = 100  # integer inputs are drawn from [0, INT_HIGH) unless a smaller bound is known
+
+
+def _index_bounds(model) -> dict:
+    """Input name -> the number of rows of the initializer it indexes directly (Gather / GatherElements
+    indices on the gathered axis, as token ids index an embedding table); the smallest where several."""
+    inits = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    bounds = {}
+    for n in model.graph.node:
+        if n.op_type in ("Gather", "GatherElements") and len(n.input) > 1 and n.input[0] in inits:
+            axis = next((a.i for a in n.attribute if a.name == "axis"), 0)
+            dims = inits[n.input[0]]
+            if dims and -len(dims) <= axis < len(dims):
+                bounds[n.input[1]] = min(bounds.get(n.input[1], dims[axis]), dims[axis])
+    return bounds
+
+
 def example_inputs(model, seed: int = 0, dims: dict | None = None, shapes: dict | None = None,
-                   batch: int | None = None) -> dict[str, np.ndarray]:
+                   batch: int | None = None, val_range: dict | None = None) -> dict[str, np.ndarray]:
     """Random valid feeds for every graph input of ``model`` (a ModelProto, bytes, a path or a MODELS name).
 
     Shapes come from :func:`input_shapes` (``dims``, ``shapes``, ``batch``, the model's ``ortlite.dims``
-    metadata, then defaults). Integer inputs listed in ``ortlite.input_ranges`` are drawn uniformly from
-    [lo, hi); names containing "mask" get ones; other floats are standard normal; other integers are zeros;
-    bools are random.
+    metadata, then defaults). Values, from ``seed``: an input in ``val_range`` (name -> (lo, hi); the key
+    "" for every input) is uniform in [lo, hi] (integers inclusive, as Polygraphy's --val-range); else
+    integer inputs listed in the ``ortlite.input_ranges`` metadata are uniform in [lo, hi); names containing
+    "mask" get ones; ``position_ids`` count 0, 1, ... along the last axis; other integers are uniform in
+    [0, min(n, 100)), n the rows of the table the input indexes (Gather on an initializer), so token ids stay
+    inside a vocabulary; floats are standard normal; bools are random.
     """
     model = _as_model(model)
     meta = {p.key: p.value for p in model.metadata_props}
     ranges = json.loads(meta.get(RANGES_KEY, "{}"))
     chosen = input_shapes(model, dims, shapes, batch)
+    val_range = dict(val_range or {})
+    unknown = sorted(set(val_range) - set(chosen) - {""})
+    if unknown:
+        raise ValueError(f"the model has no input '{unknown[0]}'; inputs: {list(chosen)}")
+    bounds = _index_bounds(model)
     rng = np.random.default_rng(seed)
     feeds = {}
     for vi in model.graph.input:
@@ -761,7 +786,13 @@ def example_inputs(model, seed: int = 0, dims: dict | None = None, shapes: dict 
             continue
         shape = chosen[vi.name].shape
         dtype = helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
-        if vi.name in ranges:
+        integer = np.issubdtype(dtype, np.integer)
+        given = val_range.get(vi.name, val_range.get(""))
+        if given is not None and dtype != np.bool_:
+            lo, hi = given
+            arr = (rng.integers(math.ceil(lo), math.floor(hi), size=shape, endpoint=True) if integer
+                   else rng.uniform(lo, hi, size=shape))
+        elif vi.name in ranges:
             lo, hi = ranges[vi.name]
             arr = rng.integers(lo, hi, size=shape)
         elif "mask" in vi.name.lower():
@@ -770,6 +801,10 @@ def example_inputs(model, seed: int = 0, dims: dict | None = None, shapes: dict 
             arr = rng.standard_normal(shape)
         elif dtype == np.bool_:
             arr = rng.random(shape) < 0.5
+        elif integer and vi.name.lower() in ("position_ids", "pos_ids") and len(shape):
+            arr = np.broadcast_to(np.arange(shape[-1]), shape)
+        elif integer:
+            arr = rng.integers(0, max(1, min(bounds.get(vi.name, INT_HIGH), INT_HIGH)), size=shape)
         else:
             arr = np.zeros(shape)
         feeds[vi.name] = np.asarray(arr).astype(dtype)

@@ -12,11 +12,11 @@ from ortlite.cli import main
 from ortlite.compare import compare, expose_intermediates, tensor_diff
 from partition.pretend_device import PretendDeviceExecutionProvider, to_device_array
 
-OFF_BY = np.float32(1e-3)
+OFF_BY = np.float32(1e-2)
 
 
 class BrokenDeviceExecutionProvider(PretendDeviceExecutionProvider):
-    """The pretend device with a Relu kernel that is off by 1e-3 everywhere."""
+    """The pretend device with a Relu kernel that is off by 1e-2 everywhere."""
 
     name = "BrokenDeviceExecutionProvider"
     device_type = "broken"
@@ -78,7 +78,7 @@ def test_compare_names_the_broken_node_first(device_providers):
     assert all(n.ok for n in run.nodes[:3])  # everything before the Relu agrees
     first = res.first_mismatch
     assert (first.name, first.op_type, first.provider, first.origin) == ("relu", "Relu", "BrokenDevice", True)
-    assert first.max_abs == pytest.approx(1e-3, rel=1e-3)
+    assert first.max_abs == pytest.approx(OFF_BY, rel=1e-3)
     assert first.reference_provider == "CPU"
     # later nodes differ only because their inputs did
     assert all(not n.origin for n in run.mismatches[1:])
@@ -92,17 +92,18 @@ def test_compare_cli_exit_codes(device_providers, tmp_path, capsys):
     js = tmp_path / "c.json"
     assert main(["compare", str(path), "--providers", "brokendevice,cpu", "--json", str(js)]) == 1
     out = capsys.readouterr().out
-    table = out[out.index("mismatching node(s)"):]
-    assert table.splitlines()[2].split()[:3] == ["3", "relu", "Relu"]  # the first row names the Relu
-    assert "node(s) differ" in out.splitlines()[-1]  # the summary line
+    assert "first: Relu 'relu' on BrokenDevice" in out.splitlines()[-2]  # the summary names where it starts
+    assert out.splitlines()[-1].startswith("FAIL: ")  # the verdict
+    relu = next(line for line in out.splitlines() if " relu " in line)
+    assert relu.split()[-1] == "FAIL" and "inputs differ" not in relu
     d = json.loads(js.read_text())
     assert d["ok"] is False and d["runs"][0]["nodes"][3]["name"] == "relu" and not d["runs"][0]["nodes"][3]["pass"]
     # the correct pretend device agrees everywhere
     assert main(["compare", str(path), "--providers", "pretenddevice,cpu"]) == 0
     out = capsys.readouterr().out
-    assert "all match" in out.splitlines()[-1]
+    assert "all match" in out.splitlines()[-2] and out.splitlines()[-1].startswith("PASS: ")
     # a tolerance looser than the error: no mismatch
-    assert main(["compare", str(path), "--providers", "brokendevice,cpu", "--atol", "1e-2", "--rtol", "0"]) == 0
+    assert main(["compare", str(path), "--providers", "brokendevice,cpu", "--atol", "0.1", "--rtol", "0"]) == 0
     capsys.readouterr()
 
 
@@ -112,6 +113,14 @@ def test_compare_cpu_with_onnxruntime(capsys):
     assert "ortlite CPUExecutionProvider vs onnxruntime" in out and "11 values of 11 nodes" in out
     res = compare(chain_model(), ["CPUExecutionProvider"], onnxruntime=True, level="all")
     assert res.ok and res.compared_nodes == 7 and res.reference.startswith("onnxruntime")
+
+
+def test_compare_without_providers_uses_onnxruntime(capsys):
+    assert main(["compare"]) == 0  # its help: cpu alone is compared with onnxruntime
+    out = capsys.readouterr().out
+    assert "ortlite CPUExecutionProvider vs onnxruntime" in out and out.splitlines()[-1].startswith("PASS")
+    assert main(["compare", "--no-onnxruntime"]) == 2
+    assert "needs two runs" in capsys.readouterr().err
 
 
 def test_compare_errors(capsys):
@@ -128,10 +137,101 @@ def test_tensor_diff():
     d = tensor_diff(a, a.copy(), 0, 0)
     assert d.ok and d.max_abs == 0 and d.max_rel == 0  # NaN = NaN, inf = inf
     d = tensor_diff(np.array([1.0, 0.5]), np.array([1.1, 0.0]), 1e-3, 1e-3)
-    assert not d.ok and d.max_abs == pytest.approx(0.5) and d.max_rel == pytest.approx(0.1 / 1.1)
+    assert not d.ok and d.max_abs == pytest.approx(0.5) and d.max_rel > 1e15  # 0.5 / (0 + eps)
+    assert d.mean_abs == pytest.approx(0.3) and d.mag == pytest.approx(0.5 / 1.1)
+    # elemwise: rtol is relative to the tensor's magnitude; max/mean/median: Polygraphy's rule
+    ref = np.array([100.0, 0.0, -50.0, 1.0])
+    a = ref + np.array([0.0, 4e-4, 0.0, 0.0])  # rounding noise on an element that cancelled to 0
+    assert tensor_diff(a, ref, 1e-4, 1e-5).ok and tensor_diff(a, ref, 1e-4, 1e-5).score == pytest.approx(0.4)
+    assert not tensor_diff(a, ref, 1e-4, 1e-5, "max").ok  # 4e-4 > atol and 4e-4 / eps > rtol
+    assert tensor_diff(a, ref, 1e-4, 1e-5, "median").ok and tensor_diff(a, ref, 1e-4, 1e-5, "mean").ok
+    assert not tensor_diff(ref * 1.01, ref, 1e-4, 1e-3, "median").ok  # 1% everywhere fails every statistic
+    with pytest.raises(ValueError, match="one of elemwise, max, mean, median"):
+        tensor_diff(a, ref, 0, 0, "p99")
     assert not tensor_diff(np.zeros(3), np.zeros(4), 1, 1).ok
     assert tensor_diff(np.array([1, 2], np.int64), np.array([1, 2], np.int64), 0, 0).ok
     assert not tensor_diff(np.array([np.nan]), np.array([1.0]), 1, 1).ok
     m = zoo.demo()
     exposed, _ = expose_intermediates(m)
     assert len(exposed.graph.output) == len(m.graph.node)
+
+
+class NoisyConvExecutionProvider(PretendDeviceExecutionProvider):
+    """The pretend device running Conv too; ``MODE`` perturbs the Conv outputs: 'noise' as a different
+    summation order does (1e-7 of the tensor's magnitude, 4e-4 on one element), 'wrong' one channel by 5%."""
+
+    name = "NoisyConvExecutionProvider"
+    device_type = "noisy"
+    MODE = "noise"
+
+    def get_capability(self, node, lookup, graph=None):
+        if node.op_type == "Conv":
+            return super(PretendDeviceExecutionProvider, self).get_capability(node, lookup, graph)
+        return super().get_capability(node, lookup, graph)
+
+    def wrap_kernel(self, fn, node, kdef):
+        run = super().wrap_kernel(fn, node, kdef)
+        if node.op_type != "Conv":
+            return run
+
+        def perturbed(*args):
+            y = np.array(run(*args).view(np.ndarray))
+            if self.MODE == "noise":
+                y += np.float32(1e-7 * np.abs(y).max()) * np.random.default_rng(0).standard_normal(y.shape).astype(y.dtype)
+                y.flat[np.argmin(np.abs(y))] += np.float32(4e-4)
+            else:
+                y[:, 0] *= np.float32(1.05)
+            return to_device_array(y)
+
+        return perturbed
+
+
+def conv_model():
+    """x [1,8,16,16] -> Conv 3x3 (32) -> Relu -> Conv 3x3 (16) -> y: outputs of magnitude ~10."""
+    rng = np.random.default_rng(1)
+    w1 = rng.standard_normal((32, 8, 3, 3)).astype(np.float32)
+    w2 = (0.3 * rng.standard_normal((16, 32, 3, 3))).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["y"], name="conv2", pads=[1, 1, 1, 1])]
+    return make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 16, 16])],
+                      [onnx.numpy_helper.from_array(w1, "w1"), onnx.numpy_helper.from_array(w2, "w2")])
+
+
+@pytest.fixture
+def noisy_conv(monkeypatch):
+    providers.register_provider(NoisyConvExecutionProvider, priority=0)
+    yield NoisyConvExecutionProvider
+    providers.unregister_provider(NoisyConvExecutionProvider.name)
+    from ortlite import ortvalue
+
+    ortvalue._device_providers.clear()
+
+
+def test_conv_rounding_noise_passes_and_a_wrong_channel_fails(noisy_conv, monkeypatch, tmp_path, capsys):
+    path = tmp_path / "conv.onnx"
+    onnx.save(conv_model(), str(path))
+    args = ["compare", str(path), "--providers", "noisyconv,cpu"]
+    assert main(args) == 0  # max abs 4e-4 on outputs of magnitude ~10: float32 noise, not a mismatch
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1].startswith("PASS: every compared tensor is within the tolerance (elemwise error")
+    header = next(line for line in out.splitlines() if line.strip().startswith("#"))
+    assert header.split()[4:] == ["score", "abs", "max", "mean", "median", "rel", "max", "mean", "median",
+                                  "/max|ref|", "result"]
+    assert main([*args, "--check-error-stat", "median"]) == 0
+    assert main([*args, "--check-error-stat", "max"]) == 1  # Polygraphy's strictest check: the 4e-4 element
+    capsys.readouterr()
+    monkeypatch.setattr(NoisyConvExecutionProvider, "MODE", "wrong")
+    js = tmp_path / "c.json"
+    for stat in ("median", "mean", "elemwise", "max"):
+        assert main([*args, "--check-error-stat", stat, "--json", str(js)]) == 1, stat
+        out = capsys.readouterr().out
+        assert out.splitlines()[-1].startswith("FAIL: ") and f"({stat} error" in out.splitlines()[-1]
+        # the median of conv1's error is 0 (one channel of 32 is wrong): it shows from conv2 on
+        assert f"first: Conv '{'conv2' if stat == 'median' else 'conv1'}'" in out.splitlines()[-1]
+    d = json.loads(js.read_text())
+    conv1 = d["runs"][0]["nodes"][0]
+    assert d["check_error_stat"] == "max" and not conv1["pass"] and conv1["score"] > 1
+    assert {"max_abs_err", "mean_abs_err", "median_abs_err", "max_rel_err", "mean_rel_err", "median_rel_err",
+            "max_abs_err_over_max_ref"} <= set(conv1["outputs"][0])
