@@ -5,10 +5,10 @@ an approximation of erfinv, SOFTMAX_ZERO skips zeros), and has special cases for
 single score column ("binary case"), where a second column is made from the first.
 The helpers here reproduce those formulas, vectorized over rows.
 
-The checks (``model_error``, ``Features``) refuse attribute lists that do not fit each
-other or the input's feature count, where onnxruntime would read a prefix of them or
-past their end: at session creation when the input's width is known from shape
-inference, else on each feed.
+The checks (``model_error``, ``check_choice``, ``Features``) refuse attribute lists that do
+not fit each other or the input's feature count, ids out of range and unknown modes, where
+onnxruntime would fail or read a prefix of them or past their end: at session creation
+(``ModelError``) when the input's width is known from shape inference, else on each feed.
 """
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ import math
 
 import numpy as np
 
-from ortlite.errors import Fail, InvalidArgument, RuntimeException
-from ortlite.errors import NotImplemented as OrtNotImplemented
+from ortlite.errors import Fail, InvalidArgument, InvalidGraph, RuntimeException
 
 F32 = np.float32
 POST_TRANSFORMS = ("NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO", "PROBIT")
@@ -27,10 +26,8 @@ POST_TRANSFORMS = ("NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO", "PROBIT")
 POST_TRANSFORM_CODES = {0: "NONE", 1: "LOGISTIC", 2: "SOFTMAX", 3: "SOFTMAX_ZERO", 4: "PROBIT"}
 
 
-def check_post_transform(op, value):
-    if value not in POST_TRANSFORMS:
-        raise OrtNotImplemented(f"{op}: post_transform '{value}' not supported ({', '.join(POST_TRANSFORMS)})")
-    return value
+def check_post_transform(ctx, value):
+    return check_choice(ctx, "post_transform", value, POST_TRANSFORMS)
 
 
 def logistic(v):
@@ -152,9 +149,24 @@ def feed_error(node, message):
                      f"Name:'{node.name}' Status Message: {message}")
 
 
+class ModelError(InvalidGraph, Fail):
+    """Attributes that do not fit each other, the spec or the input's static shape.
+
+    An InvalidGraph (the model is wrong, not the feed); also a Fail, which onnxruntime raises
+    for the same models at session creation and which the session passes on unchanged.
+    """
+
+
 def model_error(ctx, message):
-    """A Fail for attributes that do not fit each other or the input's static shape, naming the node."""
-    return Fail(f"{ctx.node.op_type} node '{ctx.node.name}': {message}")
+    """A ModelError naming the node; ``message`` names the attribute and what was expected."""
+    return ModelError(f"{ctx.node.op_type} node '{ctx.node.name}': {message}")
+
+
+def check_choice(ctx, attr, value, choices):
+    """``value`` if it is one of ``choices``, else a ModelError naming ``attr`` and the choices."""
+    if value not in choices:
+        raise model_error(ctx, f"{attr} {value!r} is not one of {', '.join(map(str, choices))}")
+    return value
 
 
 def plural(n, word):

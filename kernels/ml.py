@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
-from ._ml_util import (F32, Features, as_rows_f32, batched_update, check_post_transform, feed_error, labels_array,
-                       last_width, matrix_width, model_error, plural, shape_str)
+from ._ml_util import (F32, Features, as_rows_f32, batched_update, check_choice, check_post_transform, feed_error,
+                       labels_array, last_width, matrix_width, model_error, plural, shape_str)
 
 ML = "ai.onnx.ml"
 CPU = ("cpu",)
@@ -99,9 +98,7 @@ class Scaler:
 @kernel("Normalizer", since=1, domain=ML, families=CPU)
 class Normalizer:
     def __init__(self, ctx, *, norm="MAX"):
-        if norm not in ("MAX", "L1", "L2"):
-            raise OrtNotImplemented(f"Normalizer: norm '{norm}' not supported (MAX, L1, L2)")
-        self.norm = norm
+        self.norm = check_choice(ctx, "norm", norm, ("MAX", "L1", "L2"))
 
     def __call__(self, X):
         if X.ndim > 2:
@@ -195,7 +192,7 @@ class FeatureVectorizer:
 class OneHotEncoder:
     def __init__(self, ctx, *, cats_int64s=None, cats_strings=None, zeros=1):
         if bool(cats_int64s) == bool(cats_strings):
-            raise ValueError("OneHotEncoder: exactly one of cats_int64s and cats_strings must be set")
+            raise model_error(ctx, "exactly one of cats_int64s and cats_strings must be set")
         self.zeros = bool(zeros)
         if cats_int64s:
             self.cats = {int(v): i for i, v in enumerate(cats_int64s)}
@@ -390,10 +387,8 @@ class DictVectorizer:
 @kernel("CastMap", since=1, domain=ML, families=CPU)
 class CastMap:
     def __init__(self, ctx, *, cast_to="TO_FLOAT", map_form="DENSE", max_map=1):
-        if cast_to not in ("TO_FLOAT", "TO_STRING", "TO_INT64"):
-            raise OrtNotImplemented(f"CastMap: cast_to '{cast_to}' not supported (TO_FLOAT, TO_STRING, TO_INT64)")
-        if map_form not in ("DENSE", "SPARSE"):
-            raise OrtNotImplemented(f"CastMap: map_form '{map_form}' not supported (DENSE, SPARSE)")
+        check_choice(ctx, "cast_to", cast_to, ("TO_FLOAT", "TO_STRING", "TO_INT64"))
+        check_choice(ctx, "map_form", map_form, ("DENSE", "SPARSE"))
         self.cast_to, self.sparse, self.max_map = cast_to, map_form == "SPARSE", int(max_map)
 
     def _cast(self, values):
@@ -463,7 +458,7 @@ def _weight_rows(ctx, coef, rows, what):
 @kernel("LinearRegressor", since=1, domain=ML, families=CPU)
 class LinearRegressor:
     def __init__(self, ctx, *, coefficients=None, intercepts=None, post_transform="NONE", targets=1):
-        self.post = check_post_transform("LinearRegressor", post_transform)
+        self.post = check_post_transform(ctx, post_transform)
         self.targets = int(targets)
         coef = np.asarray(coefficients or [], dtype=F32)
         if intercepts and len(intercepts) != self.targets:
@@ -487,7 +482,7 @@ class LinearRegressor:
 class LinearClassifier:
     def __init__(self, ctx, *, coefficients=None, intercepts=None, classlabels_ints=None,
                  classlabels_strings=None, multi_class=0, post_transform="NONE"):
-        self.post = check_post_transform("LinearClassifier", post_transform)
+        self.post = check_post_transform(ctx, post_transform)
         self.labels, self.strings = _class_labels(classlabels_ints, classlabels_strings, "LinearClassifier")
         coef = np.asarray(coefficients or [], dtype=F32)
         # onnxruntime counts classes by the intercepts
@@ -526,8 +521,7 @@ class _SVMKernel:
     """kernel_type / kernel_params -> k(X, V) for rows of X against rows of V (float32 results)."""
 
     def __init__(self, ctx, kernel_type, kernel_params):
-        if kernel_type not in ("LINEAR", "POLY", "RBF", "SIGMOID"):
-            raise OrtNotImplemented(f"SVM: kernel_type '{kernel_type}' not supported (LINEAR, POLY, RBF, SIGMOID)")
+        check_choice(ctx, "kernel_type", kernel_type, ("LINEAR", "POLY", "RBF", "SIGMOID"))
         if kernel_params and len(kernel_params) != 3:  # onnxruntime reads three values from a non-empty list
             raise model_error(ctx, f"kernel_params has {len(kernel_params)} values, not 3 (gamma, coef0, degree)")
         self.kind = kernel_type
@@ -595,7 +589,7 @@ class SVMClassifier:
     def __init__(self, ctx, *, classlabels_ints=None, classlabels_strings=None, coefficients=None,
                  kernel_params=None, kernel_type="LINEAR", post_transform="NONE", prob_a=None, prob_b=None,
                  rho=None, support_vectors=None, vectors_per_class=None):
-        self.post = check_post_transform("SVMClassifier", post_transform)
+        self.post = check_post_transform(ctx, post_transform)
         self.labels, self.strings = _class_labels(classlabels_ints, classlabels_strings, "SVMClassifier")
         if not self.labels:
             raise model_error(ctx, "classlabels_ints or classlabels_strings is required")
@@ -706,7 +700,7 @@ def _logistic_f32(v):
 class SVMRegressor:
     def __init__(self, ctx, *, coefficients=None, kernel_params=None, kernel_type="LINEAR", n_supports=0,
                  one_class=0, post_transform="NONE", rho=None, support_vectors=None):
-        check_post_transform("SVMRegressor", post_transform)  # onnxruntime ignores it
+        check_post_transform(ctx, post_transform)  # onnxruntime ignores it
         coef = self.coef = np.asarray(coefficients or [], dtype=F32)
         if coef.size == 0:
             raise model_error(ctx, "coefficients are required")

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
-from ._ml_util import (F32, POST_TRANSFORM_CODES, Features, binary_scores, check_lengths, check_post_transform,
-                       labels_array, model_error, plural, probit, transform)
+from ._ml_util import (F32, POST_TRANSFORM_CODES, Features, binary_scores, check_choice, check_lengths,
+                       check_post_transform, labels_array, model_error, plural, probit, transform)
 
 ML = "ai.onnx.ml"
 CPU = ("cpu",)  # numpy-specific code (np.take with out=, object labels)
@@ -45,11 +44,14 @@ class Forest:
     """All trees of an ensemble as flat arrays, evaluated for a batch at once.
 
     Nodes are numbered 0..n-1; ``leaf_node, leaf_target, leaf_weight`` list the leaf
-    weights (a leaf may carry several). ``members`` maps a BRANCH_MEMBER node to its set.
+    weights (a leaf may carry several; one with none scores nothing, as in onnxruntime).
+    ``members`` maps a BRANCH_MEMBER node to its set. ``error(message)`` makes the
+    exception for a structure the attributes cannot mean (a child or feature out of
+    range, a cycle); ``names`` maps "feature", "child", "target" to the attribute named.
     """
 
     def __init__(self, feat, thr, mode, true_child, false_child, missing_true, roots,
-                 leaf_node, leaf_target, leaf_weight, n_targets, thr_dtype, members=None,
+                 leaf_node, leaf_target, leaf_weight, n_targets, thr_dtype, error, names, members=None,
                  first_weight_only=False):
         n = len(mode)
         mode = np.asarray(mode, dtype=np.int8)
@@ -57,15 +59,21 @@ class Forest:
         idx = np.arange(n, dtype=np.intp)
         tc = np.where(is_leaf, idx, np.asarray(true_child, dtype=np.intp))
         fc = np.where(is_leaf, idx, np.asarray(false_child, dtype=np.intp))
-        if n and (min(tc.min(), fc.min()) < 0 or max(tc.max(), fc.max()) >= n):
-            raise ValueError("tree ensemble: a child id points outside the nodes")
+        for side, c in (("true", tc), ("false", fc)):
+            bad = np.nonzero((c < 0) | (c >= n))[0]
+            if bad.size:
+                raise error(f"{names['child'] % side}: node {int(bad[0])} points to node {int(c[bad[0]])}, "
+                            f"outside [0, {n})")
         self.n_targets = int(n_targets)
         roots = np.asarray(roots, dtype=np.intp)
         self.n_trees = len(roots)
         self.thr_dtype = np.dtype(thr_dtype)
-        feat = np.where(is_leaf, 0, np.asarray(feat, dtype=np.intp))
-        if n and feat.min() < 0:
-            raise ValueError(f"tree ensemble: a node reads feature {int(feat.min())}")
+        feat = np.where(is_leaf, 0, np.asarray(feat, dtype=np.int64))
+        bad = np.nonzero((feat < 0) | (feat > np.iinfo(np.int32).max))[0]
+        if bad.size:
+            raise error(f"{names['feature']}[{int(bad[0])}] = {int(feat[bad[0]])}: a feature id must be in "
+                        "[0, 2147483647]")
+        feat = feat.astype(np.intp)
         thr = np.where(is_leaf, 0, np.asarray(thr, dtype=np.float64)).astype(self.thr_dtype)
         mt = np.zeros(n, dtype=bool)
         if missing_true is not None and len(missing_true):
@@ -73,7 +81,7 @@ class Forest:
             mt[:k] = np.asarray(missing_true[:k]) == 1
         mt &= ~is_leaf
         self.roots = roots
-        tree_of, level, self.depth = self._walk_structure(tc, fc, is_leaf, n)
+        tree_of, level, self.depth = self._walk_structure(tc, fc, is_leaf, n, error)
         # renumber the nodes level by level (all roots, then all depth-1 nodes, ...): each step of
         # the walk then reads one contiguous stretch of the node tables, which stays in cache
         order = np.lexsort((idx, tree_of, np.where(level < 0, n + 1, level)))
@@ -105,7 +113,8 @@ class Forest:
         self.mt2[0::2] = mt
         self._prepare_members(members, n)
         self._prepare_leaves(leaf_node, np.asarray(leaf_target, dtype=np.intp),
-                             np.asarray(leaf_weight, dtype=np.float64), is_leaf, tree_of, n, first_weight_only)
+                             np.asarray(leaf_weight, dtype=np.float64), is_leaf, tree_of, n, first_weight_only,
+                             error, names)
 
     # ---- prepare -------------------------------------------------------------------------
     def features(self, ctx):
@@ -136,8 +145,11 @@ class Forest:
         self.member_table = table
         self.member_trunc = trunc
 
-    def _walk_structure(self, tc, fc, is_leaf, n):
-        """Tree index and depth of every reachable node (-1 elsewhere), and the maximum depth."""
+    def _walk_structure(self, tc, fc, is_leaf, n, error):
+        """Tree index and depth of every reachable node (-1 elsewhere), and the maximum depth.
+
+        A path longer than the node count goes round a cycle. Nodes reached twice from one
+        tree (two parents, as onnxruntime accepts) are walked once per level."""
         tree_of = np.full(n, -1, dtype=np.intp)
         level = np.full(n, -1, dtype=np.intp)
         front = self.roots
@@ -151,24 +163,23 @@ class Forest:
             if not front.size:
                 break
             depth += 1
-            if depth > _MAX_DEPTH:
-                raise ValueError("tree ensemble: a tree is deeper than 10000 levels (a cycle?)")
-            front, owner = np.concatenate([tc[front], fc[front]]), np.concatenate([owner, owner])
+            if depth > min(n, _MAX_DEPTH):
+                what = "a cycle" if depth > n else f"more than {_MAX_DEPTH} levels"
+                raise error(f"tree {int(owner[0])} has {what} (nodes_truenodeids / nodes_falsenodeids)")
+            pairs = np.unique(np.concatenate([owner, owner]) * n + np.concatenate([tc[front], fc[front]]))
+            owner, front = pairs // n, pairs % n
         return tree_of, level, depth
 
-    def _prepare_leaves(self, leaf_node, leaf_target, leaf_weight, is_leaf, tree_of, n, first_only):
+    def _prepare_leaves(self, leaf_node, leaf_target, leaf_weight, is_leaf, tree_of, n, first_only, error, names):
         k = self.n_targets
-        if leaf_node.size and (leaf_node.min() < 0 or leaf_node.max() >= n):
-            raise ValueError("tree ensemble: a leaf weight points to a node that does not exist")
+        bad = np.nonzero((leaf_target < 0) | (leaf_target >= k))[0]
+        if bad.size:
+            raise error(f"{names['target']}[{int(bad[0])}] = {int(leaf_target[bad[0]])} is outside [0, {k})")
         on_leaf = is_leaf[leaf_node] if leaf_node.size else np.zeros(0, bool)
         leaf_node, leaf_target, leaf_weight = leaf_node[on_leaf], leaf_target[on_leaf], leaf_weight[on_leaf]
-        if leaf_target.size and (leaf_target.min() < 0 or leaf_target.max() >= k):
-            raise ValueError(f"tree ensemble: a target/class id is outside [0, {k})")
         count = np.bincount(leaf_node, minlength=n)
         reached = tree_of >= 0
-        if (is_leaf & reached & (count == 0)).any():
-            bad = int(np.nonzero(is_leaf & reached & (count == 0))[0][0])
-            raise ValueError(f"tree ensemble: leaf node {bad} has no weight")
+        weightless = bool((is_leaf & reached & (count == 0)).any())
         if first_only and leaf_node.size:
             # onnxruntime's single-target path keeps the first weight of each leaf
             order = np.argsort(leaf_node, kind="stable")
@@ -186,7 +197,7 @@ class Forest:
             consistent = bool((tree_target[trees[ok]] == leaf_target[ok]).all())
         else:
             consistent = False
-        if k == 1 or (one_per_leaf and consistent):
+        if (k == 1 and not weightless) or (one_per_leaf and consistent):
             # one value per leaf; each tree feeds one target
             self.strategy = "tree"
             self.val2 = np.zeros(2 * n, dtype=acc)
@@ -365,30 +376,29 @@ def _tree_common_prepare(ctx, nodes_treeids, nodes_nodeids, nodes_featureids, no
                          w_weights_as_tensor, n_targets, thr_dtype, first_weight_only):
     """Opset 1/3 attributes (node ids are per tree) -> a Forest. The ``w_*`` lists are the leaf
     weights: ``target_*`` for the regressor, ``class_*`` for the classifier."""
-    op = ctx.node.op_type
+    w = "class" if ctx.node.op_type.endswith("Classifier") else "target"
     tree = np.asarray(nodes_treeids or [], dtype=np.int64)
     nid = np.asarray(nodes_nodeids or [], dtype=np.int64)
     n = tree.size
     if not n:
         raise model_error(ctx, "the ensemble has no nodes (nodes_treeids is empty)")
+    # nodes_hitrates and a short nodes_missing_value_tracks_true are read as onnxruntime reads them
+    # (the former not at all, the latter as False past its end), so their lengths are free
     check_lengths(ctx, "nodes_treeids", n, {
         "nodes_nodeids": nodes_nodeids or [], "nodes_featureids": nodes_featureids or [],
         "nodes_modes": nodes_modes or [], "nodes_truenodeids": nodes_truenodeids or [],
         "nodes_falsenodeids": nodes_falsenodeids or [], "nodes_values": nodes_values,
-        "nodes_values_as_tensor": nodes_values_as_tensor, "nodes_hitrates": nodes_hitrates,
-        "nodes_hitrates_as_tensor": nodes_hitrates_as_tensor,
-        "nodes_missing_value_tracks_true": nodes_missing_value_tracks_true})
-    w = "class" if op.endswith("Classifier") else "target"
+        "nodes_values_as_tensor": nodes_values_as_tensor})
+    if n_targets < 1:
+        raise model_error(ctx, f"{'the class labels count' if w == 'class' else 'n_targets'} is {n_targets}, "
+                          "expected at least 1")
     check_lengths(ctx, f"{w}_ids", len(w_ids or []), {
         f"{w}_nodeids": w_nodeids or [], f"{w}_treeids": w_treeids or [],
         f"{w}_weights": (w_weights or []) if w_weights_as_tensor is None else None,
         f"{w}_weights_as_tensor": w_weights_as_tensor})
-    try:
-        mode = np.asarray([MODE_NAMES[m] for m in nodes_modes], dtype=np.int8)
-    except KeyError as e:
-        raise OrtNotImplemented(f"{op}: node mode {e} not supported ({', '.join(MODE_NAMES)})") from None
-    if (mode == MEMBER).any():
-        raise OrtNotImplemented(f"{op}: BRANCH_MEMBER exists only in TreeEnsemble (opset 5)")
+    modes = [m for m in MODE_NAMES if m != "BRANCH_MEMBER"]  # BRANCH_MEMBER: TreeEnsemble (opset 5) only
+    mode = np.asarray([MODE_NAMES[check_choice(ctx, "nodes_modes entry", m, modes)] for m in nodes_modes],
+                      dtype=np.int8)
     thr = nodes_values_as_tensor.reshape(-1) if nodes_values_as_tensor is not None else np.asarray(
         nodes_values or [0.0] * n, dtype=F32)
     # (tree, node id) -> position, by binary search on a combined key
@@ -402,23 +412,28 @@ def _tree_common_prepare(ctx, nodes_treeids, nodes_nodeids, nodes_featureids, no
     def find(trees, ids, what):
         q = (np.asarray(trees, dtype=np.int64) - tree.min()) * span + np.asarray(ids, dtype=np.int64)
         j = np.minimum(np.searchsorted(skey, q), n - 1)
-        if q.size and not (skey[j] == q).all():
-            raise model_error(ctx, f"a {what} refers to a node that does not exist")
+        bad = np.nonzero(skey[j] != q)[0]
+        if bad.size:
+            i = int(bad[0])
+            raise model_error(ctx, f"{what} {int(np.asarray(ids)[i])} (entry {i}, tree "
+                              f"{int(np.asarray(trees)[i])}) is not a node id of that tree")
         return order[j]
 
     is_leaf = mode == LEAF
     tc = np.zeros(n, dtype=np.intp)
     fc = np.zeros(n, dtype=np.intp)
     inner = ~is_leaf
-    tc[inner] = find(tree[inner], np.asarray(nodes_truenodeids)[inner], "nodes_truenodeids entry")
-    fc[inner] = find(tree[inner], np.asarray(nodes_falsenodeids)[inner], "nodes_falsenodeids entry")
+    tc[inner] = find(tree[inner], np.asarray(nodes_truenodeids)[inner], "nodes_truenodeids")
+    fc[inner] = find(tree[inner], np.asarray(nodes_falsenodeids)[inner], "nodes_falsenodeids")
     # a tree's root is its first node in attribute order (onnxruntime)
     roots = np.nonzero(np.concatenate([[True], tree[1:] != tree[:-1]]))[0]
     weights = w_weights_as_tensor.reshape(-1) if w_weights_as_tensor is not None else np.asarray(
         w_weights or [], dtype=F32)
-    leaf_node = find(w_treeids, w_nodeids, f"{w}_nodeids entry") if w_nodeids else np.zeros(0, np.intp)
-    return Forest(np.asarray(nodes_featureids), thr, mode, tc, fc, nodes_missing_value_tracks_true, roots,
-                  leaf_node, np.asarray(w_ids or [], dtype=np.intp), weights, n_targets, thr_dtype,
+    leaf_node = find(w_treeids, w_nodeids, f"{w}_nodeids") if w_nodeids else np.zeros(0, np.intp)
+    return Forest(np.asarray(nodes_featureids, dtype=np.int64), thr, mode, tc, fc, nodes_missing_value_tracks_true,
+                  roots, leaf_node, np.asarray(w_ids or [], dtype=np.int64), weights, n_targets, thr_dtype,
+                  lambda m: model_error(ctx, m),
+                  {"feature": "nodes_featureids", "child": "nodes_%snodeids", "target": f"{w}_ids"},
                   first_weight_only=first_weight_only)
 
 
@@ -441,12 +456,6 @@ def _base(ctx, base_values, base_values_as_tensor, k, sizes):
     return base
 
 
-def _check_aggregate(op, value):
-    if value not in AGGREGATES:
-        raise OrtNotImplemented(f"{op}: aggregate_function '{value}' not supported ({', '.join(AGGREGATES)})")
-    return value
-
-
 @kernel("TreeEnsembleRegressor", since=1, domain=ML, families=CPU)
 class TreeEnsembleRegressor:
     # opset 3 adds the *_as_tensor (double) attributes; opset 5 only deprecates the op.
@@ -456,9 +465,9 @@ class TreeEnsembleRegressor:
                  nodes_nodeids=None, nodes_treeids=None, nodes_truenodeids=None, nodes_values=None,
                  nodes_values_as_tensor=None, post_transform="NONE", target_ids=None, target_nodeids=None,
                  target_treeids=None, target_weights=None, target_weights_as_tensor=None):
-        self.post = check_post_transform("TreeEnsembleRegressor", post_transform)
-        self.agg = _check_aggregate("TreeEnsembleRegressor", aggregate_function)
-        k = int(n_targets) if n_targets else 1
+        self.post = check_post_transform(ctx, post_transform)
+        self.agg = check_choice(ctx, "aggregate_function", aggregate_function, AGGREGATES)
+        k = 1 if n_targets is None else int(n_targets)
         thr_dtype = _thr_dtype(ctx, nodes_values_as_tensor, target_weights_as_tensor, base_values_as_tensor)
         self.forest = _tree_common_prepare(
             ctx, nodes_treeids, nodes_nodeids, nodes_featureids, nodes_modes, nodes_values, nodes_values_as_tensor,
@@ -484,7 +493,7 @@ class TreeEnsembleClassifier:
                  nodes_hitrates_as_tensor=None, nodes_missing_value_tracks_true=None, nodes_modes=None,
                  nodes_nodeids=None, nodes_treeids=None, nodes_truenodeids=None, nodes_values=None,
                  nodes_values_as_tensor=None, post_transform="NONE"):
-        self.post = check_post_transform("TreeEnsembleClassifier", post_transform)
+        self.post = check_post_transform(ctx, post_transform)
         self.strings = bool(classlabels_strings)
         self.labels = list(classlabels_strings) if self.strings else [int(v) for v in (classlabels_int64s or [])]
         k = len(self.labels)
@@ -528,9 +537,14 @@ class TreeEnsembleClassifier:
         nb = min(self.base.size, self.k)
         s[:, :nb] += self.base[:nb]
         has[:, :nb] = True
-        masked = np.where(has, s, -np.inf)
-        best = np.argmax(masked, axis=1)
-        best = np.where(has.any(axis=1), best, 0)
+        # onnxruntime's scan: the first scored class, then any scored class strictly greater (a NaN
+        # never wins over a number, and a NaN in the lead keeps it)
+        best = np.full(s.shape[0], -1, dtype=np.intp)
+        top = np.zeros(s.shape[0])
+        for j in range(self.k):
+            take = has[:, j] & ((best < 0) | (s[:, j] > top))
+            best[take], top[take] = j, s[take, j]
+        best = np.maximum(best, 0)
         lab = best if self.strings else np.asarray(self.labels, dtype=np.int64)[best]
         return lab, transform(s.astype(F32), self.post)
 
@@ -587,16 +601,16 @@ class TreeEnsemble:
                  n_targets=None, nodes_falseleafs=None, nodes_falsenodeids=None, nodes_featureids=None,
                  nodes_hitrates=None, nodes_missing_value_tracks_true=None, nodes_modes=None, nodes_splits=None,
                  nodes_trueleafs=None, nodes_truenodeids=None, post_transform=0, tree_roots=None):
-        if aggregate_function not in AGGREGATE_CODES:
-            raise OrtNotImplemented(f"TreeEnsemble: aggregate_function {aggregate_function} not supported (0..3)")
-        if post_transform not in POST_TRANSFORM_CODES:
-            raise OrtNotImplemented(f"TreeEnsemble: post_transform {post_transform} not supported (0..4)")
-        self.agg = AGGREGATE_CODES[aggregate_function]
-        self.post = POST_TRANSFORM_CODES[post_transform]
+        self.agg = AGGREGATE_CODES[check_choice(ctx, "aggregate_function", aggregate_function, tuple(AGGREGATE_CODES))]
+        self.post = POST_TRANSFORM_CODES[check_choice(ctx, "post_transform", post_transform,
+                                                      tuple(POST_TRANSFORM_CODES))]
         modes = np.asarray(nodes_modes if nodes_modes is not None else [], dtype=np.int64).reshape(-1)
         ni = modes.size
-        if modes.size and (modes.min() < 0 or modes.max() > MEMBER):
-            raise OrtNotImplemented("TreeEnsemble: nodes_modes must be in 0..6")
+        bad = np.nonzero((modes < 0) | (modes > MEMBER))[0]
+        if bad.size:
+            raise model_error(ctx, f"nodes_modes[{int(bad[0])}] = {int(modes[bad[0]])} is not a mode (0..{MEMBER})")
+        if n_targets is not None and int(n_targets) < 1:
+            raise model_error(ctx, f"n_targets is {n_targets}, expected at least 1")
         check_lengths(ctx, "nodes_modes", ni, {
             "nodes_featureids": nodes_featureids or [], "nodes_splits": nodes_splits,
             "nodes_truenodeids": nodes_truenodeids or [], "nodes_falsenodeids": nodes_falsenodeids or [],
@@ -646,9 +660,10 @@ class TreeEnsemble:
                                   "BRANCH_MEMBER nodes")
             members = {int(nd): set(sets[r].tolist()) for r, nd in enumerate(member_nodes)}
         self.forest = Forest(feat, thr, mode, tc, fc, mt, roots,
-                             ni + np.arange(nl), np.asarray(leaf_targetids or [], dtype=np.intp), weights,
-                             int(n_targets or 1), thr_dtype, members=members,
-                             first_weight_only=False)
+                             ni + np.arange(nl), np.asarray(leaf_targetids or [], dtype=np.int64), weights,
+                             int(n_targets or 1), thr_dtype, lambda m: model_error(ctx, m),
+                             {"feature": "nodes_featureids", "child": "nodes_%snodeids", "target": "leaf_targetids"},
+                             members=members, first_weight_only=False)
         self.features = self.forest.features(ctx)
 
     def __call__(self, X):
