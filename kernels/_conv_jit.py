@@ -23,24 +23,9 @@ from . import _jit
 CB = 8
 
 
-def _act_py(v, act, lo, hi, one, zero):
-    """The fused activation (kernels._jit's ACT_* codes) written so NaN passes through, as ONNX
-    defines Relu(NaN) = Clip(NaN) = NaN: every test is false for NaN and returns v itself."""
-    if act == 1:
-        return zero if v < zero else v
-    if act == 2:
-        return lo if v < lo else (hi if v > hi else v)
-    if act == 3:
-        return v * lo if v < zero else v
-    if act == 4:
-        v = v * lo + hi
-        return zero if v < zero else (one if v > one else v)
-    return v
-
-
 def _make_depthwise_cb(nb, kh, kw, sh, sw, dh, dw, act, has_z):
     KH, KW, SH, SW, DH, DW, ACT, HAS_Z = kh, kw, sh, sw, dh, dw, act, has_z
-    activate = nb.njit(inline="always", cache=True)(_act_py)
+    activate = nb.njit(inline="always", cache=True)(_jit._activate_py)
 
     @nb.njit(nogil=True, cache=True, fastmath={"contract"}, boundscheck=False, error_model="numpy")
     def depthwise_cb(x, w, bias, z, prm, y, hw, pt, pl, b0, b1):
@@ -120,7 +105,7 @@ def depthwise_cb(dtype, kernel, strides, dilations, act, has_z):
         r3, r2, i = _jit._ro(nb, t, 3), _jit._ro(nb, t, 2), nb.int64
         return (r3, r3, r2, r3, _jit._ro(nb, t, 1), t[:, :, ::1], nb.types.UniTuple(i, 4), i, i, i, i)
 
-    return _jit._compiled("depthwise_cb", dtype, _make_depthwise_cb, consts, args_of)
+    return _jit._compiled("depthwise_cb", dtype, _make_depthwise_cb, consts, args_of, defer=True)
 
 
 def pack_depthwise(w, wo, dtype):

@@ -26,13 +26,16 @@ Constant weights are packed once, in the prepare step. float16 / bfloat16 comput
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 
+from ortlite.errors import InvalidArgument, InvalidGraph
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
 from . import _conv_jit, _int8, _jit, cuda_fused
+from ._common import check_scratch, check_window, where
 from ._jit import ACT_NONE
 from ._nn_util import (check_auto_pad, conv_geometry, prod, run_split, spatial_attrs, tap_ranges, window_slices,
                        worker_count)
@@ -328,12 +331,29 @@ def _tiny_index(in_sp, cg, g, kernel, strides, dilations, begins, out_sp):
     return np.ascontiguousarray(idx.reshape(g, cg * kk, npix)).astype(np.intp)
 
 
+def _check_conv_attrs(ctx, w_const, group, kernel_shape, strides, dilations, pads, output_padding=None):
+    """The prepare step's checks of Conv / ConvTranspose attributes (InvalidGraph, as onnxruntime refuses
+    them at session creation): group >= 1, the window attributes for the spatial rank shape inference or
+    a constant W tells."""
+    if int(group) < 1:
+        raise InvalidGraph(f"{where(ctx)}: attribute 'group'={group} must be >= 1")
+    rank = ctx.input_rank(0) or ctx.input_rank(1) or (None if w_const is None else w_const.ndim)
+    if rank is not None and rank < 3:
+        raise InvalidGraph(f"{where(ctx)}: input X has rank {rank}, expected at least 3 (N, C, spatial...)")
+    check_window(ctx, None if rank is None else rank - 2, kernel_shape, strides, dilations, pads,
+                 output_padding=output_padding)
+
+
 class _ConvCore:
     """Geometry + packed weights of one Conv node; ``run`` does the arithmetic."""
 
-    def __init__(self, op, xp, w_const, auto_pad, dilations, group, kernel_shape, pads, strides):
+    def __init__(self, op, xp, w_const, auto_pad, dilations, group, kernel_shape, pads, strides, ctx=None):
         check_auto_pad(op, auto_pad)
+        if ctx is not None:
+            _check_conv_attrs(ctx, w_const, group, kernel_shape, strides, dilations, pads)
         self.op = op
+        self.node = SimpleNamespace(node=getattr(ctx, "node", None))  # for messages of the per-shape checks
+        self.where = where(ctx) if ctx is not None else op
         self.xp = xp
         self.auto_pad = auto_pad
         self.group = int(group)
@@ -362,10 +382,14 @@ class _ConvCore:
         geo = self._geo.get(key)
         if geo is None:
             nd = len(x_shape) - 2
+            if nd < 1 or len(w_shape) != len(x_shape):
+                raise InvalidArgument(f"{self.where}: X {list(x_shape)} and W {list(w_shape)} must have the same "
+                                      f"rank, at least 3 (N, C, spatial...)")
+            check_window(self.node, nd, *self.attrs)  # the rank may have been unknown at the prepare step
             kshape = self.attrs[0] or list(w_shape[2:])
             kernel, strides, dilations, pads = spatial_attrs(nd, kshape, *self.attrs[1:])
             if list(kernel) != list(w_shape[2:]):
-                raise ValueError(f"{self.op}: kernel_shape {kernel} does not match W {list(w_shape)}")
+                raise InvalidArgument(f"{self.where}: kernel_shape {kernel} does not match W {list(w_shape)}")
             begins, ends, out_sp = conv_geometry(self.auto_pad, x_shape[2:], kernel, strides, dilations, pads)
             plan = None
             if nd in (1, 2):
@@ -385,8 +409,11 @@ class _ConvCore:
         m = w.shape[0]
         g = self.group
         if c != w.shape[1] * g or m % g:
-            raise ValueError(f"{self.op}: X {x.shape}, W {w.shape} and group={g} do not agree")
+            raise InvalidArgument(f"{self.where}: X {list(x.shape)}, W {list(w.shape)} and group={g} do not agree "
+                                  f"(expected C = W.shape[1] * group and M divisible by group)")
         kernel, strides, dilations, begins, ends, out_sp, plan = self.geometry(tuple(x.shape), tuple(w.shape))
+        if n == 0 or m == 0:  # an empty batch (or no output channel): the empty result, as onnxruntime
+            return xp.empty((n, m, *out_sp), dtype=cdtype or _compute_dtype(x.dtype))
         if xp is not np and cdtype is None and pad_value == 0:
             y = self._cudnn_run(x, w, b, begins, ends, strides, dilations, z, act, out_sp)
             if y is not None:
@@ -427,6 +454,7 @@ class _ConvCore:
             y = xp.matmul(wp, xs.reshape(n, g, c // g, npix))
         else:
             if fast:
+                self._check_col(x, n * c * prod(plan.kernel) * plan.ho * plan.col_w, n * m * npix)
                 col = np.empty((n, c, *plan.kernel, plan.ho, plan.col_w), dtype=cdtype)
                 _im2col_2d(x.reshape(n, c, plan.h, plan.w), plan, col)
                 y = np.matmul(wp, col.reshape(n, g, -1, plan.ho * plan.col_w))
@@ -436,6 +464,7 @@ class _ConvCore:
                     _finish(y, None if bias is None else bias.reshape(m, 1, 1), z, act, src=t)
                     return y.reshape(n, m, *out_sp)
             else:
+                self._check_col(x, n * c * prod(kernel) * npix, n * m * npix)
                 xpad = pad_spatial(xp, x, begins, ends, pad_value)
                 col = im2col(xp, xpad, kernel, dilations, strides, out_sp)
                 y = xp.matmul(wp, col.reshape(n, g, -1, npix))
@@ -484,6 +513,10 @@ class _ConvCore:
                 _epilogue(self.xp, y, None, zz.reshape(y.shape) if zz is not None else None, act)
         return y
 
+    def _check_col(self, x, col_size, out_size):
+        """Refuse an im2col buffer of ``col_size`` elements far beyond the output's size (Fail)."""
+        check_scratch(f"{self.where}: im2col", col_size * x.itemsize, out_size * x.itemsize)
+
     def _gemm(self, x, w2, bias, z, act, plan, pointwise, const):
         """Group 1 on numpy: im2col (or the input itself) and one GEMM per image, or one GEMM over
         the whole batch for small images; stride-1 "same"-width kernels may run as a shift-GEMM."""
@@ -502,6 +535,7 @@ class _ConvCore:
                 t = np.matmul(w2, col.reshape(kdim, n * npix)).reshape(m, n, npix).transpose(1, 0, 2)
             else:
                 cw = plan.col_w
+                self._check_col(x, n * c * prod(plan.kernel) * ho * cw, m * n * npix)
                 col = np.empty((c, *plan.kernel, n, ho, cw), dtype=x.dtype)
                 _im2col_2d(x4, plan, col.transpose(3, 0, 1, 2, 4, 5))
                 t = np.matmul(w2, col.reshape(kdim, n * ho * cw)).reshape(m, n, ho, cw)[..., :wo]
@@ -520,6 +554,7 @@ class _ConvCore:
             if mode is not None:
                 return self._shift_gemm(x4, w2, bias, zf, act, plan, mode, const)
             cw = plan.col_w
+            self._check_col(x, n * c * prod(plan.kernel) * ho * cw, m * n * npix)
             col = np.empty((n, c, *plan.kernel, ho, cw), dtype=x.dtype)
             _im2col_2d(x4, plan, col)
             if cw != wo:  # crop the extra columns while adding the bias
@@ -961,7 +996,8 @@ class Conv:
 
     def __init__(self, ctx, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None,
                  act=None, has_z=False):
-        self.core = _ConvCore("Conv", ctx.xp, ctx.const(1), auto_pad, dilations, group, kernel_shape, pads, strides)
+        self.core = _ConvCore("Conv", ctx.xp, ctx.const(1), auto_pad, dilations, group, kernel_shape, pads, strides,
+                              ctx=ctx)
         self.core.prepare_jit(ctx.input_dtype(0), act, has_z)
         opts = getattr(ctx.provider, "cuda_options", None)
         if opts is not None:
@@ -1070,7 +1106,8 @@ class ConvInteger:
 
     def __init__(self, ctx, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
         self.xp = ctx.xp
-        self.core = _ConvCore("ConvInteger", ctx.xp, None, auto_pad, dilations, group, kernel_shape, pads, strides)
+        self.core = _ConvCore("ConvInteger", ctx.xp, None, auto_pad, dilations, group, kernel_shape, pads, strides,
+                              ctx=ctx)
         self.int_conv = _IntConv(self.core, *_const_int_weights(ctx, 1, 3)) if ctx.xp is np else None
 
     def __call__(self, x, w, x_zero_point=None, w_zero_point=None):
@@ -1087,7 +1124,8 @@ class QLinearConv:
 
     def __init__(self, ctx, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
         self.xp = ctx.xp
-        self.core = _ConvCore("QLinearConv", ctx.xp, None, auto_pad, dilations, group, kernel_shape, pads, strides)
+        self.core = _ConvCore("QLinearConv", ctx.xp, None, auto_pad, dilations, group, kernel_shape, pads, strides,
+                              ctx=ctx)
         self.int_conv = _IntConv(self.core, *_const_int_weights(ctx, 3, 5)) if ctx.xp is np else None
 
     def __call__(self, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None):
@@ -1126,6 +1164,10 @@ class ConvTranspose:
     def __init__(self, ctx, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
                  output_padding=None, output_shape=None, pads=None, strides=None):
         check_auto_pad("ConvTranspose", auto_pad)
+        w = ctx.const(1)
+        _check_conv_attrs(ctx, w, group, kernel_shape, strides, dilations, pads, output_padding)
+        self.node = SimpleNamespace(node=ctx.node)
+        self.where = where(ctx)
         self.xp = ctx.xp
         self.auto_pad = auto_pad
         self.group = int(group)
@@ -1133,7 +1175,7 @@ class ConvTranspose:
         self.dilations, self.strides, self.pads = dilations, strides, pads
         self.output_padding = output_padding
         self.output_shape = output_shape
-        w = ctx.const(1)
+        self._geo = {}
         self.packed = None if w is None else self._pack(np.asarray(w), _compute_dtype(w.dtype))
 
     def _pack(self, w, cdtype):
@@ -1144,7 +1186,26 @@ class ConvTranspose:
         return self.xp.ascontiguousarray(wg.transpose(0, 2, 1))
 
     def _geometry(self, x_shape, w_shape):
+        """(kernel, strides, dilations, begins, out_sp) for one pair of shapes, checked and cached."""
+        key = (x_shape, w_shape)
+        geo = self._geo.get(key)
+        if geo is None:
+            geo = self._geo[key] = self._make_geometry(x_shape, w_shape)
+        return geo
+
+    def _make_geometry(self, x_shape, w_shape):
         nd = len(x_shape) - 2
+        if nd < 1 or len(w_shape) != len(x_shape):
+            raise InvalidArgument(f"{self.where}: X {list(x_shape)} and W {list(w_shape)} must have the same "
+                                  f"rank, at least 3 (N, C, spatial...)")
+        check_window(self.node, nd, self.kernel_shape, self.strides, self.dilations, self.pads,
+                     output_padding=self.output_padding)
+        if x_shape[1] != w_shape[0] or x_shape[1] % self.group:
+            raise InvalidArgument(f"{self.where}: X {list(x_shape)}, W {list(w_shape)} and group={self.group} do "
+                                  f"not agree (expected C = W.shape[0], divisible by group)")
+        if self.kernel_shape and list(self.kernel_shape) != list(w_shape[2:]):
+            raise InvalidArgument(f"{self.where}: kernel_shape {list(self.kernel_shape)} does not match "
+                                  f"W {list(w_shape)}")
         in_sp = x_shape[2:]
         kernel = list(self.kernel_shape or w_shape[2:])
         strides = list(self.strides or [1] * nd)
@@ -1152,6 +1213,9 @@ class ConvTranspose:
         opad = list(self.output_padding or [0] * nd)
         if len(opad) == 2 * nd:  # some exporters write begin/end pairs
             opad = [a + b for a, b in zip(opad[:nd], opad[nd:])]
+        if any(opad[i] >= max(strides[i], dil[i]) for i in range(nd)):
+            raise InvalidArgument(f"{self.where}: output_padding {opad} must be smaller than the strides {strides} "
+                                  f"or the dilations {dil}")
         full = [strides[i] * (in_sp[i] - 1) + opad[i] + (kernel[i] - 1) * dil[i] + 1 for i in range(nd)]
         if self.output_shape is not None:
             out_sp = list(self.output_shape)[-nd:]
@@ -1181,6 +1245,8 @@ class ConvTranspose:
         m = mg * g
         cdtype = _compute_dtype(X.dtype)
         kernel, strides, dil, begins, out_sp = self._geometry(tuple(X.shape), tuple(W.shape))
+        if n == 0 or m == 0 or min(out_sp) <= 0:  # empty in, empty out (onnxruntime too)
+            return xp.empty((n, m, *[max(o, 0) for o in out_sp]), dtype=X.dtype)
         in_sp = X.shape[2:]
         nd = len(in_sp)
         wp = self.packed if self.packed is not None else self._pack(W, cdtype)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ortlite.registry import kernel
 
+from . import _transformer_jit as _tj
 from ._common import norm_axis, to_ints
 
 
@@ -339,8 +340,23 @@ def softmax_v1(xp, input, *, axis=1):
 
 
 @kernel("Softmax", since=13)  # 13: normalizes along the single `axis`, default -1
-def softmax_v13(xp, input, *, axis=-1):
-    return _softmax(xp, input, norm_axis(axis, input.ndim) if input.ndim else None, False)
+class Softmax13:
+    """Softmax along ``axis``; float32 over the last axis through the compiled rows loop
+    (kernels._transformer_jit, compiled now) when numba is there."""
+
+    def __init__(self, ctx, *, axis=-1):
+        self.xp = ctx.xp
+        self.axis = int(axis)
+        rank, dt = ctx.input_rank(0), ctx.input_dtype(0)
+        last = rank is None or norm_axis(self.axis, max(rank, 1)) == max(rank, 1) - 1
+        self.jit = _tj.softmax_rows() if ctx.xp is np and dt in (None, np.float32) and last else None
+
+    def __call__(self, input):
+        if (self.jit is not None and input.dtype == np.float32 and input.size >= _tj.MIN_SIZE and input.ndim
+                and norm_axis(self.axis, input.ndim) == input.ndim - 1 and input.shape[-1]):
+            x2 = np.ascontiguousarray(input).reshape(-1, input.shape[-1])
+            return _tj.run_softmax(self.jit, x2).reshape(input.shape)
+        return _softmax(self.xp, input, norm_axis(self.axis, input.ndim) if input.ndim else None, False)
 
 
 @kernel("LogSoftmax", since=1)  # 1/11: coerce to 2-D at axis

@@ -16,12 +16,15 @@ padding that no divisor ever counts (onnxruntime's rule).
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 
+from ortlite.errors import InvalidArgument, InvalidGraph
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
+from ._common import check_window, where
 from ._nn_util import (check_auto_pad, pool_geometry, prod, run_split, spatial_attrs, tap_ranges, window_slices,
                        worker_count)
 
@@ -120,6 +123,13 @@ class _Pool:
 
     def __init__(self, ctx, auto_pad, kernel_shape, strides, dilations, pads, ceil_mode):
         check_auto_pad(self.op, auto_pad)
+        if kernel_shape is None:
+            raise InvalidGraph(f"{where(ctx)}: attribute 'kernel_shape' is required")
+        rank = ctx.input_rank(0)
+        if rank is not None and rank < 3:
+            raise InvalidGraph(f"{where(ctx)}: input X has rank {rank}, expected at least 3 (N, C, spatial...)")
+        check_window(ctx, None if rank is None else rank - 2, kernel_shape, strides, dilations, pads, pool=True)
+        self.node = SimpleNamespace(node=ctx.node)  # for messages of the per-shape checks
         self.xp = ctx.xp
         self.args = (auto_pad, kernel_shape, strides, dilations, pads, int(ceil_mode))
         self._win = {}
@@ -128,6 +138,10 @@ class _Pool:
         win = self._win.get(x_shape)
         if win is None:
             auto_pad, kernel_shape, strides, dilations, pads, ceil_mode = self.args
+            if len(x_shape) < 3:
+                raise InvalidArgument(f"{where(self.node)}: input X has shape {list(x_shape)}, expected rank >= 3 "
+                                      f"(N, C, spatial...)")
+            check_window(self.node, len(x_shape) - 2, kernel_shape, strides, dilations, pads, pool=True)
             win = _Window(self.op, auto_pad, x_shape, kernel_shape, strides, dilations, pads, ceil_mode)
             self._win[x_shape] = win
         return win

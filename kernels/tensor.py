@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from ortlite.errors import InvalidArgument
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 from ortlite.types import np_dtype
@@ -114,7 +115,15 @@ def concat(xp, *inputs, axis=1):
     return xp.concatenate(inputs, axis=axis)
 
 
+def _split_dim(x, axis):
+    """The length of the axis Split cuts (a scalar has none: InvalidArgument, not an IndexError)."""
+    if x.ndim == 0:
+        raise InvalidArgument(f"Split: input is a scalar, expected rank >= 1 to split along axis {axis}")
+    return x.shape[norm_axis(axis, x.ndim)]
+
+
 def _split_by(xp, x, axis, sizes):
+    _split_dim(x, axis)
     axis = norm_axis(axis, x.ndim)
     if sum(sizes) != x.shape[axis]:
         raise ValueError(f"Split: sizes {sizes} do not add up to dim {x.shape[axis]} of axis {axis}")
@@ -148,7 +157,7 @@ class SplitV1:
     def __call__(self, x, split=None):
         sizes = to_ints(split) if split is not None else self.split
         if sizes is None:
-            sizes = _even_sizes(x.shape[norm_axis(self.axis, x.ndim)], self.n, False)
+            sizes = _even_sizes(_split_dim(x, self.axis), self.n, False)
         return _split_by(self.xp, x, self.axis, list(sizes))
 
 
@@ -160,7 +169,7 @@ class SplitV2:
     def __call__(self, x):
         sizes = self.split
         if sizes is None:
-            sizes = _even_sizes(x.shape[norm_axis(self.axis, x.ndim)], self.n, False)
+            sizes = _even_sizes(_split_dim(x, self.axis), self.n, False)
         return _split_by(self.xp, x, self.axis, list(sizes))
 
 
@@ -172,7 +181,7 @@ class SplitV13:
     def __call__(self, x, split=None):
         if split is not None and split.size:
             return _split_by(self.xp, x, self.axis, to_ints(split))
-        return _split_by(self.xp, x, self.axis, _even_sizes(x.shape[norm_axis(self.axis, x.ndim)], self.n, False))
+        return _split_by(self.xp, x, self.axis, _even_sizes(_split_dim(x, self.axis), self.n, False))
 
 
 @kernel("Split", since=18, host_inputs=(1,))  # opset 18: num_outputs attribute, last chunk may be smaller
@@ -184,7 +193,7 @@ class SplitV18:
     def __call__(self, x, split=None):
         if split is not None and split.size:
             return _split_by(self.xp, x, self.axis, to_ints(split))
-        return _split_by(self.xp, x, self.axis, _even_sizes(x.shape[norm_axis(self.axis, x.ndim)], self.n, True))
+        return _split_by(self.xp, x, self.axis, _even_sizes(_split_dim(x, self.axis), self.n, True))
 
 
 # ---------------------------------------------------------------------------
