@@ -107,7 +107,13 @@ def attribute_value(attr: AttributeProto, model_dir=None):
 
 
 def tensor_to_array(t, model_dir=None) -> np.ndarray:
-    """A TensorProto as a numpy array (external data read from ``model_dir``)."""
+    """A TensorProto as a numpy array.
+
+    External data must have been read in by the loader (which checks where it comes from); a tensor
+    still pointing at a file is refused rather than read from the working directory.
+    """
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        raise ValueError(f"tensor '{t.name}' has external data the loader did not read in")
     if t.data_type == onnx.TensorProto.STRING:
         arr = np.array([s.decode("utf-8", errors="replace") for s in t.string_data], dtype=object)
         return arr.reshape(tuple(t.dims))

@@ -20,8 +20,10 @@ def dq_model(opt, k=64, n=16, b_scale_shape=(), b_zp_shape=(), cast_to=1, int_ou
     nodes = [opt.node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"]),
              opt.node("MatMulInteger", ["q", "bq", "z", "bz"], ["acc"]),
              opt.node("Cast", ["acc"], ["accf"], to=cast_to),
-             opt.node("Mul", ["s", "bs"], ["sp"]),
-             opt.node("Mul", ["accf", "sp"], ["y"])]
+             opt.node("Mul", ["s", "bs"], ["sp"])]
+    if cast_to != 1:  # a double product needs a double scale (a type-valid model, as onnxruntime demands)
+        nodes.append(opt.node("Cast", ["sp"], ["spc"], to=cast_to))
+    nodes.append(opt.node("Mul", ["accf", "sp" if cast_to == 1 else "spc"], ["y"]))
     out_t = F if cast_to == 1 else np.float64
     outs = [opt.tensor("y", out_t, ["M", n])] + ([opt.tensor("acc", np.int32, ["M", n])] if int_out else [])
     return opt.model(nodes, [opt.tensor("x", F, ["M", k])], outs, inits), inits
