@@ -46,13 +46,14 @@ def act_params(code, dtype):
 def _activate_py(v, act, lo, hi, one, zero):
     """The fused activation of the compiled loops (codes ACT_*; lo/hi: Clip's bounds, LeakyRelu's
     alpha in lo, HardSigmoid's alpha/beta in lo/hi). Inlined with ``act`` a compile-time
-    constant of the caller, so the branches fold away."""
+    constant of the caller, so the branches fold away. Every test is false for NaN and returns v
+    itself, so NaN passes through as ONNX (and onnxruntime) define Relu(NaN) = Clip(NaN) = NaN."""
     if act == 1:
-        return v if v > zero else zero
+        return zero if v < zero else v
     if act == 2:
         return lo if v < lo else (hi if v > hi else v)
     if act == 3:
-        return v if v >= zero else v * lo
+        return v * lo if v < zero else v
     if act == 4:
         v = v * lo + hi
         return zero if v < zero else (one if v > one else v)
@@ -196,7 +197,7 @@ def depthwise2d(dtype, kernel, strides, dilations, act, has_z):
         r3, r1, i = _ro(nb, t, 3), _ro(nb, t, 1), nb.int64
         return (r3, r3, r1, r3, r1, t[:, :, ::1], i, i, i, i)
 
-    return _compiled("depthwise2d", dtype, _make_depthwise, consts, args_of)
+    return _compiled("depthwise2d", dtype, _make_depthwise, consts, args_of, defer=True)
 
 
 def _make_bias_act(nb, act, has_z):
@@ -220,17 +221,36 @@ def _make_bias_act(nb, act, has_z):
     return bias_act
 
 
-def _compiled(name, dtype, make, consts, args_of):
-    """The compiled entry point of ``make(nb, *consts)`` for dtype (see depthwise2d)."""
-    nb = _numba()
+def _compiled(name, dtype, make, consts, args_of, defer=False):
+    """The compiled entry point of ``make(nb, *consts)`` for dtype (see depthwise2d), or None.
+
+    ``defer`` (callers that ask again on every run and have a numpy path): while numba is not loaded
+    yet in this process, return None at once and load numba and compile the loop on a background
+    thread (``ortlite-jit``); a later call gets the compiled loop once it is ready. Importing numba and
+    initializing its CPU target takes most of a second, so a session's creation and first runs do not
+    wait for it (``ORTLITE_JIT_BACKGROUND=0``: compile in the caller, as without ``defer``)."""
     dtype = np.dtype(dtype)
-    if nb is None or dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)) or ("numba" in _state and _state["numba"] is None):
         return None
     key = (name, dtype.str) + tuple(consts)
+    fns = _state.get("fns")
+    if fns is not None:
+        fn = fns.get(key, False)
+        if fn is not False:
+            return fn
+    if key in _pending:
+        return None  # being compiled in the background: the numpy path meanwhile
+    if defer and "numba" not in _state and _background_allowed():
+        _schedule(key, (name, dtype, make, consts, args_of))
+        return None
+    if _numba() is None:
+        return None
+    return _compile_now(key, name, dtype, make, consts, args_of)
+
+
+def _compile_now(key, name, dtype, make, consts, args_of):
+    nb = _numba()
     fns = _state["fns"]
-    fn = fns.get(key, False)
-    if fn is not False:
-        return fn
     with _lock:
         if key not in fns:
             fn = None
@@ -248,6 +268,86 @@ def _compiled(name, dtype, make, consts, args_of):
     return fns[key]
 
 
+# ---- background compilation (see _compiled's defer) ------------------------------------------------
+_bg_lock = threading.Lock()
+_pending: dict = {}  # key -> job, queued or compiling on the background thread
+_bg = {"thread": None}
+
+
+def _jit_off() -> bool:
+    return os.environ.get("ORTLITE_JIT", "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def _background_allowed() -> bool:
+    if _jit_off() or os.environ.get("ORTLITE_JIT_BACKGROUND", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("numba") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def enabled() -> bool:
+    """Whether compiled loops will run in this process, without loading numba (``available()`` loads
+    it): numba loaded, or importable and not turned off. For session creation's checks."""
+    if "numba" in _state:
+        return _state["numba"] is not None
+    if _jit_off():
+        return False
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("numba") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _schedule(key, job):
+    with _bg_lock:
+        if key in _pending:
+            return
+        _pending[key] = job
+        t = _bg["thread"]
+        if t is None or not t.is_alive():
+            t = threading.Thread(target=_bg_main, name="ortlite-jit", daemon=True)
+            _bg["thread"] = t
+            t.start()
+
+
+def _bg_main():
+    while True:
+        with _bg_lock:
+            if not _pending:
+                _bg["thread"] = None
+                return
+            key, job = next(iter(_pending.items()))
+        try:
+            if _numba() is not None:
+                _compile_now(key, *job)
+        except Exception as e:  # noqa: BLE001 - never kill the process from here; the numpy path stays
+            log.warning("ortlite: background compile of %s failed (%s: %s)", job[0], type(e).__name__, e)
+        finally:
+            with _bg_lock:
+                _pending.pop(key, None)
+
+
+def wait_background(timeout=None) -> bool:
+    """Wait until the loops queued for background compilation are ready (benchmarks call it before
+    timing); True when none is left."""
+    import time
+
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        t = _bg["thread"]
+        if t is None:
+            return not _pending
+        t.join(None if end is None else max(0.0, end - time.monotonic()))
+        if end is not None and time.monotonic() >= end:
+            return not _pending
+
+
 def _ro(nb, t, ndim):
     return nb.types.Array(t, ndim, "C", readonly=True)
 
@@ -255,7 +355,8 @@ def _ro(nb, t, ndim):
 def bias_act(dtype, act, has_z):
     """The compiled in-place epilogue y = act(y + bias (+ z)) on (N, M, P), or None."""
     return _compiled("bias_act", dtype, _make_bias_act, (int(act), bool(has_z)),
-                     lambda nb, t: (t[:, :, ::1], _ro(nb, t, 1), _ro(nb, t, 3), _ro(nb, t, 1), nb.int64, nb.int64))
+                     lambda nb, t: (t[:, :, ::1], _ro(nb, t, 1), _ro(nb, t, 3), _ro(nb, t, 1), nb.int64, nb.int64),
+                     defer=True)
 
 
 

@@ -713,7 +713,7 @@ class _ConvCore:
         """At session start: compile (or load from numba's cache) the loop this node's runs use -
         the depthwise loop, or the GEMM paths' epilogue - so the first run does not pay for it.
         Only for constant weights on numpy."""
-        if self.xp is not np or self.packed is None or dtype is None or not _jit.available():
+        if self.xp is not np or self.packed is None or dtype is None or not _jit.enabled():
             return
         code = _jit.act_code(act)
         cdtype = _compute_dtype(dtype)

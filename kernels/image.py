@@ -1,6 +1,6 @@
 """ImageDecoder (opset 20): encoded bytes -> (H, W, C) uint8, decoded with Pillow.
 
-Pillow is an optional dependency (``pip install 'ortlite[image]'``), imported when
+Pillow is an optional dependency (the ``image`` extra), imported when
 a session prepares an ImageDecoder node. The decode follows onnx's reference
 implementation, which also uses Pillow, so outputs match the node suite bit for
 bit: the image is decoded in its own mode and converted to RGB (BGR reverses the
@@ -30,7 +30,9 @@ class ImageDecoder:
         try:
             import PIL.Image
         except ImportError:
-            raise OrtNotImplemented("ImageDecoder needs Pillow: pip install 'ortlite[image]'") from None
+            from ortlite.providers import install_hint
+
+            raise OrtNotImplemented(f"ImageDecoder needs Pillow: {install_hint('image')}") from None
         self.image = PIL.Image
         self.pixel_format = pixel_format
         self.channels = _CHANNELS[pixel_format]

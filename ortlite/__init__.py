@@ -20,6 +20,13 @@ from ortlite.options import ExecutionMode, ExecutionOrder, GraphOptimizationLeve
 from ortlite.ortvalue import OrtDevice, OrtValue
 from ortlite.report import NodePlacement, PlacementReport
 from ortlite.session import InferenceSession, ModelMetadata, NodeArg, ProviderFallbackWarning
+from ortlite.compat import (  # noqa: F401 - onnxruntime's remaining module-level names (docs/MIGRATION.md)
+    OrtAllocatorType, OrtArenaCfg, OrtDeviceMemoryType, OrtDeviceVendorId, OrtMemoryInfo, OrtMemoryInfoDeviceType,
+    OrtMemType, OrtSparseFormat, SparseTensor, create_and_register_allocator, cuda_version, disable_telemetry_events,
+    enable_telemetry_events, get_default_logger_verbosity, has_collective_ops, package_name, preload_dlls,
+    print_debug_info, register_custom_op, set_default_logger_verbosity, set_global_thread_pool_sizes, set_seed,
+    unregister_custom_op, version,
+)
 
 
 def get_all_providers():
@@ -57,10 +64,13 @@ def get_build_info():
 
 
 def set_default_logger_severity(level: int) -> None:
-    """0 verbose, 1 info, 2 warning, 3 error, 4 fatal (onnxruntime's scale) for the 'ortlite' logger."""
+    """0 verbose, 1 info, 2 warning, 3 error, 4 fatal (onnxruntime's scale) for the 'ortlite' logger: the
+    default of every session and run whose options leave log_severity_level at -1."""
     import logging
 
-    logging.getLogger("ortlite").setLevel({0: 5, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}.get(level, logging.CRITICAL))
+    from ortlite.options import python_level
+
+    logging.getLogger("ortlite").setLevel(python_level(level))
 
 
 __all__ = [
@@ -68,4 +78,20 @@ __all__ = [
     "ExecutionMode", "ExecutionOrder", "OrtValue", "OrtDevice", "IOBinding", "NodeArg", "ModelMetadata",
     "get_all_providers", "get_available_providers", "get_unavailable_providers", "get_device", "get_version_string", "get_build_info",
     "set_default_logger_severity", "ProviderFallbackWarning", "PlacementReport", "NodePlacement",
+    "OrtAllocatorType", "OrtArenaCfg", "OrtDeviceMemoryType", "OrtDeviceVendorId", "OrtMemoryInfo",
+    "OrtMemoryInfoDeviceType", "OrtMemType", "OrtSparseFormat", "SparseTensor", "create_and_register_allocator",
+    "cuda_version", "disable_telemetry_events", "enable_telemetry_events", "get_default_logger_verbosity",
+    "has_collective_ops", "package_name", "preload_dlls", "print_debug_info", "register_custom_op",
+    "set_default_logger_verbosity", "set_global_thread_pool_sizes", "set_seed", "unregister_custom_op", "version",
+    "capi",
 ]
+
+
+def __getattr__(name):
+    """``ortlite.capi`` (onnxruntime.capi's aliases) imported on first use, so
+    ``except ort.capi.onnxruntime_pybind11_state.Fail`` works right after ``import ortlite as ort``."""
+    if name == "capi":
+        import importlib
+
+        return importlib.import_module("ortlite.capi")
+    raise AttributeError(f"module 'ortlite' has no attribute '{name}'")

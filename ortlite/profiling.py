@@ -111,13 +111,24 @@ class Profiler:
 def summarize(path_or_events, top=15) -> str:
     """The top ops and nodes by total time in a trace (onnxruntime's or ortlite's)."""
     events = path_or_events
+    where = "the events"
     if isinstance(path_or_events, (str, os.PathLike)):
+        where = os.fspath(path_or_events)
         with open(path_or_events, encoding="utf-8") as f:
-            events = json.load(f)
+            try:
+                events = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ValueError(f"{where} is not a Chrome-trace JSON ({e})") from None
     if isinstance(events, dict):  # {"traceEvents": [...]} form
         events = events.get("traceEvents", [])
+    if not isinstance(events, list):
+        raise ValueError(f"{where} is not a Chrome-trace JSON (a list of events, or {{\"traceEvents\": [...]}})")
+    events = [e for e in events if isinstance(e, dict) and isinstance(e.get("dur"), (int, float))]
     nodes = [e for e in events if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")]
     runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    if not nodes and not any(e.get("cat") == "Session" for e in events):
+        raise ValueError(f"{where} holds no profile events (no 'Node' or 'Session' events with a duration): "
+                         "not a trace written by end_profiling()")
     by_op: dict[str, list] = {}
     by_node: dict[str, list] = {}
     inner = 0  # events of nodes inside If/Loop/Scan bodies: their time is inside their parent's too

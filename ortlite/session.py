@@ -13,18 +13,19 @@ from ortlite import providers as prov_mod
 from ortlite import registry
 from ortlite import types as ot
 from ortlite.context import KernelContext
-from ortlite.errors import Fail, InvalidArgument, InvalidGraph, ProviderFallbackWarning
+from ortlite.errors import Fail, InvalidArgument, InvalidGraph, OrtliteError, ProviderFallbackWarning
 from ortlite.ir import Graph, ValueInfo
 from ortlite.iobinding import IOBinding
-from ortlite.loader import check_model, load_model, normalize_dims, without_weights
-from ortlite.options import ExecutionMode, SessionOptions
+from ortlite.loader import EXTERNAL_DIR_KEY, check_model, load_model, normalize_dims, without_weights
+from ortlite.validate import check_types
+from ortlite.options import ExecutionMode, SessionOptions, log_scope, log_scope_of, session_log_scope, verbose_trace
 from ortlite.ortvalue import OrtValue, device_provider
 from ortlite.copies import CopyStats, insert_copies
 from ortlite.report import NodePlacement, PlacementReport
 from ortlite.compiling import compile_groups
 from ortlite.compiling.groups import ClaimMemo
 from ortlite.partition import HOST_REASON, Placement, assign, prefer_host_for_shape_math
-from ortlite.plan import Plan, Subgraph, as_output
+from ortlite.plan import Plan, Subgraph, VerboseTracer, as_output, check_terminate, running_with
 
 log = logging.getLogger("ortlite")
 
@@ -114,6 +115,7 @@ class InferenceSession:
         disabled_optimizers: names of optimizer passes to skip.
     """
 
+    @session_log_scope
     def __init__(self, path_or_bytes, sess_options=None, providers=None, provider_options=None, **kwargs):
         t0 = time.perf_counter()
         t0_ns = time.perf_counter_ns()
@@ -121,52 +123,19 @@ class InferenceSession:
         self._disabled_optimizers = list(kwargs.pop("disabled_optimizers", None) or [])
         if kwargs:
             raise TypeError(f"InferenceSession got unexpected keyword arguments {sorted(kwargs)}")
-        model, model_dir, label = load_model(path_or_bytes)
+        model, model_dir, label = self._load(path_or_bytes)
         self._model_path = label
-        light, weight_inputs = without_weights(model)  # checker and shape inference need no weight data
-        declared = normalize_dims(light)  # a copy: the caller's ModelProto keeps its -1 dims
-        check_model(light, label)
-        self._model = model
-        self._meta = ModelMetadata(model)
-        registry.load_all_kernels()
-
         self._disable_cpu_fallback = (
             self._sess_options._config.get("session.disable_cpu_ep_fallback", "0") == "1"
         )
         chosen = _resolve_providers(providers, provider_options, not self._disable_cpu_fallback)
         self._providers = [prov_mod.provider_class(n)(o) for n, o in chosen]
-        for p in self._providers:  # providers that share another's resources (TensorRT: the CUDA stream)
-            if hasattr(p, "attach"):
-                p.attach(self._providers)
-        self._device_providers = [p for p in self._providers if p.device_type != "cpu"]
-        self._copy_stats = CopyStats()
-        self._copies = []
-        self._last_copies = (0, 0)
-
-        opsets = {("" if op.domain == "ai.onnx" else op.domain): op.version for op in model.opset_import}
-        if "" not in opsets and model.ir_version < 3:
-            opsets[""] = 1
-        inferred = _infer_shapes(light)
-        functions = {(f.domain, f.name): f for f in model.functions}
         try:
-            graph = Graph.from_proto(inferred.graph, opsets, functions, model_dir, init_source=model.graph,
-                                     drop_inputs=set(weight_inputs))
-        except (ValueError, TypeError) as e:
-            raise InvalidGraph(f"{label}: cannot build the graph: {e}") from e
-        self._apply_overrides(graph)
-        self._graph = graph
-        self._describe_io(graph, model, declared)
-        self._placements = []
-        self._body_placements = []
-        self._body_copies = []
-        from ortlite.compiling import Builder
-
-        self._builder = Builder(model_dir)
-        self._plan = self._compile(graph, [a.name for a in self._inputs] + self._overridable_names,
-                                   [v.name for v in graph.outputs], (), top=True)
-        self._output_index = {n: k for k, n in enumerate(self._plan.output_names)}
-        self._defaults = self._stage_defaults(graph)
-        self._graph_runner = self._cuda_graph_runner()
+            graph = self._create(model, model_dir, label)
+        except OrtliteError:
+            raise
+        except Exception as e:  # noqa: BLE001 - an internal failure: an ortlite error with the cause kept
+            raise Fail(f"{label}: session creation failed: {type(e).__name__}: {e}") from e
         self._input_info = {v.name: v for v in graph.inputs}
         self._feedable = frozenset([a.name for a in self._inputs] + self._overridable_names)
         self._threads = int(self._sess_options.intra_op_num_threads or 0)
@@ -190,6 +159,50 @@ class InferenceSession:
         self._init_fast_run()
         self.session_creation_s = time.perf_counter() - t0
 
+    def _create(self, model, model_dir, label):
+        """Check, infer shapes, build the IR and compile the plan; returns the graph. Errors are ortlite's."""
+        light, weight_inputs = without_weights(model)  # checker and shape inference need no weight data
+        declared = normalize_dims(light)  # a copy: the caller's ModelProto keeps its -1 dims
+        check_model(light, label)  # sorts light's nodes where they are out of order
+        self._model = model
+        self._meta = ModelMetadata(model)
+        registry.load_all_kernels()
+        for p in self._providers:  # providers that share another's resources (TensorRT: the CUDA stream)
+            if hasattr(p, "attach"):
+                p.attach(self._providers)
+        self._device_providers = [p for p in self._providers if p.device_type != "cpu"]
+        self._copy_stats = CopyStats()
+        self._copies = []
+        self._last_copies = (0, 0)
+
+        opsets = {("" if op.domain == "ai.onnx" else op.domain): op.version for op in model.opset_import}
+        if "" not in opsets and model.ir_version < 3:
+            opsets[""] = 1
+        inferred = _infer_shapes(light)
+        typed = {vi.name for vi in light.graph.value_info}
+        check_types(inferred.graph, opsets, label, declared=typed)
+        functions = {(f.domain, f.name): f for f in model.functions}
+        try:
+            graph = Graph.from_proto(inferred.graph, opsets, functions, model_dir, init_source=model.graph,
+                                     drop_inputs=set(weight_inputs))
+        except (ValueError, TypeError) as e:
+            raise InvalidGraph(f"{label}: cannot build the graph: {e}") from e
+        self._apply_overrides(graph)
+        self._graph = graph
+        self._describe_io(graph, model, declared)
+        self._placements = []
+        self._body_placements = []
+        self._body_copies = []
+        from ortlite.compiling import Builder
+
+        self._builder = Builder(model_dir)
+        self._plan = self._compile(graph, [a.name for a in self._inputs] + self._overridable_names,
+                                   [v.name for v in graph.outputs], (), top=True)
+        self._output_index = {n: k for k, n in enumerate(self._plan.output_names)}
+        self._defaults = self._stage_defaults(graph)
+        self._graph_runner = self._cuda_graph_runner()
+        return graph
+
     def _init_fast_run(self):
         """The fixed-cost path of ``run`` (CPU only, no profiling, no inter-op pool): feeds that are numpy
         arrays of the expected dtype and of a shape checked before (per input name) skip the checks, and
@@ -203,6 +216,8 @@ class InferenceSession:
         self._fast_shapes = {a.name: set() for a in self._inputs}  # shapes that passed _check_value
         self._fast_tail = [self._defaults.get(n) for n in self._overridable_names]
         self._fetch_index = {}  # tuple of output names -> their indices in the plan's outputs
+        so = self._sess_options  # the run's log severity when its RunOptions leave it at -1
+        self._log_scope = log_scope_of(so.log_severity_level, so.log_verbosity_level)
 
     # ---- building -------------------------------------------------------------
     def _cuda_graph_runner(self):
@@ -232,8 +247,12 @@ class InferenceSession:
                     v.shape = [by_name.get(d, d) if isinstance(d, str) else d for d in v.shape]
         for name, value in self._sess_options._initializers.items():
             if name not in graph.initializers:
-                raise InvalidArgument(f"add_initializer: '{name}' is not an initializer of the model")
-            graph.initializers[name] = value.numpy() if isinstance(value, OrtValue) else np.asarray(value)
+                continue  # as onnxruntime: a name the model lacks is ignored
+            old, new = graph.initializers[name], value.numpy() if isinstance(value, OrtValue) else np.asarray(value)
+            if new.dtype != old.dtype or new.shape != old.shape:
+                raise InvalidArgument(f"add_initializer: '{name}' is {new.dtype}{list(new.shape)} but the model's "
+                                      f"initializer is {old.dtype}{list(old.shape)}; expected the same type and shape")
+            graph.initializers[name] = new
 
     def _describe_io(self, graph, model, declared):
         """NodeArgs as onnxruntime reports them: a dim named by shape inference (``unk__N``, not one
@@ -444,16 +463,23 @@ class InferenceSession:
 
     # ---- running -------------------------------------------------------------------------
     def run(self, output_names, input_feed, run_options=None):
-        """Run the model; returns a list of numpy arrays (lists for sequences, dicts for maps)."""
-        if self._fast_dtypes is not None and type(input_feed) is dict and (
-                run_options is None or not run_options.terminate):
+        """Run the model; returns a list of numpy arrays (lists for sequences, dicts for maps), each the
+        caller's own: an output that would share memory with a feed, a constant or another output is
+        copied (onnxruntime's outputs are always fresh)."""
+        if self._fast_dtypes is not None and type(input_feed) is dict:
             vals = self._checked_before(input_feed)
             if vals is not None:
-                if self._thread_limiter is None:
-                    out = self._plan.run(vals)
+                plan = self._plan
+                if run_options is not None or self._log_scope is not None:
+                    out = self._run_vals(vals, None, run_options)
                 else:
-                    with self._thread_limiter():
-                        out = self._plan.run(vals)
+                    if self._thread_limiter is None:
+                        out = plan.run(vals)
+                    else:
+                        with self._thread_limiter():
+                            out = plan.run(vals)
+                    if plan.own_slots:
+                        out = plan.own_outputs(out, plan.output_slots, vals)
                 if output_names:
                     index = self._fetch_index.get(tuple(output_names))
                     if index is None:
@@ -558,14 +584,29 @@ class InferenceSession:
         return vals
 
     def _run_plan(self, feeds, fetch, run_options):
-        if run_options is not None and run_options.terminate:
-            raise Fail("Exiting due to terminate flag being set to true.")
-        self._copy_stats.reset()
         defaults = self._defaults  # overridable initializers not fed keep their value
         vals = [feeds[n] if n in feeds else defaults.get(n) for n in self._plan.input_names]
         if self._device_providers and self._host_read_feeds:
             vals = [self._output_to_host(v) if n in self._host_read_feeds else v
                     for n, v in zip(self._plan.input_names, vals)]
+        return self._run_vals(vals, fetch, run_options)
+
+    def _run_vals(self, vals, fetch, run_options):
+        """Run the plan on ``vals`` (its inputs, in order) at the run's log severity (RunOptions', else
+        the session's), with ``run_options`` current for its terminate flag; outputs the caller owns."""
+        check_terminate(run_options)
+        scope = self._log_scope
+        if run_options is not None:
+            scope = log_scope_of(run_options.log_severity_level, run_options.log_verbosity_level) or scope
+        with log_scope(scope), running_with(run_options):
+            out = self._run_scoped(vals, fetch, run_options)
+        plan = self._plan
+        if plan.own_slots:
+            out = plan.own_outputs(out, fetch or plan.output_slots, vals)
+        return out
+
+    def _run_scoped(self, vals, fetch, run_options):
+        self._copy_stats.reset()
         if self._graph_runner is not None:
             plan, runner = self._plan, self._graph_runner
 
@@ -574,14 +615,14 @@ class InferenceSession:
                 if fetch is None:
                     return out
                 return [out[plan.output_slots.index(s)] for s in fetch]
-        elif self._profiler is not None:
-            prof = self._profiler
-            run = lambda: self._plan.run_profiled(vals, prof, fetch)  # noqa: E731
+        elif self._profiler is not None or verbose_trace():
+            prof = self._profiler or VerboseTracer
+            run = lambda: self._plan.run_profiled(vals, prof, fetch, run_options=run_options)  # noqa: E731
         elif self._pool is not None:
             ctx = self._device_context if self._device_providers else None
-            run = lambda: self._plan.run_parallel(vals, self._pool, fetch, ctx)  # noqa: E731
+            run = lambda: self._plan.run_parallel(vals, self._pool, fetch, ctx, run_options)  # noqa: E731
         else:
-            run = lambda: self._plan.run(vals, fetch)  # noqa: E731
+            run = lambda: self._plan.run(vals, fetch, run_options)  # noqa: E731
         r0 = time.perf_counter_ns()
         if self._device_providers or self._thread_limiter is not None:
             with self._device_context(), (self._thread_limiter or contextlib.nullcontext)():
@@ -619,6 +660,88 @@ class InferenceSession:
                 f"Required inputs ({missing}) are missing from input feed ({list(input_feed)})."
             )
         return feeds
+
+
+    # ---- onnxruntime's re-creation and fallback API -------------------------------------------------------
+    _enable_fallback = True  # onnxruntime's default; see enable_fallback
+
+    def _load(self, source):
+        """load_model with this session's options. ``set_providers`` hands over the model this session
+        loaded (``_preloaded``); names given to ``SessionOptions.add_external_initializers`` take their data
+        from memory, so their external files need not exist."""
+        preloaded = self.__dict__.pop("_preloaded", None)
+        if preloaded is not None:
+            return preloaded
+        external_dir = self._sess_options._config.get(EXTERNAL_DIR_KEY)
+        supplied = self._sess_options._external_initializers
+        if not supplied:
+            return load_model(source, external_dir)
+        import os
+
+        model, model_dir, label = onnx.ModelProto(), None, "<ModelProto>"
+        try:
+            if isinstance(source, onnx.ModelProto):
+                model.CopyFrom(source)
+            elif isinstance(source, (bytes, bytearray, memoryview)):
+                model.ParseFromString(bytes(source))
+                label = "<bytes>"
+            else:
+                with open(source, "rb") as f:
+                    model.ParseFromString(f.read())
+                label, model_dir = os.fspath(source), os.path.dirname(os.path.abspath(source))
+        except Exception:  # noqa: BLE001 - unreadable: load_model raises onnxruntime's error for it
+            return load_model(source, external_dir)
+        if not model.HasField("graph"):
+            return load_model(source, external_dir)
+        _supply_initializers(model, supplied, label)
+        return load_model(model, model_dir or external_dir)[0], model_dir, label
+
+    def set_providers(self, providers=None, provider_options=None) -> None:
+        """Re-create the session with another provider list (onnxruntime's set_providers): the model already
+        loaded is partitioned, optimized and planned again for ``providers`` (names or (name, options)
+        tuples; None: every available one) with the same SessionOptions. If that fails the session is
+        left as it was."""
+        fresh = object.__new__(type(self))
+        fresh._preloaded = (self._model, self._builder.model_dir, self._model_path)
+        type(self).__init__(fresh, self._model, self._sess_options, providers, provider_options,
+                            disabled_optimizers=self._disabled_optimizers)
+        if "_enable_fallback" in self.__dict__:
+            fresh._enable_fallback = self._enable_fallback
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+        self.__dict__.clear()
+        self.__dict__.update(fresh.__dict__)
+
+    def disable_fallback(self) -> None:
+        """onnxruntime: no retry on CPU when a run fails with EPFail. ortlite's runs never fail that way (a
+        failing kernel raises RuntimeException naming its node), so this only records the choice; the
+        fallback ortlite does make, at session creation (an unavailable provider is skipped, a group that
+        does not compile goes to the next providers, nodes nobody takes go to the CPU), is always on, and
+        the CPU part is turned off with the session config entry session.disable_cpu_ep_fallback=1."""
+        self._enable_fallback = False
+
+    def enable_fallback(self) -> None:
+        """The default: see ``disable_fallback``."""
+        self._enable_fallback = True
+
+
+def _supply_initializers(model, supplied, label):
+    """Put the values given to SessionOptions.add_external_initializers into ``model``'s initializers."""
+    from onnx import numpy_helper
+
+    by_name = {t.name: t for t in model.graph.initializer}
+    missing = sorted(set(supplied) - set(by_name))
+    if missing:
+        raise Fail(f"add_external_initializers: {missing} are not initializers of {label}; expected names among "
+                   f"{sorted(by_name)[:20]}")
+    for name, value in supplied.items():
+        t = by_name[name]
+        arr = value.numpy() if isinstance(value, OrtValue) else np.asarray(value)
+        want = ot.np_dtype(t.data_type)
+        if arr.dtype != want or list(arr.shape) != list(t.dims):
+            raise InvalidArgument(f"add_external_initializers: '{name}' is {arr.dtype}{list(arr.shape)} but the "
+                                  f"model declares {want}{list(t.dims)}; expected the same type and shape")
+        t.CopyFrom(numpy_helper.from_array(arr, name))
 
 
 def _drop_compiled_weights(graph, placements, constants, output_names):

@@ -89,7 +89,7 @@ def np_dtype(elem_type: int) -> np.dtype:
         return _NP_OF[elem_type]
     except KeyError:
         name = _TYPE_NAMES.get(elem_type, str(elem_type))
-        hint = " (install ml_dtypes: pip install 'ortlite[dtypes]')" if ml_dtypes is None else ""
+        hint = f" (install ml_dtypes: {_hint('dtypes')})" if ml_dtypes is None else ""
         raise TypeError(f"ONNX element type {name} has no numpy dtype{hint}") from None
 
 
@@ -168,3 +168,9 @@ def type_proto_elem(tp):
     if kind == "sparse_tensor_type":
         return tp.sparse_tensor_type.elem_type
     return None
+
+
+def _hint(extra):
+    from ortlite.providers import install_hint
+
+    return install_hint(extra)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ortlite.errors import Fail, InvalidArgument
+from ortlite import providers as _providers
 from ortlite.providers._cuda_capture import UNCAPTURABLE
 from ortlite.providers._cuda_dtypes import cupy_dtype_refusal
 from ortlite.providers.base import ExecutionProvider, option_bool
@@ -129,19 +130,60 @@ def parse_options(options: dict | None) -> CudaOptions:
     return o
 
 
+# CuPy's words when there is no driver or no GPU at all: without libcuda.so the CUDA runtime reports
+# cudaErrorInsufficientDriver ("CUDA driver version is insufficient"), which reads like an old driver.
+_NO_DEVICE_MARKS = ("cudaErrorNoDevice", "no CUDA-capable device", "libcuda.so", "cudaErrorInsufficientDriver",
+                    "driver version is insufficient", "cudaErrorNotFound")
+_MISSING_LIB_MARKS = ("libnvrtc", "libcudart", "libcublas", "DynamicLibNotFoundError")
+
+
+def _driver_loadable() -> bool:
+    """Whether the NVIDIA driver's libcuda.so.1 loads in this process (the tests fake it)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def _device_reason(raw: str) -> str:
+    """The availability reason for CuPy's device-probe error ``raw``."""
+    if any(m in raw for m in _MISSING_LIB_MARKS):
+        return (f"CuPy cannot load the CUDA libraries ({raw}); install CuPy with them: "
+                f"{_providers.install_hint('cuda12', 'cuda13')}")
+    insufficient = "cudaErrorInsufficientDriver" in raw or "driver version is insufficient" in raw
+    if insufficient and _driver_loadable():
+        return (f"the NVIDIA driver is older than CuPy's CUDA runtime needs (CuPy: {raw}); update the driver, "
+                f"or use the extra of the CUDA major the driver supports: {_providers.install_hint('cuda12', 'cuda13')}")
+    if any(m in raw for m in _NO_DEVICE_MARKS):
+        return f"no NVIDIA driver/GPU found (CuPy: {raw})"
+    return f"CuPy finds no usable CUDA driver or device: {raw}"
+
+
 def _probe_cupy() -> tuple[bool, str]:
     try:
         import cupy
     except ImportError:
-        return False, "CuPy is not installed (pip install 'ortlite[cuda12]' or 'ortlite[cuda13]')"
+        return False, f"CuPy is not installed ({_providers.install_hint('cuda12', 'cuda13')})"
     except Exception as e:  # noqa: BLE001 - a broken CUDA install raises many things
         return False, f"CuPy failed to import: {type(e).__name__}: {e}"
+    return _probe_device(cupy)
+
+
+def _probe_device(cupy) -> tuple[bool, str]:
+    """A device CuPy can use, with NVRTC (CuPy compiles its elementwise kernels with it), or why not."""
     try:
         n = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # noqa: BLE001
-        return False, f"CuPy finds no usable CUDA driver or device: {' '.join(str(e).split())}"
+        return False, _device_reason(f"{type(e).__name__}: {' '.join(str(e).split())}")
     if n == 0:
-        return False, "CuPy sees no CUDA device"
+        return False, "no NVIDIA driver/GPU found (CuPy sees no CUDA device)"
+    try:
+        cupy.cuda.nvrtc.getVersion()
+    except Exception as e:  # noqa: BLE001 - CuPy without NVRTC cannot compile a single kernel
+        return False, _device_reason(f"NVRTC: {type(e).__name__}: {' '.join(str(e).split())}")
     return True, ""
 
 

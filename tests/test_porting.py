@@ -1,4 +1,5 @@
 """Porting traps (issue 18): onnxruntime names ported code uses, compared with onnxruntime where installed."""
+import inspect
 import os
 import re
 import subprocess
@@ -194,6 +195,8 @@ def test_migration_table_covers_onnxruntime_and_is_true():
     sections = {"Module-level names": ref, "InferenceSession": ref.InferenceSession, "SessionOptions":
                 ref.SessionOptions, "RunOptions": ref.RunOptions, "IOBinding": ref.IOBinding,
                 "OrtValue": ref.OrtValue, "OrtDevice": ref.OrtDevice}
+    # submodules other tests imported (onnxruntime.quantization, .tools...) appear in dir() only then
     missing = [(s, n) for s, obj in sections.items() for n in dir(obj)
-               if not n.startswith("_") and (s, n) not in rows]
+               if not n.startswith("_") and (s, n) not in rows
+               and not (inspect.ismodule(getattr(obj, n, None)) and n != "capi")]
     assert not missing

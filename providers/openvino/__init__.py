@@ -51,7 +51,7 @@ class OpenVINOExecutionProvider(CompilingProvider):
         try:
             importlib.import_module("openvino")
         except ImportError:
-            return False, "the openvino Python package is not installed (pip install 'ortlite[openvino]')"
+            return False, f"the openvino Python package is not installed ({_hint('openvino')})"
         except Exception as e:  # noqa: BLE001 - a broken install raises many things
             return False, f"openvino failed to import: {type(e).__name__}: {e}"
         try:
@@ -152,3 +152,9 @@ class OpenVINOExecutionProvider(CompilingProvider):
     def make_runner(self, engine, spec):
         """callable(*inputs) -> tuple of outputs (spec.outputs' order and dtypes); thread-safe."""
         return make_runner(engine, spec)
+
+
+def _hint(extra):
+    from ortlite.providers import install_hint
+
+    return install_hint(extra)

@@ -61,7 +61,7 @@ def _type_refusal(name, elem):
         try:
             ot.np_dtype(elem)
         except TypeError:
-            return f"bfloat16 value '{name}' needs ml_dtypes (pip install 'ortlite[dtypes]')"
+            return f"bfloat16 value '{name}' needs ml_dtypes ({_hint('dtypes')})"
     return ""
 
 
@@ -341,3 +341,9 @@ def claim(core, graph, nodes, device, devices, mode):
         ask.assess(cands, read_outside)
     claimed = [n for n in cands if id(n) not in ask.refused]
     return connected_groups(claimed), ask.refused
+
+
+def _hint(extra):
+    from ortlite.providers import install_hint
+
+    return install_hint(extra)

@@ -78,8 +78,10 @@ class TensorrtExecutionProvider(CompilingProvider):
         try:
             trt = _import_trt()
         except ImportError:
-            return False, ("the tensorrt Python package is not installed (pip install 'ortlite[tensorrt]'; its "
-                           "libraries come from NVIDIA's index)")
+            from ortlite.providers import install_hint
+
+            return False, (f"the tensorrt Python package is not installed ({install_hint('tensorrt12', 'tensorrt13')}: "
+                           "the CUDA 12 or 13 build, matching the CuPy extra)")
         except Exception as e:  # noqa: BLE001 - a broken install raises many things
             return False, f"tensorrt failed to import: {type(e).__name__}: {e}"
         from ortlite.providers import availability

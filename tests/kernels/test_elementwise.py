@@ -73,7 +73,14 @@ UNARY = ["Abs", "Atan", "Ceil", "Cos", "Erf", "Exp", "Floor", "Neg", "Reciprocal
 def test_unary_matches_ort(op, dtype):
     x = _rand((3, 4, 5), dtype)
     x.flat[:6] = [0.5, -0.5, 2.5, -1.5, 40.0, -40.0]  # halfway rounding, exp overflow region
-    ours = run_ours(op, {"x": x}, 18, dtype, x.shape)
+    try:
+        ours = run_ours(op, {"x": x}, 18, dtype, x.shape)
+    except ortlite.InvalidGraph as e:  # a type the schema does not allow (Celu: float only): as onnxruntime
+        with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidGraph):
+            ort.InferenceSession(_model(op, {"x": x}, 18, dtype, x.shape),
+                                 providers=["CPUExecutionProvider"])
+        assert "expects tensor(float)" in str(e)
+        return
     assert ours.dtype == np.dtype(dtype)
     try:
         _, ref = run_both(op, {"x": x}, 18, dtype, x.shape)
@@ -87,7 +94,7 @@ def test_unary_matches_ort(op, dtype):
 @pytest.mark.parametrize("op", ["Relu", "Sigmoid", "Tanh", "Exp", "Erf", "LeakyRelu", "Softplus", "Gelu"])
 def test_unary_float16_and_bfloat16_keep_dtype(op):
     x32 = _rand((4, 7), np.float32)
-    opset = 20
+    opset = 22  # Softplus takes bfloat16 from opset 22
     for dt in (np.dtype(np.float16), BF16):
         x = x32.astype(dt)
         got = run_ours(op, {"x": x}, opset, dt, x.shape)
