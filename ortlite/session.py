@@ -121,6 +121,7 @@ class InferenceSession:
         t0_ns = time.perf_counter_ns()
         self._sess_options = sess_options if sess_options is not None else SessionOptions()
         self._disabled_optimizers = list(kwargs.pop("disabled_optimizers", None) or [])
+        self._enable_fallback = bool(kwargs.pop("enable_fallback", True))  # onnxruntime's keyword: see disable_fallback
         if kwargs:
             raise TypeError(f"InferenceSession got unexpected keyword arguments {sorted(kwargs)}")
         model, model_dir, label = self._load(path_or_bytes)
@@ -778,7 +779,12 @@ def _check_value(name, value, info: ValueInfo):
     expected = info.dtype
     if not hasattr(value, "dtype") or not hasattr(value, "shape"):
         if isinstance(value, (list, tuple, int, float, bool, str, np.generic)):
-            value = np.asarray(value, dtype=expected if expected is not None and expected != object else None)
+            try:
+                value = np.asarray(value, dtype=expected if expected is not None and expected != object else None)
+            except (ValueError, TypeError, OverflowError) as e:  # "abc" as float, a ragged list...
+                raise InvalidArgument(
+                    f"input '{name}' ({type(value).__name__}) cannot be read as {info.type_string}: {e}"
+                ) from e
         else:
             raise InvalidArgument(
                 f"input '{name}' must be a numpy array (expected {info.type_string}), got {type(value).__name__}"

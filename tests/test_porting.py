@@ -200,3 +200,11 @@ def test_migration_table_covers_onnxruntime_and_is_true():
                if not n.startswith("_") and (s, n) not in rows
                and not (inspect.ismodule(getattr(obj, n, None)) and n != "capi")]
     assert not missing
+
+
+def test_enable_fallback_keyword():
+    """onnxruntime's InferenceSession(..., enable_fallback=0) keyword is accepted and recorded."""
+    sess = ort.InferenceSession(_add_model(), providers=["CPUExecutionProvider"], enable_fallback=0)
+    assert sess._enable_fallback is False
+    sess.enable_fallback()
+    assert sess._enable_fallback is True
