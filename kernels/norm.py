@@ -62,7 +62,7 @@ class _BatchNormBase:
         xp = self.xp
         a, b = self.folded if self.folded is not None else self._fold(xp, scale, B, mean, var)
         acc = a.dtype
-        if X.ndim > 2 and a.ndim == 1 and b.ndim == 1 and xp is np:
+        if X.ndim > 2 and a.ndim == 1 and b.ndim == 1 and xp is np and X.size:
             # (N, C, pixels) against (C, 1): the inner loops run over whole images, not rows;
             # the channels are split over the intra-op threads
             x3 = X.reshape(X.shape[0], X.shape[1], -1).astype(acc, copy=False)

@@ -105,3 +105,16 @@ def test_check_ints():
         _common.check_ints(None, "strides", [1], length=2, min=1)
     with pytest.raises(InvalidGraph, match="must hold values >= 0"):
         _common.check_ints(None, "pads", [-1, 0], min=0)
+
+
+def test_batch_norm_empty_batch_like_onnxruntime():
+    c = 3
+    inits = [onnx.numpy_helper.from_array(np.ones(c, np.float32), n) for n in "sbmv"]
+    g = h.make_graph([h.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"])], "g",
+                     [h.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, 4, 4])],
+                     [h.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    mb = h.make_model(g, opset_imports=[h.make_opsetid("", 15)]).SerializeToString()
+    x = np.zeros((0, c, 4, 4), np.float32)
+    ref = ort.InferenceSession(mb, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = ortlite.InferenceSession(mb, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert got.shape == ref.shape == (0, c, 4, 4) and got.dtype == ref.dtype
