@@ -31,3 +31,16 @@ def mlp_model():
     m.producer_name = "ortlite-tests"
     return m, (W, b)
 
+
+@pytest.fixture(params=["compiled", "numpy"])
+def jit_path(request, monkeypatch):
+    """Run a test on the compiled loops (kernels._jit, numba; skipped without them) and on the numpy
+    paths (numba marked unavailable, as ORTLITE_JIT=0 does); the value names the path."""
+    from ortlite.kernels import _jit
+
+    if request.param == "compiled":
+        if not _jit.available():
+            pytest.skip(f"compiled kernels unavailable: {_jit.unavailable_reason()}")
+    else:
+        monkeypatch.setitem(_jit._state, "numba", None)
+    return request.param

@@ -20,16 +20,6 @@ def randn(*shape):
     return RNG.standard_normal(shape).astype(np.float32)
 
 
-@pytest.fixture(params=["compiled", "numpy"])
-def path(request, monkeypatch):
-    if request.param == "compiled":
-        if not _jit.available():
-            pytest.skip(f"compiled kernels unavailable: {_jit.unavailable_reason()}")
-    else:
-        monkeypatch.setitem(_jit._state, "numba", None)
-    return request.param
-
-
 def _conv_model(x_shape, w, b, act=None, z_shape=None, **attrs):
     ins = ["X", "W"] + (["B"] if b is not None else [])
     inits = [numpy_helper.from_array(w, "W")] + ([numpy_helper.from_array(b, "B")] if b is not None else [])
@@ -93,7 +83,7 @@ def _attrs(kernel, strides, dilations, pads, c):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("act", [None, "Relu", "Clip"])
-def test_depthwise_small_planes(path, case, act):
+def test_depthwise_small_planes(jit_path, case, act):
     n, c, h, w, kernel, strides, dilations, pads = case
     wt, b = randn(c, 1, *kernel), randn(c)
     m = _conv_model([n, c, h, w], wt, b, act, **_attrs(kernel, strides, dilations, pads, c))
@@ -104,7 +94,7 @@ def test_depthwise_small_planes(path, case, act):
 
 @pytest.mark.parametrize("act", [("Relu", None), ("Clip", [-1.0, 2.0]), ("LeakyRelu", [0.1]),
                                  ("HardSigmoid", [0.2, 0.5]), ("Sigmoid", None)])
-def test_fused_z_and_activation(path, act):
+def test_fused_z_and_activation(jit_path, act):
     n, c, h, w = 2, 19, 7, 7
     wt = randn(c, 1, 3, 3)
     m = _conv_model([n, c, h, w], wt, None, act, z_shape=[n, c, 4, 4], group=c, kernel_shape=[3, 3],
@@ -114,7 +104,7 @@ def test_fused_z_and_activation(path, act):
 
 
 @pytest.mark.parametrize("act", [None, "Relu", "Clip"])
-def test_nan_propagates(path, act):
+def test_nan_propagates(jit_path, act):
     """Relu(NaN) = Clip(NaN) = NaN, in the compiled loop as in numpy."""
     c = 10
     x = randn(1, c, 6, 6)

@@ -60,19 +60,6 @@ def check(ours, ref, tol=1e-4):
             np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
-@pytest.fixture(params=["compiled", "numpy"])
-def conv_path(request, monkeypatch):
-    """Run a conv test on the compiled loops (kernels._jit, numba) and on the numpy paths."""
-    from ortlite.kernels import _jit
-
-    if request.param == "compiled":
-        if not _jit.available():
-            pytest.skip(f"compiled kernels unavailable: {_jit.unavailable_reason()}")
-    else:
-        monkeypatch.setitem(_jit._state, "numba", None)
-    return request.param
-
-
 # ------------------------------------------------------------------------------ depthwise
 
 DEPTHWISE = [
@@ -94,7 +81,7 @@ DEPTHWISE = [
 
 @pytest.mark.parametrize("n,c,h,w,k,s,d,p", DEPTHWISE)
 @pytest.mark.parametrize("bias", [True, False])
-def test_depthwise(n, c, h, w, k, s, d, p, bias, conv_path):
+def test_depthwise(n, c, h, w, k, s, d, p, bias, jit_path):
     x, wt = randn(n, c, h, w), randn(c, 1, *k)
     consts = {"W": wt, "B": randn(c)} if bias else {"W": wt}
     ours, ref = run_both("Conv", [("X", x)], consts, group=c, kernel_shape=list(k), strides=list(s),
@@ -102,7 +89,7 @@ def test_depthwise(n, c, h, w, k, s, d, p, bias, conv_path):
     check(ours, ref)
 
 
-def test_depthwise_runtime_weights_and_batch_change(conv_path):
+def test_depthwise_runtime_weights_and_batch_change(jit_path):
     """Weights fed at run time (no packing), and one session run at two batch sizes."""
     c = 6
     m = _model("Conv", [("X", randn(1, c, 10, 10)), ("W", randn(c, 1, 3, 3))], {}, dynamic_batch=True, group=c,
@@ -114,7 +101,7 @@ def test_depthwise_runtime_weights_and_batch_change(conv_path):
         check(ours_s.run(None, feeds), ref_s.run(None, feeds))
 
 
-def test_depthwise_1d_and_multiplier(conv_path):
+def test_depthwise_1d_and_multiplier(jit_path):
     x = randn(2, 4, 17)
     ours, ref = run_both("Conv", [("X", x)], {"W": randn(4, 1, 5), "B": randn(4)}, group=4, pads=[2, 2], strides=[2])
     check(ours, ref)
@@ -122,7 +109,7 @@ def test_depthwise_1d_and_multiplier(conv_path):
     check(ours, ref)
 
 
-def test_depthwise_large_blocks(conv_path):
+def test_depthwise_large_blocks(jit_path):
     """Enough channels that the depthwise path runs several channel blocks."""
     x = randn(2, 64, 40, 40)
     ours, ref = run_both("Conv", [("X", x)], {"W": randn(64, 1, 3, 3), "B": randn(64)}, group=64,
@@ -177,13 +164,13 @@ DENSE = [
 
 @pytest.mark.parametrize("xs,ws,attrs", DENSE)
 @pytest.mark.parametrize("bias", [True, False])
-def test_dense_and_grouped(xs, ws, attrs, bias, conv_path):
+def test_dense_and_grouped(xs, ws, attrs, bias, jit_path):
     consts = {"W": randn(*ws), "B": randn(ws[0])} if bias else {"W": randn(*ws)}
     ours, ref = run_both("Conv", [("X", randn(*xs))], consts, **attrs)
     check(ours, ref)
 
 
-def test_float64_and_float16_keep_their_type(conv_path):
+def test_float64_and_float16_keep_their_type(jit_path):
     for dt in (np.float64, np.float16):
         x, w = randn(2, 6, 8, 8).astype(dt), randn(6, 1, 3, 3).astype(dt)
         g = helper.make_graph(
@@ -227,7 +214,7 @@ def _out_shape(xs, ws, attrs):
 @pytest.mark.parametrize("xs,ws,attrs", FUSED)
 @pytest.mark.parametrize("act,params", ACTS)
 @pytest.mark.parametrize("with_z", [False, True])
-def test_fused_conv(xs, ws, attrs, act, params, with_z, conv_path):
+def test_fused_conv(xs, ws, attrs, act, params, with_z, jit_path):
     attrs = dict(attrs)
     if act:
         attrs["activation"] = act

@@ -14,16 +14,6 @@ from test_rnn_fast import _case, _reference
 ort = pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(params=["compiled", "numpy"])
-def rnn_path(request, monkeypatch):
-    if request.param == "compiled":
-        if not _jit.available():
-            pytest.skip(f"compiled kernels unavailable: {_jit.unavailable_reason()}")
-    else:
-        monkeypatch.setitem(_jit._state, "numba", None)
-    return request.param
-
-
 def _session(model, path):
     sess = ortlite.InferenceSession(model, providers=["CPUExecutionProvider"])
     pk = sess._plan.steps[0].fn.fast
@@ -39,12 +29,12 @@ CASES = [dict(op=op, direction=d, B=b, lens=lens, init=init, layout=layout, **ex
 
 
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
-def test_against_onnxruntime(kw, rnn_path):
+def test_against_onnxruntime(kw, jit_path):
     kw = dict(kw)
     op = kw.pop("op")
     kw["H"] = 12
     model, feeds = _case(op, **kw)
-    got = _session(model, rnn_path).run(None, feeds)
+    got = _session(model, jit_path).run(None, feeds)
     for w, g in zip(_reference(op, kw), got):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=2e-6)
 
@@ -52,11 +42,11 @@ def test_against_onnxruntime(kw, rnn_path):
 @pytest.mark.parametrize("kw", [dict(op="LSTM", peep=True, clip=0.9), dict(op="LSTM", input_forget=1, peep=True),
                                 dict(op="GRU", linear_before_reset=1, clip=0.7), dict(op="RNN", clip=0.5)],
                          ids=["lstm-peep-clip", "lstm-input-forget", "gru-lbr-clip", "rnn-clip"])
-def test_clip_peepholes_input_forget(kw, rnn_path):
+def test_clip_peepholes_input_forget(kw, jit_path):
     kw = dict(kw)
     op = kw.pop("op")
     model, feeds = _case(op, **kw)
-    got = _session(model, rnn_path).run(None, feeds)
+    got = _session(model, jit_path).run(None, feeds)
     for w, g in zip(_reference(op, kw), got):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=2e-6)
 
@@ -82,7 +72,7 @@ def test_compiled_matches_numpy_float64_and_nan(monkeypatch):
 
 
 @pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
-def test_dynamic_quantize_lstm_paths(direction, rnn_path):
+def test_dynamic_quantize_lstm_paths(direction, jit_path):
     """DynamicQuantizeLSTM's step loop (compiled or numpy) against the exact-integer reference."""
     import exact_int
     from onnx import helper, numpy_helper
@@ -112,7 +102,7 @@ def test_dynamic_quantize_lstm_paths(direction, rnn_path):
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
     m.ir_version = 8
     sess = ortlite.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    assert (sess._plan.steps[0].fn.loop is not None) == (rnn_path == "compiled")
+    assert (sess._plan.steps[0].fn.loop is not None) == (jit_path == "compiled")
     got = sess.run(None, {n: a for n, a in inputs if n and n not in consts})
     want = exact_int.dynamic_quantize_lstm(x, w, r, bias, h0, c0, ws, wz, rs, rz, direction)
     for g_, w_ in zip(got, want):
