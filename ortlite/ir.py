@@ -285,41 +285,46 @@ class Graph:
         return {o: n for n in self.nodes for o in n.outputs if o}
 
     def toposort(self):
-        """Order nodes so each comes after the producers of its inputs.
-
-        Kahn's algorithm, always taking the ready node that came first in the current order,
-        so an already sorted graph keeps its order.
-        """
-        import heapq
-
+        """Order nodes so each comes after the producers of its inputs (``stable_order``: an already
+        sorted graph keeps its order)."""
         nodes = self.nodes
         produced_by = {}
         for k, n in enumerate(nodes):
             for o in n.outputs:
                 if o:
                     produced_by[o] = k
-        waiting = [0] * len(nodes)
-        readers: list[list[int]] = [[] for _ in nodes]
-        for k, n in enumerate(nodes):
-            deps = {produced_by[i] for i in itertools.chain(n.inputs, n.implicit_inputs)
-                    if i and i in produced_by and produced_by[i] != k}
-            waiting[k] = len(deps)
-            for d in deps:
-                readers[d].append(k)
-        ready = [k for k in range(len(nodes)) if waiting[k] == 0]
-        heapq.heapify(ready)
-        order = []
-        while ready:
-            k = heapq.heappop(ready)
-            order.append(nodes[k])
-            for r in readers[k]:
-                waiting[r] -= 1
-                if waiting[r] == 0:
-                    heapq.heappush(ready, r)
-        if len(order) != len(nodes):
-            stuck = next(nodes[k] for k in range(len(nodes)) if waiting[k] > 0)
-            raise ValueError(f"graph '{self.name}' has a cycle through node '{stuck.name}'")
-        self.nodes = order
+        deps = [{produced_by[i] for i in itertools.chain(n.inputs, n.implicit_inputs)
+                 if i and i in produced_by and produced_by[i] != k} for k, n in enumerate(nodes)]
+        order, stuck = stable_order(deps)
+        if stuck is not None:
+            raise ValueError(f"graph '{self.name}' has a cycle through node '{nodes[stuck].name}'")
+        self.nodes = [nodes[k] for k in order]
+
+
+def stable_order(deps):
+    """A topological order of nodes 0..n-1 given ``deps[k]`` (the indices node k must follow): Kahn's
+    algorithm always taking the ready node that came first, so a sorted list keeps its order. Returns
+    (order, None), or (partial order, index of a node on a cycle)."""
+    import heapq
+
+    waiting = [len(d) for d in deps]
+    readers: list[list[int]] = [[] for _ in deps]
+    for k, d in enumerate(deps):
+        for p in d:
+            readers[p].append(k)
+    ready = [k for k, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        k = heapq.heappop(ready)
+        order.append(k)
+        for r in readers[k]:
+            waiting[r] -= 1
+            if waiting[r] == 0:
+                heapq.heappush(ready, r)
+    if len(order) != len(deps):
+        return order, next(k for k, w in enumerate(waiting) if w > 0)
+    return order, None
 
 
 def _rename_free(gp, rename):

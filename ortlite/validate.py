@@ -10,13 +10,13 @@
 from __future__ import annotations
 
 import functools
-import heapq
 import re
 
 import onnx
 
 from ortlite import types as ot
 from ortlite.errors import InvalidGraph
+from ortlite.ir import stable_order
 
 
 def _node_label(n, k) -> str:
@@ -87,25 +87,10 @@ def order_nodes(gp, label: str, outer=frozenset()) -> set:
 
 def _reorder(gp, deps, label):
     nodes = list(gp.node)
-    waiting = [len(d) for d in deps]
-    readers = [[] for _ in nodes]
-    for k, d in enumerate(deps):
-        for p in d:
-            readers[p].append(k)
-    ready = [k for k, w in enumerate(waiting) if w == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        k = heapq.heappop(ready)
-        order.append(k)
-        for r in readers[k]:
-            waiting[r] -= 1
-            if waiting[r] == 0:
-                heapq.heappush(ready, r)
-    if len(order) != len(nodes):
-        k = next(k for k, w in enumerate(waiting) if w > 0)
+    order, stuck = stable_order(deps)
+    if stuck is not None:
         raise InvalidGraph(f"{label}: invalid ONNX graph: graph '{gp.name}': the graph is not acyclic: a cycle runs through "
-                           f"{_node_label(nodes[k], k)}")
+                           f"{_node_label(nodes[stuck], stuck)}")
     sorted_nodes = [nodes[k] for k in order]
     del gp.node[:]
     gp.node.extend(sorted_nodes)
