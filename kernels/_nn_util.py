@@ -9,6 +9,7 @@ import math
 import os
 import threading
 
+from ortlite import blas
 from ortlite.errors import NotImplemented as OrtNotImplemented
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
@@ -132,43 +133,22 @@ def prod(seq):
 #
 # numpy runs its ufuncs and copies on one thread (releasing the GIL meanwhile); BLAS runs on as
 # many threads as the session allows (the session sets BLAS's limit to intra_op_num_threads for
-# the run, through threadpoolctl). The nn kernels split their larger elementwise passes
+# the run, through ortlite.blas). The nn kernels split their larger elementwise passes
 # (depthwise taps, im2col copies, epilogues, pooling) over that same number of threads.
 
 _SPLIT_MIN = 1 << 18  # elements below which a pass is not worth splitting
-_blas_threads = None
+_blas_threads = blas.current  # the BLAS thread count in force (tests replace it)
 _executor = None
 _lock = threading.Lock()
-
-
-def _blas_thread_getter():
-    try:
-        from threadpoolctl import ThreadpoolController
-
-        libs = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
-        if len(libs) == 1:
-            return libs[0].get_num_threads
-    except Exception:  # noqa: BLE001 - no threadpoolctl, or it cannot read the BLAS: stay serial
-        pass
-    return None
 
 
 def worker_count(size):
     """Threads to split a pass over ``size`` elements across: the BLAS thread limit in force
     (the session's intra_op_num_threads), at most the cores; 1 for small passes or when the
     limit cannot be read."""
-    global _blas_threads
     if size < 2 * _SPLIT_MIN:
         return 1
-    if _blas_threads is None:
-        with _lock:
-            if _blas_threads is None:
-                _blas_threads = _blas_thread_getter() or (lambda: 1)
-    try:
-        n = int(_blas_threads())
-    except Exception:  # noqa: BLE001
-        return 1
-    return max(1, min(n, os.cpu_count() or 1, size // _SPLIT_MIN))
+    return max(1, min(_blas_threads(), os.cpu_count() or 1, size // _SPLIT_MIN))
 
 
 def run_split(fn, count, workers):

@@ -157,14 +157,6 @@ def _dql_rows_shifted(h):
     return q, scale
 
 
-class _NoBlasLimit:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 class _HideWR:
     """The LSTM kernel's view of the node: W and R (quantized, transposed) are not its weights."""
 
@@ -233,9 +225,8 @@ class DynamicQuantizeLSTM(_LSTM):
         Y = np.empty((T, D, Bn, H), f32) if self.want_y else None
         yh = np.empty((D, Bn, H), f32)
         yc = np.empty((D, Bn, H), f32)
-        blas_limit = getattr(_rnn, "_SingleThreadedBlas", _NoBlasLimit)
         # small dependent products (the projection, each step's): one BLAS thread
-        with blas_limit():
+        with _rnn._single_threaded_blas():
             for d in range(D):
                 acc = exact_int_matmul_float(np, x2, w_ops[d], xz)
                 xw = (acc.astype(f32) * (f32(xs) * ws[d])).reshape(T, Bn, 4 * H)

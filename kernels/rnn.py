@@ -18,51 +18,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortlite import blas
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
 from . import _jit
 
-_BLAS = None  # threadpoolctl's controllers of the loaded BLAS libraries, looked up once ([]: none)
-
-
-def _blas_controllers():
-    """Every BLAS library loaded (numpy's, and scipy's when scipy is imported: they are separate
-    OpenBLAS copies; numpy's is the one that matters, and limiting only "the" library when there
-    are two would limit none)."""
-    global _BLAS
-    if _BLAS is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            _BLAS = list(ThreadpoolController().select(user_api="blas").lib_controllers)
-        except Exception:  # noqa: BLE001 - no threadpoolctl, or it cannot see the BLAS
-            _BLAS = []
-    return _BLAS
-
-
-class _SingleThreadedBlas:
-    """Run a block with one BLAS thread (restoring the counts after). For loops of small
-    dependent products, such as a recurrence's per-step gemv: waking BLAS worker threads for
-    ~20 us of work each step costs more than it saves, and on a busy machine far more (a
-    bidirectional LSTM of 32 steps measured 15 ms with two OpenBLAS threads, 2 ms with one).
-    The thread count is process-wide state: a concurrent run only sees its speed change."""
-
-    __slots__ = ("saved",)
-
-    def __enter__(self):
-        self.saved = []
-        for ctl in _blas_controllers():
-            n = ctl.get_num_threads()
-            if n > 1:
-                ctl.set_num_threads(1)
-                self.saved.append((ctl, n))
-        return self
-
-    def __exit__(self, *exc):
-        for ctl, n in self.saved:
-            ctl.set_num_threads(n)
-        return False
+def _single_threaded_blas():
+    """One BLAS thread for a block (ortlite.blas), for loops of small dependent products such as a
+    recurrence's per-step gemv: waking BLAS worker threads for ~20 us of work each step costs more than
+    it saves, and on a busy machine far more (a bidirectional LSTM of 32 steps measured 15 ms with two
+    OpenBLAS threads, 2 ms with one)."""
+    return blas.Threads(1)
 
 
 def _sigmoid(xp, x):
@@ -355,7 +322,7 @@ class _Recurrent:
         # Small problems run on one BLAS thread from the input projection on: waking a worker for
         # tens of microseconds of work costs more than it saves (on a busy machine, milliseconds).
         # (Not for one or two steps in all: switching the thread count costs more than it saves.)
-        blas = _SingleThreadedBlas() if xp is np and T * self.num_dirs > 2 else None
+        blas = _single_threaded_blas() if xp is np and T * self.num_dirs > 2 else None
         if blas is not None and T * Bn * I * self.num_dirs * GH > _SMALL_PROJECTION:
             blas = None
         if blas is not None:
@@ -400,8 +367,8 @@ class _Recurrent:
             self._run_jit(pk, xw.reshape(T, Bn, D * GH), h, c, Y, lens)
             return self._outputs(Y, h, c, out_dtype)
         # One direction after the other: each one's recurrent weight stays in cache for all its steps.
-        # The per-step products are small and dependent: one BLAS thread (see _SingleThreadedBlas).
-        inner = _SingleThreadedBlas() if (xp is np and blas is None and T * D > 2) else None
+        # The per-step products are small and dependent: one BLAS thread (see _single_threaded_blas).
+        inner = _single_threaded_blas() if (xp is np and blas is None and T * D > 2) else None
         if inner is not None:
             inner.__enter__()
         try:
@@ -540,7 +507,7 @@ class _Recurrent:
         masks = None if lens is None else (xp.arange(T)[:, None] < lens[None, :])[:, None, :, None]  # [T,1,B,1]
 
         Y = xp.zeros((T, D, Bn, H), dtype=ct) if self.want_y else None
-        blas = _SingleThreadedBlas() if xp is np and T * D > 2 else None  # small dependent products
+        blas = _single_threaded_blas() if xp is np and T * D > 2 else None  # small dependent products
         if blas is not None:
             blas.__enter__()
         try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 import warnings
@@ -863,64 +864,14 @@ def _infer_shapes(model):
         return model
 
 
-class _BlasThreads:
-    """The BLAS thread count of a run: ``intra_op_num_threads`` set on every loaded BLAS (numpy's and, where
-    scipy is imported, its own OpenBLAS) for the run and put back after, through the libraries' own get/set
-    calls and only where the count differs: about a microsecond a run (threadpoolctl's ``limit`` re-reads
-    every library's info each time, ~25 us, most of a small model's run). Calling it gives the context
-    manager of one run (concurrent runs each put back what they found)."""
-
-    __slots__ = ("n", "controllers", "saved")
-
-    def __init__(self, n, controllers, saved=None):
-        self.n, self.controllers, self.saved = n, controllers, saved
-
-    def __call__(self):
-        return _BlasThreads(self.n, self.controllers, [])
-
-    def __enter__(self):
-        n, saved = self.n, self.saved
-        for ctl in self.controllers:
-            cur = ctl.get_num_threads()
-            if cur != n:
-                ctl.set_num_threads(n)
-                saved.append((ctl, cur))
-        return self
-
-    def __exit__(self, *exc):
-        for ctl, cur in self.saved:
-            ctl.set_num_threads(cur)
-        return False
-
-
 def _thread_limiter(n):
+    """The context-manager factory of a run's BLAS thread count (ortlite.blas), or None."""
     if n <= 0:
         return None
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        log.info("intra_op_num_threads=%d ignored: threadpoolctl is not installed", n)
+    from ortlite import blas
+
+    if not blas.refresh():
+        log.info("intra_op_num_threads=%d does not reach BLAS: threadpoolctl is not installed or sees no "
+                 "BLAS library", n)
         return None
-    controllers = [_raw_calls(c) for c in ThreadpoolController().select(user_api="blas").lib_controllers]
-    return _BlasThreads(n, controllers) if controllers else None
-
-
-class _RawOpenBLAS:
-    """An OpenBLAS (pthreads build) through its own get/set functions: ctypes calls of ~0.2 us where
-    threadpoolctl's methods take ~3 us (the thread count of such a build is process-wide)."""
-
-    __slots__ = ("get_num_threads", "set_num_threads")
-
-    def __init__(self, get, set_):
-        self.get_num_threads, self.set_num_threads = get, set_
-
-
-def _raw_calls(ctl):
-    if getattr(ctl, "internal_api", "") == "openblas" and getattr(ctl, "threading_layer", "") == "pthreads":
-        try:
-            get, set_ = ctl._get_symbol("openblas_get_num_threads"), ctl._get_symbol("openblas_set_num_threads")
-        except Exception:  # noqa: BLE001 - another threadpoolctl: its own methods then
-            get = set_ = None
-        if get is not None and set_ is not None:
-            return _RawOpenBLAS(get, set_)
-    return ctl
+    return functools.partial(blas.Threads, n)
