@@ -16,6 +16,7 @@ import io
 import numpy as np
 
 from ortlite.errors import NotImplemented as OrtNotImplemented
+from ortlite.hints import install_hint
 from ortlite.registry import kernel
 
 _CHANNELS = {"RGB": 3, "BGR": 3, "Grayscale": 1}
@@ -30,8 +31,6 @@ class ImageDecoder:
         try:
             import PIL.Image
         except ImportError:
-            from ortlite.providers import install_hint
-
             raise OrtNotImplemented(f"ImageDecoder needs Pillow: {install_hint('image')}") from None
         self.image = PIL.Image
         self.pixel_format = pixel_format

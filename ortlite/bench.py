@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ortlite.hints import install_hint
+
 SHORT_NAMES = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -717,7 +719,7 @@ def benchmark(model, feeds, *, providers=None, onnxruntime=True, warmup=5, itera
             import onnxruntime as ort
         except ImportError:
             unavailable.append({"runtime": "onnxruntime", "provider": "-",
-                                "reason": f"onnxruntime is not installed ({_hint('bench')})"})
+                                "reason": f"onnxruntime is not installed ({install_hint('bench')})"})
             ort = None
         if ort is not None:
             ort_have = ort.get_available_providers()
@@ -794,9 +796,3 @@ def run_benchmark(model, feeds, providers=None, iterations=50, warmup=5, threads
     ref = next((r for r in rep.results if r.runtime == "onnxruntime" and r.provider == "CPUExecutionProvider"), None)
     notes = [f"{u['runtime']} {u['provider']}: skipped ({u['reason']})" for u in rep.unavailable] + rep.notes
     return rep.results, ref, notes
-
-
-def _hint(extra):
-    from ortlite.providers import install_hint
-
-    return install_hint(extra)

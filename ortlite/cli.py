@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 
 from ortlite.errors import InvalidArgument, OrtliteError, RuntimeException
+from ortlite.hints import install_hint
 
 # What a run on unsuitable shapes raises (a kernel failing, a feed refused): bench and compare create
 # their sessions inside, and these tell a failed run from a failed session creation.
@@ -198,7 +199,7 @@ def cmd_bench(args):
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise ValueError(f"--plot needs matplotlib ({_hint('bench')})") from None
+            raise ValueError(f"--plot needs matplotlib ({install_hint('bench')})") from None
     if args.warmup < 0 or args.iterations < 1 or (args.duration is not None and args.duration <= 0):
         raise ValueError("--warmup must be >= 0, --iterations >= 1 and --duration > 0")
     model, label = _load_model(args.model)
@@ -417,9 +418,3 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _hint(extra):
-    from ortlite.providers import install_hint
-
-    return install_hint(extra)

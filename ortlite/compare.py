@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from ortlite.hints import install_hint
 from ortlite.loader import normalize_dims
 
 LEVELS = {"disable": 0, "basic": 1, "extended": 2, "all": 99}
@@ -465,7 +466,7 @@ def compare(model, providers=None, *, onnxruntime=None, feeds=None, atol=1e-4, r
         onnxruntime = len(providers) < 2 and importlib.util.find_spec("onnxruntime") is not None
     if len(providers) + bool(onnxruntime) < 2:
         raise ValueError("compare needs two runs: ortlite's CPU provider alone is compared with onnxruntime, "
-                         f"which is not installed ({_hint('bench')}); or name two providers")
+                         f"which is not installed ({install_hint('bench')}); or name two providers")
     exposed, order = expose_intermediates(proto)
     data = exposed.SerializeToString()
     if feeds is None:
@@ -476,7 +477,7 @@ def compare(model, providers=None, *, onnxruntime=None, feeds=None, atol=1e-4, r
         try:
             import onnxruntime as _  # noqa: F401
         except ImportError as e:
-            raise ValueError(f"onnxruntime is not installed ({_hint('bench')})") from e
+            raise ValueError(f"onnxruntime is not installed ({install_hint('bench')})") from e
         runs.append(_onnxruntime_run(data, feeds, level))
     ref = runs[-1]
     tested = runs[:-1]
@@ -515,9 +516,3 @@ def compare(model, providers=None, *, onnxruntime=None, feeds=None, atol=1e-4, r
     if missing:
         notes.append(f"{len(missing)} value(s) not produced by the reference run, not compared")
     return CompareResult(label, ref.label, result_runs, atol, rtol, level, n_nodes, n_values, notes, stat)
-
-
-def _hint(extra):
-    from ortlite.providers import install_hint
-
-    return install_hint(extra)

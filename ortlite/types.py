@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto
 
+from ortlite.hints import install_hint
+
 try:  # optional: bfloat16 / float8 / int4 for numpy
     import ml_dtypes
 except ImportError:  # pragma: no cover - exercised only without the extra
@@ -89,7 +91,7 @@ def np_dtype(elem_type: int) -> np.dtype:
         return _NP_OF[elem_type]
     except KeyError:
         name = _TYPE_NAMES.get(elem_type, str(elem_type))
-        hint = f" (install ml_dtypes: {_hint('dtypes')})" if ml_dtypes is None else ""
+        hint = f" (install ml_dtypes: {install_hint('dtypes')})" if ml_dtypes is None else ""
         raise TypeError(f"ONNX element type {name} has no numpy dtype{hint}") from None
 
 
@@ -168,9 +170,3 @@ def type_proto_elem(tp):
     if kind == "sparse_tensor_type":
         return tp.sparse_tensor_type.elem_type
     return None
-
-
-def _hint(extra):
-    from ortlite.providers import install_hint
-
-    return install_hint(extra)

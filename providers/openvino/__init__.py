@@ -20,6 +20,7 @@ import json
 import numpy as np
 
 from ortlite.providers.base import CompileError, CompilingProvider
+from ortlite.hints import install_hint
 from ortlite.providers.openvino.engine import OVEngine, export, first_lines, get_core, import_engine, make_runner
 from ortlite.providers.openvino.options import compile_config, parse_options
 
@@ -51,7 +52,7 @@ class OpenVINOExecutionProvider(CompilingProvider):
         try:
             importlib.import_module("openvino")
         except ImportError:
-            return False, f"the openvino Python package is not installed ({_hint('openvino')})"
+            return False, f"the openvino Python package is not installed ({install_hint('openvino')})"
         except Exception as e:  # noqa: BLE001 - a broken install raises many things
             return False, f"openvino failed to import: {type(e).__name__}: {e}"
         try:
@@ -152,9 +153,3 @@ class OpenVINOExecutionProvider(CompilingProvider):
     def make_runner(self, engine, spec):
         """callable(*inputs) -> tuple of outputs (spec.outputs' order and dtypes); thread-safe."""
         return make_runner(engine, spec)
-
-
-def _hint(extra):
-    from ortlite.providers import install_hint
-
-    return install_hint(extra)

@@ -31,6 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ortlite.compiling.groups import connected_groups
 from ortlite import types as ot
+from ortlite.hints import install_hint
 from ortlite.providers.openvino.engine import one_line
 
 FRAMEWORK_OPS = frozenset({"ONNXFrameworkNode", "NotSupportedONNXNode", "ONNXSubgraphFrameworkNode",
@@ -61,7 +62,7 @@ def _type_refusal(name, elem):
         try:
             ot.np_dtype(elem)
         except TypeError:
-            return f"bfloat16 value '{name}' needs ml_dtypes ({_hint('dtypes')})"
+            return f"bfloat16 value '{name}' needs ml_dtypes ({install_hint('dtypes')})"
     return ""
 
 
@@ -341,9 +342,3 @@ def claim(core, graph, nodes, device, devices, mode):
         ask.assess(cands, read_outside)
     claimed = [n for n in cands if id(n) not in ask.refused]
     return connected_groups(claimed), ask.refused
-
-
-def _hint(extra):
-    from ortlite.providers import install_hint
-
-    return install_hint(extra)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from ortlite.hints import install_hint
 from ortlite.providers.base import CompileError, CompilingProvider
 from ortlite.providers.tensorrt.options import parse_options
 
@@ -78,8 +79,6 @@ class TensorrtExecutionProvider(CompilingProvider):
         try:
             trt = _import_trt()
         except ImportError:
-            from ortlite.providers import install_hint
-
             return False, (f"the tensorrt Python package is not installed ({install_hint('tensorrt12', 'tensorrt13')}: "
                            "the CUDA 12 or 13 build, matching the CuPy extra)")
         except Exception as e:  # noqa: BLE001 - a broken install raises many things
