@@ -116,6 +116,19 @@ class IntOperand:
         return cls(np.subtract(x, z.astype(np.float32), dtype=np.float32), bound)
 
 
+def constant_operand(ctx, b_index, zp_index):
+    """A kernel's constant B operand (input ``b_index``), prepared once in its prepare step: shifted by
+    its constant or absent zero point (input ``zp_index``), column bound computed; None when B or its
+    zero point is only known at run time."""
+    b, bzp = ctx.const(b_index), ctx.const(zp_index)
+    if b is None or (bzp is None and ctx.has_input(zp_index)):
+        return None
+    op = IntOperand.make(ctx.xp, b, bzp)
+    if ctx.xp is np:
+        op.column_bound()
+    return op
+
+
 def _operand(xp, x, zero_point, per_row):
     return x if isinstance(x, IntOperand) else IntOperand.make(xp, x, zero_point, per_row)
 

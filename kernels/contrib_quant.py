@@ -17,7 +17,7 @@ from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
 from ._common import norm_axis
-from ._int8 import IntOperand, exact_int_matmul_float
+from ._int8 import IntOperand, constant_operand, exact_int_matmul_float
 from .quant import dynamic_quantize_linear as _dql
 from . import _jit
 from . import rnn as _rnn
@@ -71,18 +71,6 @@ def _scale_out(xp, acc, multiplier, bias, out_dtype):
     return y.astype(out_dtype, copy=False)
 
 
-def _const_b(ctx, b_index, zp_index):
-    """The prepared constant B operand (shifted by its constant or absent zero point, column
-    bound computed), or None."""
-    b, bzp = ctx.const(b_index), ctx.const(zp_index)
-    if b is None or (bzp is None and ctx.has_input(zp_index)):
-        return None
-    op = IntOperand.make(ctx.xp, b, bzp)
-    if ctx.xp is np:
-        op.column_bound()
-    return op
-
-
 def _multiplier(a_scale, b_scale):
     """float32 a_scale * b_scale; a 1-D a_scale of several values is per row of A."""
     mult = np.asarray(a_scale, dtype=np.float32)
@@ -98,7 +86,7 @@ class MatMulIntegerToFloat:
 
     def __init__(self, ctx):
         self.xp = ctx.xp
-        self.B = _const_b(ctx, 1, 5)
+        self.B = constant_operand(ctx, 1, 5)
 
     def __call__(self, A, B, a_scale, b_scale, a_zero_point=None, b_zero_point=None, bias=None):
         xp = self.xp
@@ -112,7 +100,7 @@ class DynamicQuantizeMatMul:
 
     def __init__(self, ctx):
         self.xp = ctx.xp
-        self.B = _const_b(ctx, 1, 3)
+        self.B = constant_operand(ctx, 1, 3)
 
     def __call__(self, A, B, b_scale, b_zero_point=None, bias=None):
         xp = self.xp

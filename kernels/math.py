@@ -12,6 +12,7 @@ import numpy as np
 
 from ortlite.registry import kernel
 
+from . import _int8
 from . import _transformer_jit as _tj
 from ._common import norm_axis, to_ints
 
@@ -229,22 +230,16 @@ class MatMulInteger:
     (with a constant or absent zero point) is shifted and converted once."""
 
     def __init__(self, ctx):
-        from . import _int8  # noqa: PLC0415 - kept inside the class (this file has other owners)
-
-        self._int8 = _int8
-        xp = self.xp = ctx.xp
-        self.B = None
-        b, bzp = ctx.const(1), ctx.const(3)
-        if b is not None and (bzp is not None or not ctx.has_input(3)):
-            self.B = _int8.IntOperand.make(xp, xp.asarray(b), None if bzp is None else xp.asarray(bzp))
+        self.xp = ctx.xp
+        self.B = _int8.constant_operand(ctx, 1, 3)
 
     def __call__(self, A, B, a_zero_point=None, b_zero_point=None):
-        xp, i8 = self.xp, self._int8
-        b = self.B if self.B is not None else i8.IntOperand.make(xp, B, b_zero_point)
+        xp = self.xp
+        b = self.B if self.B is not None else _int8.IntOperand.make(xp, B, b_zero_point)
         if xp is np:
-            return i8.exact_int_matmul(xp, A, b, a_zero_point)
+            return _int8.exact_int_matmul(xp, A, b, a_zero_point)
         # device: float64 operands (exact for any realistic K), one cuBLAS GEMM
-        a = i8.IntOperand.make(xp, A, a_zero_point, per_row=True)
+        a = _int8.IntOperand.make(xp, A, a_zero_point, per_row=True)
         return _matmul(xp, a.values, b.values).astype(np.int32)
 
 
