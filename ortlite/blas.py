@@ -9,10 +9,17 @@ library may have been loaded since); an OpenBLAS built with pthreads is then dri
 get/set functions (ctypes calls of ~0.2 us, where threadpoolctl's methods take ~3 us), others through
 threadpoolctl. Without threadpoolctl there is nothing to set: counts stay as the libraries chose.
 The thread count of a pthreads OpenBLAS is process-wide: concurrent runs see each other's setting.
+So runs do not set it themselves: ``run_begin`` / ``run_end`` count the runs in flight (every session's)
+and give BLAS one count for all of them, the intra-op budget shared out: a run alone gets its
+session's ``intra_op_num_threads`` (0: every core), k overlapping runs get ``cores // k`` each (at
+least 1, at most the smallest budget among them), so overlapping runs never ask for more threads than
+there are cores (OpenBLAS's threads spin while they wait for work: two runs each waking all cores'
+threads run slower together than one after the other).
 """
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 log = logging.getLogger("ortlite")
@@ -71,6 +78,78 @@ def current() -> int:
         return 1
 
 
+def cores() -> int:
+    """The cores this process may run on (its affinity mask, a container's limit), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+_CORES = cores()
+_active: dict = {}  # intra-op budget (threads; 0 = every core) -> runs in flight with it
+_in_flight = 0
+_outside = None  # [(lib, count)] the libraries had before the first run in flight began
+_target = 0  # the count runs in flight share now (0: none in flight)
+
+
+def _share() -> int:
+    budgets = [b if b > 0 else _CORES for b in _active]
+    if _in_flight == 1:
+        return budgets[0]
+    return max(1, min(min(budgets), _CORES // _in_flight))
+
+
+def _apply(n):
+    global _target
+    if n != _target:
+        for lib in libraries():
+            lib.set_num_threads(n)
+        _target = n
+
+
+def run_begin(budget: int) -> None:
+    """A run starts with ``budget`` intra-op threads (its session's; 0 = every core): BLAS gets the
+    count shared by every run in flight. Pair with ``run_end(budget)``."""
+    global _in_flight, _outside
+    with _lock:
+        if _in_flight == 0:
+            libs = libraries()
+            _outside = [(lib, lib.get_num_threads()) for lib in libs]
+            global _target
+            counts = {c for _, c in _outside}
+            _target = counts.pop() if len(counts) == 1 else -1  # -1: set them all on the first _apply
+        _in_flight += 1
+        _active[budget] = _active.get(budget, 0) + 1
+        try:
+            _apply(_share())
+        except Exception as e:  # noqa: BLE001 - a library that refuses a count: leave it as it is
+            log.info("BLAS thread count not set: %s: %s", type(e).__name__, e)
+
+
+def run_end(budget: int) -> None:
+    """The run begun by ``run_begin(budget)`` is over: the others in flight share its threads; the
+    last one out puts back the count the libraries had before."""
+    global _in_flight, _target
+    with _lock:
+        _in_flight -= 1
+        left = _active[budget] - 1
+        if left:
+            _active[budget] = left
+        else:
+            del _active[budget]
+        try:
+            if _in_flight:
+                _apply(_share())
+            else:
+                for lib, count in _outside or ():
+                    if lib.get_num_threads() != count:
+                        lib.set_num_threads(count)
+                _target = 0
+        except Exception as e:  # noqa: BLE001
+            log.info("BLAS thread count not restored: %s: %s", type(e).__name__, e)
+
+
 class Threads:
     """``with Threads(n):`` runs a block with ``n`` BLAS threads in every library and puts back what it
     found (only where the count differs: nothing is called when it already is ``n``)."""
@@ -91,6 +170,7 @@ class Threads:
 
     def __exit__(self, *exc):
         for lib, cur in self.saved:
-            lib.set_num_threads(cur)
+            # runs in flight share a count that may have changed meanwhile (run_begin / run_end)
+            lib.set_num_threads(_target or cur)
         self.saved = []
         return False

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
+import threading
 import time
 import warnings
 
@@ -19,7 +19,7 @@ from ortlite.ir import Graph, ValueInfo
 from ortlite.iobinding import IOBinding
 from ortlite.loader import EXTERNAL_DIR_KEY, check_model, load_model, normalize_dims, without_weights
 from ortlite.validate import check_types
-from ortlite.options import ExecutionMode, SessionOptions, log_scope, log_scope_of, session_log_scope, verbose_trace
+from ortlite.options import ExecutionMode, RunOptions, SessionOptions, log_scope, log_scope_of, session_log_scope, verbose_trace
 from ortlite.ortvalue import OrtValue, device_provider
 from ortlite.copies import CopyStats, insert_copies
 from ortlite.report import NodePlacement, PlacementReport
@@ -27,8 +27,10 @@ from ortlite.compiling import compile_groups
 from ortlite.compiling.groups import ClaimMemo
 from ortlite.partition import HOST_REASON, Placement, assign, prefer_host_for_shape_math
 from ortlite.plan import Plan, Subgraph, VerboseTracer, as_output, check_terminate, running_with
+from ortlite.blas import run_begin, run_end
 
 log = logging.getLogger("ortlite")
+_async_lock = threading.Lock()
 
 
 class NodeArg:
@@ -140,9 +142,10 @@ class InferenceSession:
             raise Fail(f"{label}: session creation failed: {type(e).__name__}: {e}") from e
         self._input_info = {v.name: v for v in graph.inputs}
         self._feedable = frozenset([a.name for a in self._inputs] + self._overridable_names)
-        self._threads = int(self._sess_options.intra_op_num_threads or 0)
-        self._thread_limiter = _thread_limiter(self._threads)
+        self._threads = max(0, int(self._sess_options.intra_op_num_threads or 0))
+        self._thread_limiter = _thread_limiter(self._threads)  # the run's BLAS share (ortlite.blas)
         self._pool = None
+        self._async_pool = None  # run_async / arun workers, made on first use
         inter = int(self._sess_options.inter_op_num_threads or 0)
         if self._sess_options.execution_mode == ExecutionMode.ORT_PARALLEL and inter != 1:
             import concurrent.futures
@@ -326,8 +329,11 @@ class InferenceSession:
             try:
                 with pl.provider.active():
                     fn = pl.kernel.bind(kctx, attrs)
-            except (Fail, InvalidArgument, NotImplementedError):
-                raise
+            except (Fail, InvalidArgument, NotImplementedError) as e:
+                if not isinstance(e, OrtliteError) or f"'{node.name}'" in str(e):
+                    raise
+                # an ortlite error that does not name its node (a shared helper's): the same class, named
+                raise type(e)(f"{node.op_type} node '{node.name}': {e}") from e
             except Exception as e:  # noqa: BLE001
                 raise Fail(
                     f"preparing {node.op_type} node '{node.name}' ({pl.kernel.where}) failed: "
@@ -475,11 +481,12 @@ class InferenceSession:
                 if run_options is not None or self._log_scope is not None:
                     out = self._run_vals(vals, None, run_options)
                 else:
-                    if self._thread_limiter is None:
+                    budget = self._threads
+                    run_begin(budget)
+                    try:
                         out = plan.run(vals)
-                    else:
-                        with self._thread_limiter():
-                            out = plan.run(vals)
+                    finally:
+                        run_end(budget)
                     if plan.own_slots:
                         out = plan.own_outputs(out, plan.output_slots, vals)
                 if output_names:
@@ -500,6 +507,80 @@ class InferenceSession:
             values = [self._output_to_host(v) for v in values]
             self._last_copies = (stats.count, stats.bytes)
         return [as_output(v) for v in values]
+
+    def run_async(self, output_names, input_feed, callback, user_data=None, run_options=None):
+        """Run on a worker thread and call ``callback(results, user_data, err)`` there (onnxruntime's
+        run_async): ``results`` is run()'s list and ``err`` "" on success; on failure ``results`` is []
+        and ``err`` the error's message. Input names are checked here, before it returns (a missing or
+        unknown input raises at once, as onnxruntime's does); everything else arrives through ``err``.
+        Returns None. The workers are the session's own (as many as its intra-op budget, at least 2),
+        so overlapping runs share the BLAS threads as concurrent run() calls do."""
+        if not callable(callback):
+            raise TypeError(f"run_async: callback must be callable, got {type(callback).__name__}")
+        if not isinstance(input_feed, dict):
+            raise InvalidArgument(
+                f"input_feed must be a dict of input name -> numpy array, got {type(input_feed).__name__}")
+        self._check_names(input_feed)
+
+        def work():
+            try:
+                results, err = self.run(output_names, input_feed, run_options), ""
+            except Exception as e:  # noqa: BLE001 - reported to the callback, as onnxruntime does
+                results, err = [], str(e) or type(e).__name__
+            try:
+                callback(results, user_data, err)
+            except Exception:  # noqa: BLE001 - the caller's callback: logged, the worker keeps going
+                log.exception("run_async: the callback raised")
+
+        self._async_workers().submit(work)
+
+    async def arun(self, output_names, input_feed, run_options=None):
+        """``await session.arun(output_names, input_feed)``: run() for asyncio code, on the session's
+        worker threads (the event loop keeps serving meanwhile); returns run()'s list or raises its
+        error. Cancelling the awaiting task stops the run at its next step (RunOptions.terminate on the
+        run's own RunOptions; the caller's ``run_options`` are copied, never changed)."""
+        import asyncio
+
+        if not isinstance(input_feed, dict):
+            raise InvalidArgument(
+                f"input_feed must be a dict of input name -> numpy array, got {type(input_feed).__name__}")
+        self._check_names(input_feed)
+        ro = RunOptions()
+        if run_options is not None:
+            ro.__dict__.update({k: v for k, v in vars(run_options).items() if k != "_config"})
+            ro._config = dict(run_options._config)
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._async_workers(), self.run, output_names, input_feed, ro)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            ro.terminate = True  # the worker's run stops at its next step; its error is dropped
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            raise
+
+    def _check_names(self, input_feed):
+        unknown = [n for n in input_feed if n not in self._feedable]
+        if unknown:
+            raise InvalidArgument(
+                f"Invalid input name: '{unknown[0]}'. Valid inputs: {[a.name for a in self._inputs]}")
+        missing = [a.name for a in self._inputs if a.name not in input_feed]
+        if missing:
+            raise InvalidArgument(
+                f"Required inputs ({missing}) are missing from input feed ({list(input_feed)}).")
+
+    def _async_workers(self):
+        pool = self._async_pool
+        if pool is None:
+            import concurrent.futures
+
+            with _async_lock:
+                pool = self._async_pool
+                if pool is None:
+                    from ortlite.blas import cores
+
+                    pool = self._async_pool = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=max(2, self._threads or cores()), thread_name_prefix="ortlite-async")
+        return pool
 
     def _stage_defaults(self, graph):
         """The values of overridable initializers (graph inputs with an initializer) when not fed:
@@ -626,11 +707,12 @@ class InferenceSession:
         else:
             run = lambda: self._plan.run(vals, fetch, run_options)  # noqa: E731
         r0 = time.perf_counter_ns()
-        if self._device_providers or self._thread_limiter is not None:
-            with self._device_context(), (self._thread_limiter or contextlib.nullcontext)():
+        if self._device_providers:
+            with self._device_context(), self._thread_limiter():
                 out = run()
         else:
-            out = run()
+            with self._thread_limiter():
+                out = run()
         # as onnxruntime: the run's device work is finished when run() returns, unless the caller
         # orders later work on the session's stream itself (then values carry that stream)
         if self._device_providers and (
@@ -709,8 +791,9 @@ class InferenceSession:
                             disabled_optimizers=self._disabled_optimizers)
         if "_enable_fallback" in self.__dict__:
             fresh._enable_fallback = self._enable_fallback
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
+        for pool in (self._pool, self._async_pool):
+            if pool is not None:
+                pool.shutdown(wait=False)
         self.__dict__.clear()
         self.__dict__.update(fresh.__dict__)
 
@@ -864,14 +947,33 @@ def _infer_shapes(model):
         return model
 
 
+class _RunShare:
+    """``with`` block of one run's share of the BLAS threads (ortlite.blas.run_begin / run_end): the
+    session's intra_op_num_threads (0: every core) when it runs alone, split with the runs in flight."""
+
+    __slots__ = ("budget",)
+
+    def __init__(self, budget):
+        self.budget = budget
+
+    def __call__(self):
+        return self
+
+    def __enter__(self):
+        run_begin(self.budget)
+        return self
+
+    def __exit__(self, *exc):
+        run_end(self.budget)
+        return False
+
+
 def _thread_limiter(n):
-    """The context-manager factory of a run's BLAS thread count (ortlite.blas), or None."""
-    if n <= 0:
-        return None
+    """The context manager factory of a run's BLAS share (ortlite.blas); looks the BLAS libraries up
+    again (one may have been loaded since the last session)."""
     from ortlite import blas
 
-    if not blas.refresh():
+    if not blas.refresh() and n > 0:
         log.info("intra_op_num_threads=%d does not reach BLAS: threadpoolctl is not installed or sees no "
                  "BLAS library", n)
-        return None
-    return functools.partial(blas.Threads, n)
+    return _RunShare(n)
