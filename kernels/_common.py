@@ -4,12 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def norm_axis(axis: int, rank: int) -> int:
-    """Map a possibly negative ONNX axis into [0, rank)."""
+def norm_axis(axis: int, rank: int, name: str = "axis") -> int:
+    """Map a possibly negative ONNX axis into [0, rank); ``name`` (the attribute or input holding it)
+    goes into the error message."""
     if not -rank <= axis < max(rank, 1):
         from ortlite.errors import InvalidArgument
 
-        raise InvalidArgument(f"axis {axis} out of range for rank {rank} (expected {-rank} <= axis < {rank})")
+        raise InvalidArgument(f"{name} {axis} out of range for rank {rank} (expected {-rank} <= {name} < {rank})")
     return axis + rank if axis < 0 else axis
 
 
@@ -88,3 +89,72 @@ def check_window(ctx, nd, kernel_shape, strides, dilations, pads, *, pool=False,
         k2 = kernel + kernel
         if any(p >= k for p, k in zip(pads, k2)):
             raise InvalidGraph(f"{where(ctx)}: attribute 'pads'={pads} must be smaller than kernel_shape={kernel}")
+
+
+# The bound on a tensor whose size comes from an input's *values* (Expand's shape, Tile's repeats, Resize's
+# scales / sizes, Pad's pads, ConstantOfShape, Range, OneHot's depth): more elements than this, or more
+# bytes than MAX_OUTPUT_BYTES, is refused before anything is allocated. 2**31 elements is beyond any real
+# model's single tensor on a CPU and is onnxruntime's own int32 limit in most kernels; a value that asks
+# for more is a corrupt or hostile model, and allocating it would swap or kill the process.
+MAX_OUTPUT_ELEMENTS = 1 << 31
+MAX_OUTPUT_BYTES = 16 << 30
+
+
+def bad(msg):
+    """InvalidArgument for a run-time check (the plan adds the node's name and its inputs' shapes)."""
+    from ortlite.errors import InvalidArgument
+
+    return InvalidArgument(msg)
+
+
+def check_output_size(what, shape, itemsize=4):
+    """Refuse (InvalidArgument) an output ``shape`` whose element count or bytes exceed the bounds above,
+    or that holds a negative dim; ``what`` names the op and the input the shape came from. Exact in
+    Python ints (no int64 overflow). Returns the shape as a tuple of ints."""
+    shape = tuple(int(d) for d in shape)
+    if any(d < 0 for d in shape):
+        raise bad(f"{what}: output shape {list(shape)} has a negative dim")
+    n = 1
+    for d in shape:
+        n *= d
+    if n > MAX_OUTPUT_ELEMENTS or n * itemsize > MAX_OUTPUT_BYTES:
+        raise bad(f"{what}: an output of shape {list(shape)} ({n} elements, {n * itemsize / 2**30:.1f} GiB) is "
+                  f"refused: over the limit of {MAX_OUTPUT_ELEMENTS} elements / {MAX_OUTPUT_BYTES >> 30} GiB "
+                  f"(kernels/_common.py: MAX_OUTPUT_ELEMENTS)")
+    return shape
+
+
+# --- the prepare step of function kernels (a ``specialize`` hook that binds nothing) ---------------------
+
+def const_ints(ctx, i):
+    """Input ``i`` as a list of ints when it is a constant (initializer / Constant), else None."""
+    v = ctx.const(i) if ctx is not None and hasattr(ctx, "const") else None
+    return None if v is None else to_ints(v)
+
+
+def static_shape(ctx, i):
+    """Input ``i``'s shape from shape inference when every dim is a known int, else None."""
+    t = ctx.input_types[i] if ctx is not None and i < len(ctx.input_types) else None
+    if t is None or t.shape is None or not all(isinstance(d, int) and d >= 0 for d in t.shape):
+        return None
+    return tuple(t.shape)
+
+
+def prepare_check(ctx, check, *args):
+    """Run a run-time check ``check(*args)`` at the prepare step, where constants and static shapes
+    already tell its arguments: its InvalidArgument becomes InvalidGraph naming the node (the model is
+    refused at session creation, as onnxruntime's shape inference refuses it)."""
+    from ortlite.errors import InvalidArgument, InvalidGraph
+
+    try:
+        check(*args)
+    except InvalidArgument as e:
+        raise InvalidGraph(f"{where(ctx)}: {e}") from e
+
+
+def check_axis_attr(ctx, axis, i=0, *, extra=0, name="axis"):
+    """An axis attribute against input ``i``'s rank (+ ``extra``: Concat-like ops allow rank, OneHot
+    rank + 1) where shape inference knows the rank."""
+    rank = ctx.input_rank(i) if ctx is not None else None
+    if rank is not None and axis is not None:
+        prepare_check(ctx, norm_axis, int(axis), rank + extra, name)

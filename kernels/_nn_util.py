@@ -57,8 +57,11 @@ def conv_geometry(auto_pad, in_sp, kernel, strides, dilations, pads):
         else:
             b, e = pads[i], pads[i + nd]
             o = (n + b + e - (k - 1) * d - 1) // s + 1
-        if o < 1:
-            raise ValueError(f"window {kernel} (dilations {dilations}) does not fit input {list(in_sp)}")
+        if o < 1:  # refused as onnxruntime refuses it ("Invalid input shape"), an empty spatial input included
+            from ortlite.errors import InvalidArgument
+
+            raise InvalidArgument(f"window {kernel} (dilations {dilations}) does not fit input {list(in_sp)} "
+                                  f"with pads {list(pads) if pads else 'none'}")
         begins.append(b)
         ends.append(e)
         out.append(o)
@@ -94,8 +97,14 @@ def pool_geometry(auto_pad, in_sp, kernel, strides, dilations, pads, ceil_mode):
                     o -= 1
             else:
                 o = num // s + 1
-        if o < 1:
-            raise ValueError(f"pool window {kernel} does not fit input {list(in_sp)}")
+        # a window one stride past the (padded) input: the spec's floor((n + pads - span) / s + 1) is 0, an
+        # empty output, as onnx.reference computes it (onnxruntime's C++ integer division truncates to 1);
+        # below that the window does not fit at all
+        if o < 0:
+            from ortlite.errors import InvalidArgument
+
+            raise InvalidArgument(f"pool window {kernel} (dilations {dilations}) does not fit input {list(in_sp)} "
+                                  f"with pads {list(pads) if pads else 'none'}")
         begins.append(b)
         ends.append(e)
         out.append(o)

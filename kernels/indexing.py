@@ -13,7 +13,7 @@ import numpy as np
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
-from ._common import norm_axis, to_ints
+from ._common import bad, check_axis_attr, check_output_size, const_ints, norm_axis, prepare_check, static_shape, to_ints
 
 # ---------------------------------------------------------------------------
 # Slice
@@ -22,7 +22,7 @@ from ._common import norm_axis, to_ints
 def _slice_of(start, end, step, dim):
     """A Python slice equal to ONNX Slice's clamped (start, end, step) on a dim."""
     if step == 0:
-        raise ValueError("Slice: step cannot be 0")
+        raise bad("Slice: 'steps' cannot hold 0")
     if start < 0:
         start += dim
     if end < 0:
@@ -41,25 +41,59 @@ def _slice_of(start, end, step, dim):
 
 def _slice(data, starts, ends, axes, steps):
     r = data.ndim
-    if axes is None:
-        axes = list(range(len(starts)))
-    if steps is None:
-        steps = [1] * len(starts)
-    if not len(starts) == len(ends) == len(axes) == len(steps):
-        raise ValueError("Slice: starts, ends, axes and steps must have the same length")
+    axes, steps = _slice_check(r, starts, ends, axes, steps)
     index = [slice(None)] * r
     for s, e, a, st in zip(starts, ends, axes, steps):
-        a = norm_axis(a, r)
         index[a] = _slice_of(s, e, st, data.shape[a])
     return data[tuple(index)]  # basic indexing: a view
 
 
-@kernel("Slice", since=1)  # opset 1: starts/ends/axes attributes, no steps
+def _slice_check(r, starts, ends, axes, steps):
+    """Slice's lengths, axes (range, repeats) and steps (no 0) for rank ``r`` (None: unknown, the
+    axes are then not checked); returns (axes, steps) normalized (axes as given when r is None)."""
+    if len(ends) != len(starts):
+        raise bad(f"Slice: 'starts' has {len(starts)} values, 'ends' {len(ends)}")
+    if axes is None:
+        axes = list(range(len(starts)))
+    elif len(axes) != len(starts):
+        raise bad(f"Slice: 'axes' has {len(axes)} values, 'starts' {len(starts)}")
+    if steps is None:
+        steps = [1] * len(starts)
+    elif len(steps) != len(starts):
+        raise bad(f"Slice: 'steps' has {len(steps)} values, 'starts' {len(starts)}")
+    if 0 in steps:
+        raise bad(f"Slice: 'steps' {list(steps)} cannot hold 0")
+    if r is None:
+        return axes, steps
+    if len(starts) > r:
+        raise bad(f"Slice: 'starts' has {len(starts)} values for an input of rank {r}")
+    out = [norm_axis(a, r, "axes") for a in axes]
+    if len(set(out)) != len(out):
+        raise bad(f"Slice: 'axes' {list(axes)} name an axis twice")
+    return out, steps
+
+
+def _slice_prepare(ctx, **attrs):
+    """Slice's prepare step: the starts / ends / axes / steps that are attributes (opset 1) or constants."""
+    if attrs:
+        vals = [attrs.get("starts"), attrs.get("ends"), attrs.get("axes"), None]
+    else:
+        vals = [const_ints(ctx, i) if ctx.has_input(i) else None for i in (1, 2, 3, 4)]
+        if vals[0] is None or vals[1] is None or (ctx.has_input(3) and vals[2] is None) or (
+                ctx.has_input(4) and vals[3] is None):
+            return None  # some are only known at run time: checked there
+    if vals[0] is None or vals[1] is None:
+        return None
+    prepare_check(ctx, _slice_check, ctx.input_rank(0), *vals)
+    return None
+
+
+@kernel("Slice", since=1, specialize=_slice_prepare)  # opset 1: starts/ends/axes attributes, no steps
 def slice_v1(xp, data, *, starts, ends, axes=None):
     return _slice(data, starts, ends, axes, None)
 
 
-@kernel("Slice", since=10, host_inputs=(1, 2, 3, 4))  # opset 10: inputs, with steps
+@kernel("Slice", since=10, host_inputs=(1, 2, 3, 4), specialize=_slice_prepare)  # opset 10: inputs, with steps
 def slice_(xp, data, starts, ends, axes=None, steps=None):
     return _slice(
         data, to_ints(starts), to_ints(ends),
@@ -82,36 +116,89 @@ def _fix_negative(xp, idx, dim):
     return idx
 
 
-@kernel("Gather", since=1)  # opset 11 allows negative axis / indices; same code
+def _gather_prepare(ctx, *, axis=0):
+    check_axis_attr(ctx, axis)
+    shape, idx = static_shape(ctx, 0), ctx.const(1)
+    if shape is not None and idx is not None and shape and np.asarray(idx).size and -len(shape) <= axis < len(shape):
+        dim, idx = shape[axis], np.asarray(idx)
+        if idx.dtype.kind in "iu" and (idx.min() < -dim or idx.max() >= dim):
+            prepare_check(ctx, _raise, _out_of_range("Gather", idx, shape, axis % len(shape)))
+
+
+def _raise(e):
+    raise e
+
+
+def _axis_prepare(ctx, *, axis=0, **_):
+    check_axis_attr(ctx, axis)
+
+
+@kernel("Gather", since=1, specialize=_gather_prepare)  # opset 11 allows negative axis / indices; same code
 def gather(xp, data, indices, *, axis=0):
+    if data.ndim == 0:
+        raise bad("Gather: 'data' is a scalar: no axis to gather along (expected rank >= 1)")
     axis = norm_axis(axis, data.ndim)
     # take() reads negative indices from the end, as ONNX does (opset 11)
-    return xp.asarray(xp.take(data, indices, axis=axis))
+    try:
+        return xp.asarray(xp.take(data, indices, axis=axis))
+    except IndexError:
+        pass  # raised below, outside the handler, so numpy's error is not in the chain
+    raise _out_of_range("Gather", indices, data.shape, axis)
 
 
-@kernel("GatherElements", since=11)
+def _out_of_range(op, indices, shape, axis):
+    """InvalidArgument for indices outside [-dim, dim) of ``shape[axis]`` (numpy raised IndexError)."""
+    idx = np.asarray(indices)
+    lo, hi = (int(idx.min()), int(idx.max())) if idx.size and idx.dtype.kind in "iu" else ("?", "?")
+    dim = shape[axis]
+    return bad(f"{op}: 'indices' (min {lo}, max {hi}) out of range for axis {axis} of data shape {tuple(shape)} "
+               f"(expected {-dim} <= index < {dim})")
+
+
+@kernel("GatherElements", since=11, specialize=_axis_prepare)
 def gather_elements(xp, data, indices, *, axis=0):
     axis = norm_axis(axis, data.ndim)
     idx = indices  # fancy indexing reads negative indices from the end, as ONNX does
+    if idx.ndim != data.ndim:
+        raise bad(f"GatherElements: 'indices' of shape {tuple(idx.shape)} and data of shape {tuple(data.shape)} "
+                  f"differ in rank")
+    if any(i != axis and idx.shape[i] > data.shape[i] for i in range(data.ndim)):
+        raise bad(f"GatherElements: 'indices' of shape {tuple(idx.shape)} exceed data shape {tuple(data.shape)} "
+                  f"outside axis {axis}")
     # indices may be smaller than data on the other axes: cut data down to them
+    full = data.shape
     if any(i != axis and idx.shape[i] != data.shape[i] for i in range(data.ndim)):
         data = data[tuple(slice(None) if i == axis else slice(0, idx.shape[i]) for i in range(data.ndim))]
-    return xp.take_along_axis(data, idx, axis=axis)
+    try:
+        return xp.take_along_axis(data, idx, axis=axis)
+    except IndexError:
+        pass
+    raise _out_of_range("GatherElements", idx, full, axis)
 
 
 @kernel("GatherND", since=11)  # opset 12 added batch_dims (default 0 keeps 11's meaning)
 def gather_nd(xp, data, indices, *, batch_dims=0):
     b = batch_dims
+    if indices.ndim < 1 or data.ndim < 1:
+        raise bad(f"GatherND: data {tuple(data.shape)} and 'indices' {tuple(indices.shape)} must have rank >= 1")
+    if not 0 <= b < min(data.ndim, indices.ndim):
+        raise bad(f"GatherND: batch_dims={b} must be below the rank of data {tuple(data.shape)} and of "
+                  f"'indices' {tuple(indices.shape)}")
     k = indices.shape[-1]
+    if k > data.ndim - b:
+        raise bad(f"GatherND: the last dim of 'indices' {tuple(indices.shape)} ({k}) exceeds the rank of data "
+                  f"{tuple(data.shape)} less batch_dims={b}")
     bshape = data.shape[:b]
     if tuple(indices.shape[:b]) != tuple(bshape):
-        raise ValueError(f"GatherND: batch dims of data {data.shape} and indices {indices.shape} differ")
+        raise bad(f"GatherND: batch dims of data {data.shape} and 'indices' {indices.shape} differ")
     inner = data.shape[b:b + k]
     nb = int(np.prod(bshape, dtype=np.int64))
     data_r = xp.reshape(data, (nb,) + tuple(data.shape[b:]))
     idx = xp.reshape(xp.asarray(indices).astype(np.int64, copy=False), (nb, -1, k))
     dims = xp.asarray(np.array(inner, dtype=np.int64))
     idx = xp.where(idx < 0, idx + dims, idx)
+    if xp is np and idx.size and ((idx < 0).any() or (idx >= dims).any()):
+        raise bad(f"GatherND: 'indices' out of range for data shape {tuple(data.shape)}")
     key = (xp.arange(nb).reshape(nb, 1),) + tuple(idx[:, :, j] for j in range(k))
     out = data_r[key]  # (nb, n_index_tuples, *data.shape[b+k:])
     return xp.reshape(out, tuple(indices.shape[:-1]) + tuple(data.shape[b + k:]))
@@ -229,7 +316,11 @@ def _scatter_elements(xp, data, indices, updates, axis, reduction):
         for i, n in enumerate(idx.shape)
     )
     out = data.copy()
-    return _scatter_into(xp, out, key, updates, reduction, idx.shape[axis] if idx.ndim else 1)
+    try:
+        return _scatter_into(xp, out, key, updates, reduction, idx.shape[axis] if idx.ndim else 1)
+    except IndexError:
+        pass
+    raise _out_of_range("ScatterElements", indices, data.shape, axis)
 
 
 @kernel("Scatter", since=9)  # deprecated alias of ScatterElements without reduction
@@ -248,6 +339,10 @@ def scatter_nd(xp, data, indices, updates, *, reduction="none"):
     idx = xp.asarray(indices).astype(np.int64, copy=False)
     dims = xp.asarray(np.array(data.shape[:k], dtype=np.int64))
     idx = xp.where(idx < 0, idx + dims, idx)
+    if k > data.ndim:
+        raise bad(f"ScatterND: the last dim of 'indices' {tuple(indices.shape)} exceeds the rank of data {tuple(data.shape)}")
+    if xp is np and idx.size and ((idx < 0).any() or (idx >= dims).any()):
+        raise bad(f"ScatterND: 'indices' out of range for data shape {tuple(data.shape)}")
     key = tuple(idx[..., j] for j in range(k))
     out = data.copy()
     return _scatter_into(xp, out, key, updates, reduction, int(np.prod(indices.shape[:-1], dtype=np.int64)))
@@ -259,7 +354,7 @@ def tensor_scatter(xp, past_cache, update, write_indices=None, *, axis=-2, mode=
         raise OrtNotImplemented(f"TensorScatter: mode '{mode}' is not supported (supported: linear, circular)")
     axis = norm_axis(axis, past_cache.ndim)
     if axis == 0:
-        raise ValueError("TensorScatter: axis cannot be the batch axis 0")
+        raise bad("TensorScatter: axis cannot be the batch axis 0")
     batch, max_len, seq = past_cache.shape[0], past_cache.shape[axis], update.shape[axis]
     out = past_cache.copy()
     if write_indices is None:
@@ -283,9 +378,13 @@ def tensor_scatter(xp, past_cache, update, write_indices=None, *, axis=-2, mode=
 def _one_hot(xp, indices, depth, values, axis, wrap_negative):
     d = int(np.asarray(depth).reshape(-1)[0])
     if d <= 0:
-        raise ValueError(f"OneHot: depth must be positive, got {d}")
+        raise bad(f"OneHot: 'depth' must be positive, got {d}")
+    if values.size != 2:
+        raise bad(f"OneHot: 'values' must hold 2 values (off, on), got shape {tuple(values.shape)}")
     r = indices.ndim + 1
     axis = norm_axis(axis, r)
+    check_output_size("OneHot: 'depth'", tuple(indices.shape[:axis]) + (d,) + tuple(indices.shape[axis:]),
+                      values.dtype.itemsize)
     ind = xp.asarray(indices)
     if ind.dtype.kind not in "iu":
         ind = ind.astype(np.int64)  # float indices are truncated, as onnxruntime does
@@ -337,9 +436,15 @@ def compress(xp, input, condition, *, axis=None):
 @kernel("ReverseSequence", since=10)
 def reverse_sequence(xp, input, sequence_lens, *, batch_axis=1, time_axis=0):
     if {batch_axis, time_axis} != {0, 1}:
-        raise ValueError("ReverseSequence: batch_axis and time_axis must be 0 and 1")
+        raise bad("ReverseSequence: batch_axis and time_axis must be 0 and 1")
+    if input.ndim < 2:
+        raise bad(f"ReverseSequence: input must have rank >= 2, got shape {tuple(input.shape)}")
     x = xp.moveaxis(input, (batch_axis, time_axis), (0, 1))  # (batch, time, ...)
     nb, nt = x.shape[0], x.shape[1]
+    if sequence_lens.size != nb:
+        raise bad(f"ReverseSequence: 'sequence_lens' has {sequence_lens.size} values for a batch of {nb}")
+    if xp is np and nb and (sequence_lens.min() < 0 or sequence_lens.max() > nt):
+        raise bad(f"ReverseSequence: 'sequence_lens' {sequence_lens.tolist()} out of range [0, {nt}]")
     lens = xp.asarray(sequence_lens).astype(np.int64).reshape(nb, 1)
     t = xp.arange(nt, dtype=np.int64).reshape(1, nt)
     src = xp.where(t < lens, lens - 1 - t, t)  # (batch, time) source time step

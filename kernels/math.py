@@ -428,7 +428,9 @@ def _topk(xp, X, k, axis, largest, sorted_):
     axis = norm_axis(axis, X.ndim)
     n = X.shape[axis]
     if not 0 <= k <= n:
-        raise ValueError(f"TopK: k={k} out of range for axis of size {n}")
+        from ortlite.errors import InvalidArgument
+
+        raise InvalidArgument(f"TopK: k={k} out of range for axis {axis} of size {n} (expected 0 <= k <= {n})")
     x = xp.moveaxis(X, axis, -1)
     lead = x.shape[:-1]
     x2 = x.reshape(-1, n)
@@ -446,13 +448,43 @@ def _topk(xp, X, k, axis, largest, sorted_):
     return (xp.moveaxis(vals.reshape(shape), -1, axis), xp.moveaxis(idx.reshape(shape), -1, axis))
 
 
-@kernel("TopK", since=1)  # 1: k is an attribute
+def _topk_check(k, axis, rank, shape):
+    from ortlite.errors import InvalidArgument
+
+    if rank is not None:
+        axis = norm_axis(axis, rank)
+    if k is not None and (k < 0 or (shape is not None and rank and k > shape[axis])):
+        raise InvalidArgument(f"TopK: k={k} out of range for axis {axis} of input shape {list(shape or [])} "
+                              f"(expected 0 <= k <= dim)")
+
+
+def _topk_prepare(ctx, *, axis=-1, k=None, **_):
+    """TopK's prepare step: the axis against the input's rank; k (the attribute, or the constant K)
+    against the axis' dim where shape inference knows it."""
+    from ._common import const_ints, prepare_check, static_shape
+
+    if k is None and (ctx.opset or 0) >= 10:
+        kk = const_ints(ctx, 1)
+        if kk is not None and len(kk) != 1:
+            from ortlite.errors import InvalidGraph
+            from ._common import where
+
+            raise InvalidGraph(f"{where(ctx)}: input 'K' must hold one value, got {len(kk)}")
+        k = kk[0] if kk else None
+    prepare_check(ctx, _topk_check, k, int(axis), ctx.input_rank(0), static_shape(ctx, 0))
+
+
+@kernel("TopK", since=1, specialize=_topk_prepare)  # 1: k is an attribute
 def topk_v1(xp, X, *, k, axis=-1):
     return _topk(xp, X, int(k), axis, True, True)
 
 
-@kernel("TopK", since=10, host_inputs=(1,))  # 10: k is an input; 11: largest/sorted, negative axis
+@kernel("TopK", since=10, host_inputs=(1,), specialize=_topk_prepare)  # 10: k is an input; 11: largest/sorted, negative axis
 def topk_v10(xp, X, K, *, axis=-1, largest=1, sorted=1):  # noqa: A002 - ONNX name
+    if K.size != 1:
+        from ortlite.errors import InvalidArgument
+
+        raise InvalidArgument(f"TopK: input 'K' must hold one value, got shape {tuple(K.shape)}")
     return _topk(xp, X, to_ints(K)[0], axis, largest, sorted)
 
 

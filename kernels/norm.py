@@ -371,7 +371,13 @@ def mean_variance_normalization(xp, X, *, axes=(0, 2, 3)):
     (13 only added bfloat16)."""
     acc = _acc(X.dtype)
     x = X.astype(acc, copy=False)
-    axes = tuple(norm_axis(int(a), X.ndim) for a in axes)
+    # axes past the rank are dropped, as onnxruntime does: the default (0, 2, 3) on a rank-2 input
+    # normalizes over axis 0 (onnxruntime's result, checked in tests/reliability/test_swapped_ops.py)
+    axes = tuple(sorted({norm_axis(int(a), X.ndim, "axes") for a in axes if int(a) < X.ndim}))
+    if not axes:
+        from ortlite.errors import InvalidArgument
+
+        raise InvalidArgument(f"MeanVarianceNormalization: no attribute 'axes' value lies within rank {X.ndim}")
     mean = xp.mean(x, axis=axes, keepdims=True)
     var = xp.mean(x * x, axis=axes, keepdims=True) - mean * mean
     y = (x - mean) / (xp.sqrt(xp.maximum(var, acc.type(0))) + acc.type(1e-9))

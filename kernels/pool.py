@@ -62,7 +62,8 @@ class _Window:
         self._counts = {}
         # separable 1-D / 2-D plan: per axis, the tap ranges (see _nn_util.tap_ranges)
         self.sep = None
-        if nd in (1, 2):
+        self.empty = 0 in out_sp  # a window larger than the padded input: an empty output (the spec's)
+        if nd in (1, 2) and not self.empty:
             one = [1] if nd == 1 else []
             k2, s2, d2, b2 = one + kernel, one + strides, one + dilations, [0] * (2 - nd) + begins
             i2, o2 = one + in_sp, one + out_sp
@@ -260,6 +261,8 @@ class AveragePool(_Pool):
     def __call__(self, X):
         xp = self.xp
         win = self.window(tuple(X.shape))
+        if win.empty:
+            return self.xp.zeros(tuple(X.shape[:2]) + tuple(win.out_sp), dtype=X.dtype)
         acc = _acc_dtype(X.dtype)
         if win.sep is not None:
             total = _separable(xp, X.astype(acc, copy=False), win, xp.add, 0)
@@ -294,14 +297,22 @@ class LpPool(_Pool):
     def __call__(self, X):
         xp = self.xp
         win = self.window(tuple(X.shape))
+        if win.empty:
+            return xp.zeros(tuple(X.shape[:2]) + tuple(win.out_sp), dtype=X.dtype)
         acc = _acc_dtype(X.dtype)
-        xpad, origin = win.padded(xp, xp.abs(X.astype(acc, copy=False)), 0)
         p = self.p
+        if p == 0:  # |x|^0 = 1 for each tap inside the input (padding adds nothing): the tap count
+            counts = xp.asarray(win.counts(False).astype(acc))
+            y = xp.broadcast_to(counts, tuple(X.shape[:2]) + tuple(win.out_sp)) ** acc.type(np.inf)
+            return xp.ascontiguousarray(y).astype(X.dtype, copy=False)
+        # padding adds nothing: 0 for p > 0, and inf (inf^p = 0) for p < 0
+        xpad, origin = win.padded(xp, xp.abs(X.astype(acc, copy=False)), 0 if p > 0 else np.inf)
         total = None
         for _, v in win.views(xpad, origin):
             term = v * v if p == 2 else v ** acc.type(p)
             total = term if total is None else xp.add(total, term, out=total)
-        y = xp.sqrt(total) if p == 2 else total ** acc.type(1.0 / p)
+        # p = 0: (sum |x|^0)^(1/0), inf where a window has more than one tap, as onnxruntime computes it
+        y = xp.sqrt(total) if p == 2 else total ** acc.type(1.0 / p if p else np.inf)
         return y.astype(X.dtype, copy=False)
 
 
@@ -325,6 +336,10 @@ class MaxPool(_Pool):
     def __call__(self, X):
         xp = self.xp
         win = self.window(tuple(X.shape))
+        if win.empty:
+            shape = tuple(X.shape[:2]) + tuple(win.out_sp)
+            y = xp.zeros(shape, dtype=X.dtype)
+            return (y, xp.zeros(shape, dtype=np.int64)) if self.want_indices else y
         if not self.want_indices and win.sep is not None and X.dtype.kind != "b":
             return _separable(xp, X, win, xp.maximum, _lowest(X.dtype))
         xpad, origin = win.padded(xp, X, _lowest(X.dtype))
@@ -387,7 +402,7 @@ def global_lp_pool(xp, X, *, p=2):
     if p == 2:
         y = xp.sqrt(xp.sum(a * a, axis=_spatial_axes(X), keepdims=True))
     else:
-        y = xp.sum(a ** acc.type(p), axis=_spatial_axes(X), keepdims=True) ** acc.type(1.0 / p)
+        y = xp.sum(a ** acc.type(p), axis=_spatial_axes(X), keepdims=True) ** acc.type(1.0 / p if p else np.inf)
     return xp.asarray(y).astype(X.dtype, copy=False)
 
 

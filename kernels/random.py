@@ -113,6 +113,10 @@ class Multinomial(_Random):
 
     def __call__(self, input):
         # input [batch, classes] holds unnormalized log-probabilities.
+        if input.ndim != 2:
+            from ortlite.errors import InvalidArgument
+
+            raise InvalidArgument(f"Multinomial: input must have rank 2 (batch, classes), got shape {tuple(input.shape)}")
         logits = np.asarray(self.xp.asnumpy(input) if hasattr(self.xp, "asnumpy") else input, dtype=np.float64)
         p = np.exp(logits - logits.max(axis=-1, keepdims=True))
         cdf = np.cumsum(p, axis=-1)

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortlite.errors import InvalidGraph
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
+
+from ._common import bad, check_output_size, prepare_check, where
 
 _COORD_MODES = (
     "half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
@@ -167,13 +170,21 @@ def _plan(x_shape, scales, sizes, roi, axes, *, mode, ctm, nearest_mode, cubic_a
     if mode not in ("nearest", "linear", "cubic"):
         raise OrtNotImplemented(f"Resize: mode={mode!r} is not supported (nearest, linear, cubic)")
     rank = len(x_shape)
-    axes = list(range(rank)) if axes is None else [a + rank if a < 0 else a for a in axes]
+    if axes is not None:
+        if any(not -rank <= a < rank for a in axes):
+            raise bad(f"Resize: 'axes' {list(axes)} out of range for an input of rank {rank}")
+        axes = [a + rank if a < 0 else a for a in axes]
+        if len(set(axes)) != len(axes):
+            raise bad(f"Resize: 'axes' {list(axes)} name an axis twice")
+    axes = list(range(rank)) if axes is None else axes
     full_scales = [1.0] * rank
     out_shape = list(x_shape)
     if sizes is not None:
         sizes = [int(v) for v in sizes]
         if len(sizes) != len(axes):
-            raise ValueError(f"Resize: {len(sizes)} sizes for {len(axes)} axes")
+            raise bad(f"Resize: 'sizes' has {len(sizes)} values for {len(axes)} axes")
+        if any(v < 0 for v in sizes):
+            raise bad(f"Resize: 'sizes' {sizes} holds a negative size")
         if keep_aspect_ratio_policy == "stretch":
             for a, s in zip(axes, sizes):
                 out_shape[a] = s
@@ -189,18 +200,21 @@ def _plan(x_shape, scales, sizes, roi, axes, *, mode, ctm, nearest_mode, cubic_a
     elif scales is not None:
         scales = [float(v) for v in scales]
         if len(scales) != len(axes):
-            raise ValueError(f"Resize: {len(scales)} scales for {len(axes)} axes")
+            raise bad(f"Resize: 'scales' has {len(scales)} values for {len(axes)} axes")
         for a, s in zip(axes, scales):
-            if s <= 0:
-                raise ValueError(f"Resize: scales must be positive, got {scales}")
+            if not (s > 0 and np.isfinite(s)):
+                raise bad(f"Resize: 'scales' must be positive and finite, got {scales}")
             full_scales[a] = s
-            out_shape[a] = int(np.floor(s * x_shape[a]))
+            out_shape[a] = int(np.floor(s * x_shape[a])) if s * x_shape[a] < 2.0 ** 62 else 2 ** 62
     else:
-        raise ValueError("Resize: one of scales and sizes must be given")
+        raise bad("Resize: one of 'scales' and 'sizes' must be given")
+    check_output_size(f"Resize: {'sizes' if sizes is not None else 'scales'}", out_shape)
     roi_full = None
     if ctm == "tf_crop_and_resize":
-        if roi is None or len(roi) != 2 * len(axes):
-            raise ValueError(f"Resize: tf_crop_and_resize needs an roi of {2 * len(axes)} values")
+        if roi is None:  # onnxruntime reads a missing roi as the whole input
+            roi = [0.0] * len(axes) + [1.0] * len(axes)
+        if len(roi) != 2 * len(axes):
+            raise bad(f"Resize: tf_crop_and_resize needs an 'roi' of {2 * len(axes)} values, got {len(roi)}")
         roi_full = [(0.0, 1.0)] * rank
         for k, a in enumerate(axes):
             roi_full[a] = (float(roi[k]), float(roi[k + len(axes)]))
@@ -239,6 +253,7 @@ class _Resize:
         self.xp = ctx.xp
         self.attrs = attrs
         self._plans = {}
+        _check_attrs(ctx, attrs, ctx.opset)
 
     def plan(self, x_shape, scales, sizes, roi):
         a = self.attrs
@@ -257,6 +272,8 @@ class _Resize:
 
     def __call__(self, X, roi=None, scales=None, sizes=None):
         sizes = _host_values(sizes)
+        if sizes is not None and _host_values(scales) is not None:
+            raise bad("Resize: only one of 'scales' and 'sizes' may be given")
         scales = None if sizes is not None else _host_values(scales)
         plan = self.plan(tuple(X.shape), scales, sizes, _host_values(roi))
         return _apply(self.xp, X, plan, self.attrs["extrapolation_value"])
@@ -285,6 +302,58 @@ class Resize18(_Resize):
                          cubic_coeff_a=float(cubic_coeff_a), exclude_outside=int(exclude_outside),
                          extrapolation_value=float(extrapolation_value), mode=mode, nearest_mode=nearest_mode,
                          antialias=int(antialias), axes=axes, keep_aspect_ratio_policy=keep_aspect_ratio_policy)
+
+
+def _check_attrs(ctx, a, opset):
+    """Resize-11+'s attributes at the prepare step: InvalidGraph naming the node, the attribute, the
+    value and what is accepted (onnxruntime refuses these models at session creation)."""
+    def refuse(name, accepted):
+        raise InvalidGraph(f"{where(ctx)}: attribute '{name}'={a[name]!r} is not one of {accepted}")
+
+    if a["mode"] not in ("nearest", "linear", "cubic"):
+        refuse("mode", "nearest, linear, cubic")
+    ctms = [m for m in _COORD_MODES if not (m == "half_pixel_symmetric" and (opset or 99) < 19)]
+    if a["coordinate_transformation_mode"] not in ctms:
+        refuse("coordinate_transformation_mode", ", ".join(ctms))
+    if a["nearest_mode"] not in _NEAREST_MODES[:4]:
+        refuse("nearest_mode", ", ".join(_NEAREST_MODES[:4]))
+    if a["keep_aspect_ratio_policy"] not in ("stretch", "not_larger", "not_smaller"):
+        refuse("keep_aspect_ratio_policy", "stretch, not_larger, not_smaller")
+    if a["antialias"] not in (0, 1):
+        refuse("antialias", "0, 1")
+    if a["antialias"] and a["mode"] == "nearest":
+        raise InvalidGraph(f"{where(ctx)}: attribute 'antialias'=1 needs mode linear or cubic, got mode 'nearest'")
+    if a["exclude_outside"] not in (0, 1):
+        refuse("exclude_outside", "0, 1")
+    if not np.isfinite(a["cubic_coeff_a"]):
+        refuse("cubic_coeff_a", "finite values")
+    axes = a["axes"]
+    if axes is not None:
+        axes = [int(v) for v in axes]
+        rank = ctx.input_rank(0)
+        if rank is not None and any(not -rank <= v < rank for v in axes):
+            raise InvalidGraph(f"{where(ctx)}: attribute 'axes'={axes} out of range for an input of rank {rank}")
+        if rank is not None and len({v % rank for v in axes}) != len(axes):
+            raise InvalidGraph(f"{where(ctx)}: attribute 'axes'={axes} names an axis twice")
+    # constant scales / sizes: their count against the axes, their signs (the output size waits for the run)
+    rank = ctx.input_rank(0)
+    n_axes = len(axes) if axes is not None else rank
+    consts = {name: _host_values(ctx.const(i)) for i, name in ((2, "scales"), (3, "sizes"))}
+    if consts["scales"] is not None and consts["sizes"] is not None:
+        prepare_check(ctx, _refuse, "Resize: only one of 'scales' and 'sizes' may be given")
+    for name, vals in consts.items():
+        if vals is None:
+            continue
+        if n_axes is not None and len(vals) != n_axes:
+            prepare_check(ctx, _refuse, f"Resize: '{name}' has {len(vals)} values for {n_axes} axes")
+        if name == "scales" and not all(v > 0 and np.isfinite(v) for v in vals):
+            prepare_check(ctx, _refuse, f"Resize: 'scales' must be positive and finite, got {vals}")
+        if name == "sizes" and any(v < 0 for v in vals):
+            prepare_check(ctx, _refuse, f"Resize: 'sizes' {vals} holds a negative size")
+
+
+def _refuse(msg):
+    raise bad(msg)
 
 
 def _legacy_mode(op, mode):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ortlite.errors import InvalidArgument
 from ortlite.registry import kernel
 from ortlite.kernels._common import norm_axis as _norm_axis
 
@@ -15,7 +16,7 @@ def _pos(seq, pos, allow_end):
     n = len(seq)
     hi = n if allow_end else n - 1
     if not -n <= p <= hi:
-        raise IndexError(f"sequence position {p} out of range for a sequence of {n}")
+        raise InvalidArgument(f"'position' {p} out of range for a sequence of {n}")
     return p + n if p < 0 else p
 
 
@@ -48,7 +49,7 @@ def sequence_insert(xp, seq, tensor, position=None):
 def sequence_erase(xp, seq, position=None):
     out = list(seq)
     if not out:
-        raise IndexError("SequenceErase on an empty sequence")
+        raise InvalidArgument("SequenceErase on an empty sequence")
     del out[-1 if position is None else _pos(seq, position, False)]
     return out
 
@@ -60,6 +61,8 @@ def sequence_length(xp, seq):
 
 @kernel("SplitToSequence", since=11, families=("cpu",), host_inputs=(1,))
 def split_to_sequence(xp, x, split=None, *, axis=0, keepdims=1):
+    if x.ndim == 0:
+        raise InvalidArgument(f"SplitToSequence: input is a scalar, expected rank >= 1 to split along axis {axis}")
     axis = _norm_axis(axis, x.ndim)
     n = x.shape[axis]
     if split is None:
@@ -77,7 +80,7 @@ def split_to_sequence(xp, x, split=None, *, axis=0, keepdims=1):
 @kernel("ConcatFromSequence", since=11, families=("cpu",))
 def concat_from_sequence(xp, seq, *, axis, new_axis=0):
     if not seq:
-        raise ValueError("ConcatFromSequence of an empty sequence")
+        raise InvalidArgument("ConcatFromSequence of an empty sequence")
     if new_axis:
         return xp.stack(seq, axis=_norm_axis(axis, seq[0].ndim + 1))
     return xp.concatenate(seq, axis=_norm_axis(axis, seq[0].ndim))
@@ -114,5 +117,5 @@ def optional_has_element(xp, input=None):  # noqa: A002
 @kernel("OptionalGetElement", since=15, families=("cpu",))
 def optional_get_element(xp, input):  # noqa: A002
     if input is None:
-        raise ValueError("OptionalGetElement of an empty optional")
+        raise InvalidArgument("OptionalGetElement of an empty optional")
     return input

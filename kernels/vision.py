@@ -12,6 +12,7 @@ import itertools
 
 import numpy as np
 
+from ortlite.errors import InvalidArgument
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
@@ -318,10 +319,18 @@ def col2im(xp, input, image_shape, block_shape, *, dilations=None, pads=None, st
 # DepthToSpace / SpaceToDepth / CenterCropPad
 
 
+def _block_check(op, x, b):
+    if x.ndim != 4:
+        raise InvalidArgument(f"{op}: input must have rank 4, got shape {tuple(x.shape)}")
+    if b <= 0:
+        raise InvalidArgument(f"{op}: blocksize must be positive, got {b}")
+
+
 def _depth_to_space(xp, x, b, mode):
+    _block_check("DepthToSpace", x, b)
     n, c, h, w = x.shape
     if c % (b * b):
-        raise ValueError(f"DepthToSpace: {c} channels are not divisible by blocksize^2 = {b * b}")
+        raise InvalidArgument(f"DepthToSpace: {c} channels are not divisible by blocksize^2 = {b * b}")
     if mode == "DCR":
         t = x.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
     elif mode == "CRD":
@@ -344,9 +353,10 @@ def depth_to_space11(xp, input, *, blocksize=None, mode="DCR"):
 
 
 def _space_to_depth(xp, x, b, mode):
+    _block_check("SpaceToDepth", x, b)
     n, c, h, w = x.shape
     if h % b or w % b:
-        raise ValueError(f"SpaceToDepth: spatial shape {(h, w)} is not divisible by blocksize {b}")
+        raise InvalidArgument(f"SpaceToDepth: spatial shape {(h, w)} is not divisible by blocksize {b}")
     t = x.reshape(n, c, h // b, b, w // b, b)
     if mode == "DCR":
         t = t.transpose(0, 3, 5, 1, 2, 4)

@@ -329,7 +329,7 @@ class InferenceSession:
             try:
                 with pl.provider.active():
                     fn = pl.kernel.bind(kctx, attrs)
-            except (Fail, InvalidArgument, NotImplementedError) as e:
+            except (Fail, InvalidArgument, InvalidGraph, NotImplementedError) as e:
                 if not isinstance(e, OrtliteError) or f"'{node.name}'" in str(e):
                     raise
                 # an ortlite error that does not name its node (a shared helper's): the same class, named

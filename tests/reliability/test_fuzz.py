@@ -15,9 +15,11 @@ child goes on from the next case. Each case gets one class:
     crash        the child process died                                          FAIL
     timeout      a case ran past its time                                        FAIL
     disagree     both run it, different outputs                                  FAIL
+    accepted     a FAIL class on a case listed in ACCEPTED_DIFFERENCES: ortlite follows the ONNX spec
+                 where onnxruntime does not (the reason is listed); a pass
 
 A failure whose cause is another area's open defect is listed in ``EXPECTED_FAILURES`` (case id
--> reason); the classification itself stays strict. ``python tests/reliability/test_fuzz.py
+-> reason); the classification itself stays strict: only the listed case ids are excused. ``python tests/reliability/test_fuzz.py
 --report N`` prints the counts for N mutants.
 """
 from __future__ import annotations
@@ -49,17 +51,23 @@ FUZZ_N = int(os.environ.get("ORTLITE_FUZZ_N", "3000"))
 # why a case fails now: another area's open defect (or, marked "ml_tree", this one's); remove an
 # entry when its case passes
 _KEEPDIMS = ("ReduceSum keepdims of 2**31 or -2**40: onnxruntime reads the int64 attribute as a 32-bit int "
-             "(0: keepdims off), ortlite as nonzero (on); attribute validation's to settle")
+             "(0: keepdims off), ortlite reads the int64 value as the spec defines it (nonzero: keepdims on)")
 _AXIS = ("axis = -2**40: onnxruntime truncates the int64 attribute to 32 bits (axis 0) and runs; ortlite "
-         "refuses the axis as out of range; attribute validation's to settle")
+         "reads the int64 value as the spec defines it and refuses the axis as out of range")
+_POOL_WINDOW_SPEC = ("MaxPool whose window exceeds a dim changed to 1: ortlite outputs the spec's dim "
+                     "floor((n + pads - window) / stride + 1) = 0 (as onnx.reference does), onnxruntime truncates "
+                     "the division toward zero and outputs 1; the empty tensor then reaches a Conv, which both "
+                     "runtimes refuse on an empty spatial dim")
 _OUTPUT_NAMED_AS_INPUT = ("a graph output renamed to the graph input's name: onnxruntime runs it, ortlite's "
                           "graph type check refuses the node's input type (type checks)")
-_POOL_WINDOW = "MaxPool whose window exceeds a dim changed to 1: onnxruntime runs it, the pool kernel refuses"
 _TREE_NAN_WEIGHT = ("ml_tree: a NaN class weight reads as 'no weight' in the dense leaf table, so the label "
                     "differs from onnxruntime's (which scores the NaN)")
 _TREE_ROOT_LEAF = ("ml_tree: a tree whose root became a LEAF: onnxruntime adds every weight of that tree to "
                    "the root leaf, ortlite scores nothing")
-EXPECTED_FAILURES: dict[str, str] = {
+# Differences where ortlite's behaviour is the ONNX spec's and onnxruntime's is its own defect (case id ->
+# reason): such a case is classed ``accepted`` (a pass) whatever FAIL class it gets; ortlite does not imitate
+# onnxruntime there. Remove an entry when onnxruntime changes.
+ACCEPTED_DIFFERENCES: dict[str, str] = {
     "attention/attr_value/3008": _AXIS,
     "attention/attr_value/3032": _AXIS,
     "control_flow/attr_value/1": _KEEPDIMS,
@@ -80,7 +88,9 @@ EXPECTED_FAILURES: dict[str, str] = {
     "control_flow/attr_value/3051": _KEEPDIMS,
     "conv/attr_value/7": _AXIS,
     "conv/attr_value/8": _AXIS,
-    "conv/change_dims/3004": _POOL_WINDOW,
+    "conv/change_dims/3004": _POOL_WINDOW_SPEC,
+}
+EXPECTED_FAILURES: dict[str, str] = {
     "tree/attr_value/8": _TREE_NAN_WEIGHT,
     "tree/attr_value/3028": _TREE_NAN_WEIGHT,
     "tree/rename_output/3001": _OUTPUT_NAMED_AS_INPUT,
@@ -270,7 +280,15 @@ def run_cases(cases: list[Case], jobs: int = 2, timeout: float = CASE_TIMEOUT) -
                     p2, dst2 = _child(rest, workdir, k, timeout)
                     running.append([p2, dst2, rest, time.monotonic(), 0, k])
                     k += 1
-    return [results[c.id] for c in cases]
+    return [_accept(results[c.id]) for c in cases]
+
+
+def _accept(res):
+    """A FAIL class on a case listed in ACCEPTED_DIFFERENCES becomes ``accepted`` (the class it got kept
+    in the detail); every other result is left as classified."""
+    if res["cls"] in FAILING and res["id"] in ACCEPTED_DIFFERENCES:
+        return {**res, "cls": "accepted", "detail": f"{res['cls']}: {res['detail']}"}
+    return res
 
 
 def unexpected(results):
@@ -298,6 +316,15 @@ def test_harness_classifies_crash_and_hang():
     cases = [Case("selftest/crash", b"", {}), tree, Case("selftest/hang", b"", {}), Case("tree/seed/1", tree.model, tree.feeds)]
     results = run_cases(cases, jobs=1, timeout=1.0)
     assert [r["cls"] for r in results] == ["crash", "agree", "timeout", "agree"], results
+
+
+def test_accepted_differences_are_strict():
+    """Only a listed case id is excused, and only from a FAIL class; the two lists do not overlap."""
+    listed = next(iter(ACCEPTED_DIFFERENCES))
+    assert _accept({"id": listed, "cls": "raw", "detail": "x"}) == {"id": listed, "cls": "accepted", "detail": "raw: x"}
+    assert _accept({"id": listed, "cls": "agree", "detail": ""})["cls"] == "agree"
+    assert _accept({"id": "conv/seed/0", "cls": "disagree", "detail": ""})["cls"] == "disagree"
+    assert not set(ACCEPTED_DIFFERENCES) & set(EXPECTED_FAILURES)
 
 
 def test_fuzz_default():
