@@ -20,6 +20,8 @@ from onnx import TensorProto
 from ortlite.registry import kernel
 from ortlite.types import np_dtype
 
+from . import _direct
+
 try:
     import ml_dtypes
 except ImportError:  # pragma: no cover
@@ -115,8 +117,34 @@ def _to_e8m0(X, saturate, round_mode):
 
 # ----------------------------------------------------------------------------- numeric
 
+_SUB_BYTE = {}  # ml_dtypes' 2- and 4-bit integers -> (bits, signed)
+if ml_dtypes is not None:
+    for _n, _b, _s in (("int4", 4, True), ("uint4", 4, False), ("int2", 2, True), ("uint2", 2, False)):
+        if hasattr(ml_dtypes, _n):
+            _SUB_BYTE[np.dtype(getattr(ml_dtypes, _n))] = (_b, _s)
+
+
+def _to_sub_byte(X, dtype):
+    """Numbers to a 2- or 4-bit integer type the same way whatever ml_dtypes release is installed
+    (releases differ: tritonclient pins ml_dtypes <= 0.5.4). Integers keep their low bits (the spec:
+    "discard higher bits and reinterpret"); floats are truncated toward zero and, where the spec leaves
+    out-of-range values undefined, give 0 (NaN too), as the ONNX node tests expect."""
+    bits, signed = _SUB_BYTE[dtype]
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    if X.dtype.kind in "iub" or (_is_ml(X.dtype) and X.dtype.name.startswith(("int", "uint"))):
+        v = X.astype(np.int64) & ((1 << bits) - 1)
+        if signed:
+            v = np.where(v > hi, v - (1 << bits), v)
+    else:
+        f = np.trunc(X.astype(np.float64))
+        v = np.where((f >= lo) & (f <= hi), f, 0).astype(np.int64)  # NaN compares false: 0
+    return v.astype(np.int8).astype(dtype)
+
+
 def _cast_numeric(X, dtype, saturate, round_mode):
     src = X.dtype
+    if dtype in _SUB_BYTE and src != dtype:
+        return _to_sub_byte(X, dtype)
     if dtype in _F8_SATURATING:
         f = X if src in (np.float32, np.float64) else X.astype(np.float32)
         if saturate:
@@ -165,7 +193,7 @@ class Cast:
 
 # One kernel covers every opset: later versions only add types and attributes
 # (saturate at 19, round_mode at 24) whose defaults give the older behaviour.
-kernel("Cast", since=1)(Cast)
+kernel("Cast", since=1, specialize=_direct.cast)(Cast)
 
 
 @kernel("CastLike", since=15)  # 19 adds saturate, 24 round_mode: defaults keep v15 behaviour

@@ -363,6 +363,7 @@ class _ConvCore:
         self._shift = {}
         self._jit_consts = {}
         self._tiny_index = {}
+        self._tiny_route = {}  # input shape -> what _tiny_fast needs (numpy, constant W)
         self._cudnn = None
         self.algo_search = "EXHAUSTIVE"  # the CUDA provider's cudnn_conv_algo_search
         self.packed = None
@@ -404,6 +405,10 @@ class _ConvCore:
         """The convolution in ``cdtype`` (float32/float64): returns a fresh (N, M, *out) array with
         the bias added, then ``z`` (same shape as the output) added, then ``act(xp, y)`` applied
         in place."""
+        if z is None and cdtype is None and pad_value == 0 and self._tiny_route:
+            route = self._tiny_route.get(x.shape)
+            if route is not None and x.dtype == route[0] and (b is None or b.dtype == route[0]):
+                return self._tiny_fast(x, b, act, route)
         xp = self.xp
         n, c = x.shape[:2]
         m = w.shape[0]
@@ -433,6 +438,11 @@ class _ConvCore:
         npix = prod(out_sp)
         if xp is np and n * c * prod(kernel) * npix <= _TINY_COLUMN and not (g == c == m and g > 1):
             y = self._tiny(x, wp, bias, z, act, kernel, strides, dilations, begins, out_sp, pad_value)
+            if (z is None and pad_value == 0 and wp is self.packed and x.dtype == cdtype
+                    and y.size <= _SMALL_EPILOGUE and w.shape == self._w_shape):
+                # the next call with this input shape skips the checks and the geometry (_tiny_fast)
+                self._tiny_route[tuple(x.shape)] = (np.dtype(cdtype), self._tiny_index[(tuple(x.shape[2:]), c)],
+                                                    m, (n, m, *out_sp))
             return y.reshape(n, m, *out_sp)
         fast = xp is np and plan is not None and pad_value == 0
         if g == c and g == m and g > 1:
@@ -494,6 +504,29 @@ class _ConvCore:
         m = y.shape[1]
         _finish(y, bias, None if z is None else z.reshape(n, m, -1), act)
         return y
+
+    def _tiny_fast(self, x, b, act, route):
+        """_tiny for an input shape it ran before with the constant W, no Z, zero padding and the
+        compute dtype (``route``: that dtype, the index table, M, the output shape): the same gather,
+        GEMM and epilogue (bias, then the activation, in place) with no per-call geometry or checks."""
+        dt, idx, m, out_shape = route
+        n = x.shape[0]
+        if n == 1:
+            flat = np.empty(x.size + 1, dtype=dt)
+            flat[:-1] = x.reshape(-1)
+            flat[-1] = 0
+            col = flat.take(idx)[None]  # take: ~3x faster than fancy indexing, same values
+        else:
+            flat = np.empty((n, x[0].size + 1), dtype=dt)
+            flat[:, :-1] = x.reshape(n, -1)
+            flat[:, -1] = 0
+            col = flat.take(idx, axis=1)
+        y = np.matmul(self.packed, col).reshape(n, m, idx.shape[-1])
+        if b is not None:
+            np.add(y, b.reshape(m, 1), out=y)
+        if act is not None:
+            act(np, y)
+        return y.reshape(out_shape)
 
     def _cudnn_run(self, x, w, b, begins, ends, strides, dilations, z, act, out_sp):
         """On CUDA: the conv (+ bias) as a cached cuDNN graph, then Z and the activation in one

@@ -147,7 +147,7 @@ class _Packed:
     """Weights in the loop's layout, with the sigmoid gates' columns pre-halved."""
 
     __slots__ = ("H", "dtype", "w_t", "in_b", "r", "rec_b", "peep", "acts", "clips", "names", "jit", "rt",
-                 "jit_peep", "jit_rbh", "jit_clips")
+                 "jit_peep", "jit_rbh", "jit_clips", "ones")
 
 
 class _Recurrent:
@@ -252,7 +252,7 @@ class _Recurrent:
     def _pack_jit(self, pk, r, b, p):
         """The compiled recurrence and its operands (pk.jit None where it does not apply: not numpy,
         non-default activations, a large hidden size, no numba). r, p: scaled as the loop's."""
-        pk.jit = None
+        pk.jit = pk.ones = None
         defaults = tuple(a.lower() for a in _DEFAULT_ACTS[self.op])
         if (self.xp is not np or pk.H > _JIT_MAX_HIDDEN or any(n != defaults for n in pk.names)):
             return
@@ -315,6 +315,9 @@ class _Recurrent:
         if pk is None or pk.dtype != self._ctype(X.dtype):
             Wc = W.astype(self._ctype(X.dtype), copy=False)
             pk = self._pack_fast(Wc, R, B, P if self.op == "LSTM" else None)
+        if (pk.jit is not None and X.shape[0] == 1 and self.layout == 0 and sequence_lens is None
+                and X.dtype == pk.dtype):
+            return self._one_step(X, pk, initial_h, initial_c)
         if self.layout == 1:
             X = X.transpose(1, 0, 2)
         T, Bn, I = X.shape
@@ -380,6 +383,31 @@ class _Recurrent:
             if inner is not None:
                 inner.__exit__(None, None, None)
         return self._outputs(Y, h, c, out_dtype)
+
+    def _one_step(self, X, pk, initial_h, initial_c):
+        """One time step (a decoder's step inside a Loop body, a streaming model's step): the compiled
+        recurrence with no per-call set-up beyond the input projection and the fresh state arrays.
+        X [1, B, I] of the compute dtype, layout 0, all lengths 1."""
+        _, Bn, I = X.shape
+        D, H, ct = self.num_dirs, pk.H, pk.dtype
+        xw = np.matmul(X.reshape(Bn, I), pk.w_t)
+        if pk.in_b is not None:
+            xw += pk.in_b
+        lens = pk.ones.get(Bn) if pk.ones is not None else None
+        if lens is None:
+            lens = np.ones(Bn, np.int64)
+            lens.flags.writeable = False
+            if pk.ones is None:
+                pk.ones = {}
+            pk.ones[Bn] = lens
+        # fresh C-contiguous states: the loop updates them in place (and they are this call's outputs)
+        h = np.zeros((D, Bn, H), ct) if initial_h is None else np.array(initial_h, dtype=ct, order="C")
+        c = None
+        if self.op == "LSTM":
+            c = np.zeros((D, Bn, H), ct) if initial_c is None else np.array(initial_c, dtype=ct, order="C")
+        Y = np.empty((1, D, Bn, H), ct) if self.want_y else None
+        self._run_jit(pk, xw.reshape(1, Bn, D * self.G * H), h, c, Y, lens)
+        return (Y, h, c) if self.op == "LSTM" else (Y, h)
 
     def _outputs(self, Y, h, c, out_dtype):
         xp = self.xp

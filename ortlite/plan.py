@@ -263,16 +263,22 @@ class Plan:
         ``own_slots`` that is read-only, shares memory with a feed (``inputs``) or a constant, or with an
         output before it is copied; the others are returned as they are."""
         own = self.own_slots
-        feeds = {id(_root(x)) for v in inputs for x in (v if type(v) is list else (v,)) if type(x) is np.ndarray}
+        feeds = None  # the feeds' memory roots, gathered at the first output that needs them
         out, kept = list(values), []
         for k, s in enumerate(slots):
             if s not in own:
                 continue
             v = out[k]
             if isinstance(v, np.ndarray):
-                root = id(_root(v))
-                if (not v.flags.writeable or root in feeds or root in self._const_roots
-                        or any(np.may_share_memory(v, w) for w in kept)):
+                copy = not v.flags.writeable
+                if not copy:
+                    root = id(_root(v))
+                    if feeds is None:
+                        feeds = {id(_root(x)) for w in inputs for x in (w if type(w) is list else (w,))
+                                 if type(x) is np.ndarray}
+                    copy = (root in feeds or root in self._const_roots
+                            or any(np.may_share_memory(v, w) for w in kept))
+                if copy:
                     v = out[k] = v.copy()
                 kept.append(v)
             elif isinstance(v, list):  # a sequence: a new list, its arrays owned the same way
@@ -698,6 +704,14 @@ class Subgraph:
             k = pos[0]
             return lambda values: (values[k],)
         return operator.itemgetter(*pos)
+
+    def direct_call(self):
+        """The function ``call`` would end in for a run without RunOptions outside a profiled run (the
+        generated function, ``vals`` -> outputs), or None inside a profiled run. A kernel that runs the
+        body many times in one call (Loop) asks once per call."""
+        if _profiled_runs and getattr(_active, "ctx", None) is not None:
+            return None
+        return self._run
 
     def call(self, vals, run_options=None):
         """Run with ``vals`` aligned to the plan's inputs: every body input, then the outer values.

@@ -58,12 +58,12 @@ class KernelDef:
                     f"{self.op_type} (domain '{self.domain or 'ai.onnx'}') node '{ctx.node.name}': "
                     f"attribute(s) {unknown} not supported by the kernel at {self.where}"
                 )
-        if self.is_class:
-            return self.impl(ctx, **attrs)
         if self.specialize is not None:
             direct = self.specialize(ctx, **attrs)
             if direct is not None:
                 return direct
+        if self.is_class:
+            return self.impl(ctx, **attrs)
         if attrs:
             return functools.partial(self.impl, ctx.xp, **attrs)
         return functools.partial(self.impl, ctx.xp)
@@ -118,7 +118,7 @@ def kernel(op_type: str, since: int = 1, domain: str = "", families=ALL_FAMILIES
            specialize=None):
     """Register a kernel. Registering the same (op, domain, since, family) twice is an error.
 
-    ``specialize(ctx, **attributes)`` (function kernels): at binding, a ``Direct`` call for what the
+    ``specialize(ctx, **attributes)`` (function or class kernels): at binding, a ``Direct`` call for what the
     node's context tells (its provider's array module, its inputs' dtypes and ranks), or None to bind the
     kernel as usual. Small models pay per node mostly for wrappers; a plan calls a Direct's ufunc itself."""
     domain = _norm_domain(domain)
