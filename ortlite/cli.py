@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import re
 import sys
 import warnings
@@ -303,6 +304,42 @@ def cmd_profile(args):
     return 0
 
 
+def cmd_serve(args):
+    """`ortlite serve`: the model over HTTP (Open Inference Protocol) on Ray Serve until Ctrl-C."""
+    import signal
+    import threading
+
+    try:
+        import ortlite.serve as oserve
+
+        oserve._require_ray()
+    except ImportError as e:
+        raise ValueError(str(e)) from None
+    model = None if args.model in (None, "default") else args.model
+    providers = _provider_list(args.providers)
+    print(f"starting {args.replicas} replica(s) of {args.model or 'the built-in demo model'} on Ray Serve "
+          f"({'RAY_ADDRESS=' + os.environ['RAY_ADDRESS'] if os.environ.get('RAY_ADDRESS') else 'a local Ray instance'})",
+          flush=True)
+    server = oserve.start(model, name=args.name, replicas=args.replicas, providers=providers, num_cpus=args.num_cpus,
+                          num_gpus=args.num_gpus, max_batch_size=args.max_batch_size,
+                          batch_wait_ms=args.batch_wait_ms, host=args.host, port=args.port)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(f"serving model '{server.name}' at {server.url} (Open Inference Protocol: {server.url}/v2/models/"
+              f"{server.name}/infer; tritonclient.http.InferenceServerClient('{server.triton_url}')); Ctrl-C stops",
+              flush=True)
+        while not stop.wait(0.5):
+            pass
+        print("shutting down", flush=True)
+    finally:
+        server.shutdown()
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+    print("stopped", flush=True)
+    return 0
+
+
 _LEVELS = {
     "disable": 0, "basic": 1, "extended": 2, "all": 99,
 }
@@ -402,6 +439,23 @@ def main(argv=None):
     pr.add_argument("trace", help="a Chrome-trace JSON written by end_profiling()")
     pr.add_argument("--top", type=int, default=15)
     pr.set_defaults(fn=cmd_profile)
+
+    sv = sub.add_parser("serve", help="serve a model over HTTP (Open Inference Protocol / KServe v2) on Ray Serve")
+    sv.add_argument("model", nargs="?", help="an .onnx file ('default' or none: the built-in demo model)")
+    sv.add_argument("--replicas", type=int, default=1, metavar="N", help="replicas, each one session (default 1)")
+    sv.add_argument("--providers", help="comma-separated, e.g. cuda,cpu (default: cpu)")
+    sv.add_argument("--num-cpus", type=float, default=1.0, metavar="C",
+                    help="CPUs per replica; its session's intra-op threads (default 1)")
+    sv.add_argument("--num-gpus", type=float, default=0.0, metavar="F",
+                    help="GPUs per replica: a fraction (0.5) shares one GPU, gpu_mem_limit set to match (default 0)")
+    sv.add_argument("--max-batch-size", type=int, default=8, metavar="B",
+                    help="requests merged along the batch dim (default 8; 1: no batching)")
+    sv.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="T",
+                    help="how long a batch waits to fill (default 5)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    sv.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    sv.add_argument("--name", help="the model's name in /v2/models/NAME (default: the file's stem, or 'demo')")
+    sv.set_defaults(fn=cmd_serve)
 
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
