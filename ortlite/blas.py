@@ -89,48 +89,55 @@ def cores() -> int:
 _CORES = cores()
 _active: dict = {}  # intra-op budget (threads; 0 = every core) -> runs in flight with it
 _in_flight = 0
-_outside = None  # [(lib, count)] the libraries had before the first run in flight began
+_outside = ()  # [(lib, count)] the libraries had before the first run in flight began
 _target = 0  # the count runs in flight share now (0: none in flight)
+_dirty = False  # a count was set since the first run in flight began: the last one out restores
 
 
 def _share() -> int:
-    budgets = [b if b > 0 else _CORES for b in _active]
     if _in_flight == 1:
-        return budgets[0]
-    return max(1, min(min(budgets), _CORES // _in_flight))
+        (b,) = _active
+        return b if b > 0 else _CORES
+    least = min(b if b > 0 else _CORES for b in _active)
+    return max(1, min(least, _CORES // _in_flight))
 
 
 def _apply(n):
-    global _target
+    global _target, _dirty
     if n != _target:
-        for lib in libraries():
+        for lib in _libs or ():
             lib.set_num_threads(n)
-        _target = n
+        _target, _dirty = n, True
 
 
 def run_begin(budget: int) -> None:
     """A run starts with ``budget`` intra-op threads (its session's; 0 = every core): BLAS gets the
-    count shared by every run in flight. Pair with ``run_end(budget)``."""
-    global _in_flight, _outside
+    count shared by every run in flight. Pair with ``run_end(budget)``. A run alone whose budget is
+    what the libraries have already costs one lock and one get per library (~1 us)."""
+    global _in_flight, _outside, _target, _dirty
     with _lock:
-        if _in_flight == 0:
-            libs = libraries()
-            _outside = [(lib, lib.get_num_threads()) for lib in libs]
-            global _target
-            counts = {c for _, c in _outside}
-            _target = counts.pop() if len(counts) == 1 else -1  # -1: set them all on the first _apply
         _in_flight += 1
         _active[budget] = _active.get(budget, 0) + 1
         try:
-            _apply(_share())
+            if _in_flight == 1:
+                libs = _libs if _libs is not None else libraries()
+                want = budget if budget > 0 else _CORES
+                _outside = [(lib, lib.get_num_threads()) for lib in libs]
+                _target, _dirty = want, False
+                for lib, count in _outside:
+                    if count != want:
+                        lib.set_num_threads(want)
+                        _dirty = True
+            else:
+                _apply(_share())
         except Exception as e:  # noqa: BLE001 - a library that refuses a count: leave it as it is
             log.info("BLAS thread count not set: %s: %s", type(e).__name__, e)
 
 
 def run_end(budget: int) -> None:
     """The run begun by ``run_begin(budget)`` is over: the others in flight share its threads; the
-    last one out puts back the count the libraries had before."""
-    global _in_flight, _target
+    last one out puts back the counts the libraries had before (when anything was set)."""
+    global _in_flight, _target, _dirty
     with _lock:
         _in_flight -= 1
         left = _active[budget] - 1
@@ -142,10 +149,10 @@ def run_end(budget: int) -> None:
             if _in_flight:
                 _apply(_share())
             else:
-                for lib, count in _outside or ():
-                    if lib.get_num_threads() != count:
+                if _dirty:
+                    for lib, count in _outside:
                         lib.set_num_threads(count)
-                _target = 0
+                _target, _dirty = 0, False
         except Exception as e:  # noqa: BLE001
             log.info("BLAS thread count not restored: %s: %s", type(e).__name__, e)
 
