@@ -58,7 +58,8 @@ def softmax(v):
 def softmax_zero(v):
     """Softmax where (near-)zero scores stay zero instead of contributing exp(0)."""
     v = np.asarray(v, dtype=F32)
-    m = v.max(axis=1, keepdims=True)
+    # onnxruntime's running maximum starts at -FLT_MAX and skips a NaN (NaN > m is false)
+    m = np.fmax(np.fmax.reduce(v, axis=1, keepdims=True), F32(-np.finfo(F32).max))
     nz = (v > F32(1e-7)) | (v < F32(-1e-7))
     e = np.where(nz, np.exp(v - m), v * np.exp(-m))
     s = np.where(nz, e, F32(0)).sum(axis=1, keepdims=True)

@@ -210,18 +210,29 @@ class Forest:
             self.always_scored[self.tree_target[tree_target >= 0]] = True
             self.tree_targets_used = np.nonzero(np.bincount(self.tree_target, minlength=k))[0]
         else:
-            # general: a dense row of weights per leaf, NaN where the leaf has none for a target
+            # general: a dense row of weights per leaf (0 where the leaf has none for a target) and
+            # a mask of the targets it scores; a NaN weight is a score (onnxruntime adds it in)
             self.strategy = "dense"
-            w = np.full((2 * n, k), np.nan, dtype=np.float64)
-            order = np.argsort(leaf_node, kind="stable")
-            ln, lt, lw = leaf_node[order], leaf_target[order], leaf_weight[order]
-            rank = np.arange(ln.size) - np.searchsorted(ln, ln, side="left")  # j-th weight of its leaf
-            for j in range(int(rank.max()) + 1 if rank.size else 0):
-                # one weight per leaf at a time; a repeated target on a leaf adds up
-                sel = rank == j
-                cur = w[2 * ln[sel], lt[sel]]
-                w[2 * ln[sel], lt[sel]] = np.where(np.isnan(cur), lw[sel], cur + lw[sel])
+            w = np.zeros((2 * n, k), dtype=np.float64)
+            np.add.at(w, (2 * leaf_node, leaf_target), leaf_weight)  # a repeated target on a leaf adds up
+            h = np.zeros((2 * n, k), dtype=bool)
+            h[2 * leaf_node, leaf_target] = True
             self.w2 = w.astype(acc)
+            # which targets a row has a score for: every one where each reachable leaf scores every
+            # target (random forests); else an OR of per-leaf bit masks (up to 63 targets) or the mask
+            if h[2 * np.nonzero(is_leaf & reached)[0]].all():
+                self.has_mode = "all"
+            elif k <= 63:
+                self.has_mode = "bits"
+                self.bits2 = (h.astype(np.int64) << np.arange(k, dtype=np.int64)).sum(axis=1)
+                self.bit_values = np.int64(1) << np.arange(k, dtype=np.int64)
+            else:
+                self.has_mode = "mask"
+            self.h2 = h
+        # A NaN or infinite weight takes the slower paths: the tree->target matmul would spread it to
+        # every target (NaN * 0, inf * 0), and onnxruntime's MIN / MAX keep a NaN only where it is the
+        # first score of a target in tree order (a comparison with NaN is false both ways).
+        self.nonfinite = not bool(np.isfinite(leaf_weight).all())
 
     # ---- run -----------------------------------------------------------------------------
     def leaves(self, X):
@@ -309,26 +320,50 @@ class Forest:
         if self.strategy == "tree":
             v = self.val2[leaf2]
             if aggregate in ("SUM", "AVERAGE"):
-                s = v.sum(axis=1, keepdims=True) if k == 1 else v @ self.onehot
+                if k == 1:
+                    s = v.sum(axis=1, keepdims=True)
+                elif not self.nonfinite:
+                    s = v @ self.onehot
+                else:
+                    s = np.zeros((n_rows, k), dtype=v.dtype)
+                    for target in self.tree_targets_used:
+                        s[:, target] = v[:, self.tree_target == target].sum(axis=1)
             else:
                 s = np.zeros((n_rows, k), dtype=v.dtype)
-                red = np.minimum if aggregate == "MIN" else np.maximum
+                red = np.fmin if aggregate == "MIN" else np.fmax
                 for target in self.tree_targets_used:
-                    cols = self.tree_target == target
+                    cols = np.nonzero(self.tree_target == target)[0]
                     s[:, target] = red.reduce(v[:, cols], axis=1)
+                    if self.nonfinite:  # the first tree of the target gives NaN: it stays
+                        first = v[:, cols[0]]
+                        s[:, target] = np.where(np.isnan(first), first, s[:, target])
             return s, self.always_scored
         s = np.empty((n_rows, k), dtype=self.w2.dtype)
-        has = np.empty((n_rows, k), dtype=bool)
+        mode = self.has_mode
+        has = np.ones(k, dtype=bool) if mode == "all" else np.empty((n_rows, k), dtype=bool)
         step = max(1, _CHUNK // max(1, self.n_trees * k))
         for r0 in range(0, n_rows, step):
-            g = self.w2[leaf2[r0:r0 + step]]  # (rows, T, K)
-            nan = np.isnan(g)
-            has[r0:r0 + step] = ~nan.all(axis=1)
+            lv = leaf2[r0:r0 + step]
+            g = self.w2[lv]  # (rows, T, K)
             if aggregate in ("SUM", "AVERAGE"):
-                s[r0:r0 + step] = np.where(nan, 0, g).sum(axis=1)
+                s[r0:r0 + step] = g.sum(axis=1)
+                if mode == "bits":
+                    bits = np.bitwise_or.reduce(self.bits2[lv], axis=1)
+                    has[r0:r0 + step] = (bits[:, None] & self.bit_values) != 0
+                elif mode == "mask":
+                    has[r0:r0 + step] = self.h2[lv].any(axis=1)
             else:
+                hg = self.h2[lv]
+                hc = hg.any(axis=1)
+                if mode != "all":
+                    has[r0:r0 + step] = hc
                 red = np.fmin if aggregate == "MIN" else np.fmax
-                s[r0:r0 + step] = np.nan_to_num(red.reduce(g, axis=1), nan=0.0)
+                g = np.where(hg, g, np.nan)
+                r = red.reduce(g, axis=1)
+                if self.nonfinite:  # the first score of a target is NaN: it stays
+                    first = np.take_along_axis(g, hg.argmax(axis=1)[:, None, :], axis=1)[:, 0, :]
+                    r = np.where(np.isnan(first), first, r)
+                s[r0:r0 + step] = np.where(hc, r, 0)
         return s, has
 
 
@@ -511,7 +546,7 @@ class TreeEnsembleClassifier:
         self.features = self.forest.features(ctx)
         w = class_weights_as_tensor.reshape(-1) if class_weights_as_tensor is not None else np.asarray(
             class_weights or [], dtype=np.float64)
-        self.all_positive = bool((w >= 0).all())
+        self.all_positive = not bool((w < 0).any())  # onnxruntime: no weight < 0 (a NaN is not)
         self.binary_case = k == 2 and len(set(class_ids or [])) == 1
         self.label_arr = labels_array(self.labels, self.strings)
 
@@ -589,7 +624,11 @@ class TreeEnsembleClassifier:
         b = self.base
         p = s + b[1] if b.size == 2 else (s + b[0] if b.size == 1 else s)
         lab = np.where(p > 0, 1, 0).astype(np.int64)
-        z = probit(p) if self.post == "PROBIT" else p
+        if b.size == 2:
+            # onnxruntime scores (-p, p), transforms both and writes the first
+            z = transform(np.stack([-p, p], axis=1).astype(F32), self.post)[:, 0] if self.post != "NONE" else -p
+        else:
+            z = probit(p) if self.post == "PROBIT" else p
         return lab, np.asarray(z, dtype=F32).reshape(-1, 1)
 
 

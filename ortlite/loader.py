@@ -265,6 +265,36 @@ def normalize_dims(model: onnx.ModelProto) -> set:
     return declared
 
 
+def own_types(g: onnx.GraphProto) -> None:
+    """A graph input or initializer keeps its own type, in place, in ``g`` and its subgraphs: onnxruntime
+    reads no other declaration of the name. A graph output named as one is that value passed through
+    (onnxruntime returns the feed or the initializer whatever type the output declares), so the output
+    takes the value's type (shape inference, the type checks and ``get_outputs`` read it); a value_info
+    entry naming one is dropped. A name defined twice (a node writing a graph input's name, two nodes
+    one name) is still refused by the checker ("... SSA form, however 'X' has been used ...")."""
+    inputs = {v.name: v for v in g.input}
+    inits = {t.name: t for t in g.initializer}
+    for out in g.output:
+        src = inputs.get(out.name)
+        if src is not None:
+            if src.type.WhichOneof("value") is not None and out.type != src.type:  # an untyped body input: keep
+                out.type.CopyFrom(src.type)
+        elif out.name in inits:
+            t = inits[out.name]
+            out.type.CopyFrom(onnx.helper.make_tensor_type_proto(t.data_type, list(t.dims)))
+    if any(v.name in inputs or v.name in inits for v in g.value_info):
+        keep = [v for v in g.value_info if v.name not in inputs and v.name not in inits]
+        del g.value_info[:]
+        g.value_info.extend(keep)
+    for n in g.node:
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                own_types(a.g)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for sg in a.graphs:
+                    own_types(sg)
+
+
 def check_model(model: onnx.ModelProto, label: str) -> None:
     """IR and opset limits, node order and names, then onnx.checker; raises with the checker's message.
 
@@ -290,6 +320,7 @@ def check_model(model: onnx.ModelProto, label: str) -> None:
         raise OrtNotImplemented(f"{label}: opset {default[0]} is older than the oldest supported ({MIN_OPSET})")
     if model.ir_version < 3 and model.opset_import:
         model.ir_version = 3
+    own_types(model.graph)
     order_nodes(model.graph, label)
     try:
         _checker(model, label)

@@ -174,7 +174,10 @@ def check_types(gp, opsets: dict, label: str, outer_types=None, declared=None) -
         s = _tensor_str(t.data_type)
         if s is not None:
             types[t.name] = s
-    for vi in list(gp.input) + list(gp.value_info) + list(gp.output):
+    # a graph input or initializer has its own type: onnxruntime reads no other declaration of the name
+    # (a value_info entry, or a graph output named as it, which passes the value through)
+    own = {v.name for v in gp.input} | {t.name for t in gp.initializer}
+    for vi in list(gp.input) + [v for v in list(gp.value_info) + list(gp.output) if v.name not in own]:
         s = _type_str(vi.type)
         if s is not None:
             types[vi.name] = s

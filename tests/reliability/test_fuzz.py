@@ -58,12 +58,10 @@ _POOL_WINDOW_SPEC = ("MaxPool whose window exceeds a dim changed to 1: ortlite o
                      "floor((n + pads - window) / stride + 1) = 0 (as onnx.reference does), onnxruntime truncates "
                      "the division toward zero and outputs 1; the empty tensor then reaches a Conv, which both "
                      "runtimes refuse on an empty spatial dim")
-_OUTPUT_NAMED_AS_INPUT = ("a graph output renamed to the graph input's name: onnxruntime runs it, ortlite's "
-                          "graph type check refuses the node's input type (type checks)")
-_TREE_NAN_WEIGHT = ("ml_tree: a NaN class weight reads as 'no weight' in the dense leaf table, so the label "
-                    "differs from onnxruntime's (which scores the NaN)")
-_TREE_ROOT_LEAF = ("ml_tree: a tree whose root became a LEAF: onnxruntime adds every weight of that tree to "
-                   "the root leaf, ortlite scores nothing")
+_TREE_ROOT_LEAF = ("a tree whose root node became a LEAF: the spec's weights are per node (class_nodeids), so the "
+                   "tree scores the root's own weights (none here), as onnx.reference does; onnxruntime adds every "
+                   "weight whose node is unreachable, from any tree, to the first tree's root when that root is a "
+                   "leaf and drops them otherwise (tested on 1.32: tests/reliability/test_ml_validation.py)")
 # Differences where ortlite's behaviour is the ONNX spec's and onnxruntime's is its own defect (case id ->
 # reason): such a case is classed ``accepted`` (a pass) whatever FAIL class it gets; ortlite does not imitate
 # onnxruntime there. Remove an entry when onnxruntime changes.
@@ -89,17 +87,9 @@ ACCEPTED_DIFFERENCES: dict[str, str] = {
     "conv/attr_value/7": _AXIS,
     "conv/attr_value/8": _AXIS,
     "conv/change_dims/3004": _POOL_WINDOW_SPEC,
-}
-EXPECTED_FAILURES: dict[str, str] = {
-    "tree/attr_value/8": _TREE_NAN_WEIGHT,
-    "tree/attr_value/3028": _TREE_NAN_WEIGHT,
-    "tree/rename_output/3001": _OUTPUT_NAMED_AS_INPUT,
-    "tree/rename_output/3015": _OUTPUT_NAMED_AS_INPUT,
-    "tree/rename_output/3016": _OUTPUT_NAMED_AS_INPUT,
-    "tree/rename_output/3018": _OUTPUT_NAMED_AS_INPUT,
-    "tree/rename_output/3037": _OUTPUT_NAMED_AS_INPUT,
     "tree/semantic_values/3041": _TREE_ROOT_LEAF,
 }
+EXPECTED_FAILURES: dict[str, str] = {}
 
 
 # ---------------------------------------------------------------------------

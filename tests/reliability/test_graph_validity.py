@@ -167,3 +167,84 @@ def test_node_suite_loads_wherever_onnxruntime_loads():
                     continue
                 wrongly_refused.append(f"{name}: {e}")
     assert not wrongly_refused, "\n".join(wrongly_refused)
+
+
+# ---- a graph output named as a graph input or initializer (issue 16, fuzz tree/rename_output/*) ----------
+
+_SEQ_MAP = h.make_sequence_type_proto(h.make_map_type_proto(T.INT64, h.make_tensor_type_proto(T.FLOAT, [])))
+_RELU = h.make_node("Relu", ["X"], ["Y"], name="relu")
+_W = h.make_tensor("W", T.FLOAT, [3], [1.0, 2.0, 3.0])
+PASS_THROUGH = {
+    "input_same_type": ([_RELU], [Y, h.make_tensor_value_info("X", T.FLOAT, [2])], ()),
+    "input_declared_int64": ([_RELU], [Y, h.make_tensor_value_info("X", T.INT64, [2])], ()),
+    "input_declared_seq_map": ([_RELU], [Y, h.make_value_info("X", _SEQ_MAP)], ()),
+    "input_declared_other_shape": ([_RELU], [Y, h.make_tensor_value_info("X", T.FLOAT, [5, 5])], ()),
+    "input_untyped": ([_RELU], [Y, onnx.ValueInfoProto(name="X")], ()),
+    "input_only_no_nodes": ([], [h.make_value_info("X", _SEQ_MAP)], ()),
+    "input_twice": ([_RELU], [Y, h.make_tensor_value_info("X", T.FLOAT, [2]), h.make_tensor_value_info("X", T.INT64, [2])], ()),
+    "initializer_declared_seq_map": ([_RELU], [Y, h.make_value_info("W", _SEQ_MAP)], (_W,)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PASS_THROUGH))
+def test_output_named_as_input_passes_it_through(case):
+    """onnxruntime returns the feed (or the initializer) whatever type the output declares, and reports the
+    value's own type for it; ortlite does the same (a copy: outputs never alias a feed)."""
+    nodes, outputs, inits = PASS_THROUGH[case]
+    data = _model(nodes, outputs=outputs, inits=inits)
+    x = np.array([-1.0, 2.0], np.float32)
+    ref_sess, sess = _ort(data), ortlite.InferenceSession(data)
+    ref, got = ref_sess.run(None, {"X": x}), sess.run(None, {"X": x})
+    assert len(ref) == len(got)
+    for r, g in zip(ref, got):
+        assert r.dtype == g.dtype
+        np.testing.assert_array_equal(g, r)
+    assert [(o.name, o.type, o.shape) for o in sess.get_outputs()] == \
+        [(o.name, o.type, o.shape) for o in ref_sess.get_outputs()]
+    for g in got:
+        assert not np.shares_memory(g, x)
+
+
+def test_value_info_naming_an_input_is_not_read():
+    """A value_info entry giving a graph input another type: onnxruntime keeps the input's type."""
+    data = _model([_RELU], value_info=[h.make_tensor_value_info("X", T.INT64, [2])])
+    x = np.array([-1.0, 2.0], np.float32)
+    expected = _ort(data).run(None, {"X": x})[0]
+    got = ortlite.InferenceSession(data).run(None, {"X": x})[0]
+    assert got.dtype == expected.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_fuzz_mutant_output_renamed_to_input():
+    """The fuzz mutant itself: the ZipMap output renamed to the classifier's input X."""
+    sys.path.insert(0, os.path.dirname(__file__))
+    from mutator import mutant
+
+    case = mutant("tree", "rename_output", 3001)
+    assert [o.name for o in onnx.load_from_string(case.model).graph.output] == ["label", "X"]
+    ref = _ort(case.model).run(None, case.feeds)
+    got = ortlite.InferenceSession(case.model).run(None, case.feeds)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], case.feeds["X"])
+    np.testing.assert_array_equal(got[1], ref[1])
+
+
+DEFINED_TWICE = {
+    "node_writes_input": [h.make_node("Neg", ["X"], ["T"], name="neg"), h.make_node("Relu", ["T"], ["X"], name="relu")],
+    "node_writes_input_in_place": [h.make_node("Relu", ["X"], ["X"], name="relu")],
+    "two_nodes_one_output": [_RELU, h.make_node("Neg", ["X"], ["Y"], name="neg")],
+    "node_writes_initializer": [_RELU, h.make_node("Neg", ["X"], ["W"], name="neg")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEFINED_TWICE))
+def test_value_defined_twice_is_refused(case):
+    """What onnxruntime refuses ("Duplicate definition of name"), ortlite refuses naming the value."""
+    nodes = DEFINED_TWICE[case]
+    name = nodes[-1].output[0]
+    outputs = [h.make_tensor_value_info(name, T.FLOAT, [2])] if name != "Y" else None
+    data = _model(nodes, outputs=outputs, inits=(_W,) if name == "W" else ())
+    with pytest.raises(Exception, match="Duplicate definition|already|defined"):
+        _ort(data)
+    with pytest.raises(InvalidGraph, match=f"'{name}'"):
+        ortlite.InferenceSession(data)
