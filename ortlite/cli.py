@@ -320,9 +320,12 @@ def cmd_serve(args):
     print(f"starting {args.replicas} replica(s) of {args.model or 'the built-in demo model'} on Ray Serve "
           f"({'RAY_ADDRESS=' + os.environ['RAY_ADDRESS'] if os.environ.get('RAY_ADDRESS') else 'a local Ray instance'})",
           flush=True)
-    server = oserve.start(model, name=args.name, replicas=args.replicas, providers=providers, num_cpus=args.num_cpus,
-                          num_gpus=args.num_gpus, max_batch_size=args.max_batch_size,
-                          batch_wait_ms=args.batch_wait_ms, host=args.host, port=args.port)
+    try:
+        server = oserve.start(model, name=args.name, replicas=args.replicas, providers=providers,
+                              num_cpus=args.num_cpus, num_gpus=args.num_gpus, max_batch_size=args.max_batch_size,
+                              batch_wait_ms=args.batch_wait_ms, host=args.host, port=args.port)
+    except RuntimeError as e:  # too few CPUs / GPUs for the replicas, a replica that failed to start: the message
+        raise ValueError(str(e)) from None
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -11,6 +11,7 @@ The codec (:mod:`ortlite.serve.protocol`) needs only numpy; :func:`start` needs 
 """
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from dataclasses import dataclass, field
@@ -95,18 +96,22 @@ class Server:
         """The URL as tritonclient.http.InferenceServerClient takes it (no scheme)."""
         return self.url.split("://", 1)[1]
 
-    def stats(self, attempts: int = 40) -> dict:
-        """{replica id: that replica's stats}, polling /v2/models/{name}/stats until every replica answered."""
+    def stats(self, attempts: int = 40, timeout: float = 20.0) -> dict:
+        """{replica id: that replica's stats}, polling /v2/models/{name}/stats until every replica answered, or
+        ``attempts`` requests and ``timeout`` seconds passed (Serve's router may send a burst of requests to one
+        replica while its queue-length view of the others is stale: later tries are spaced out)."""
         import json
         import urllib.request
 
-        seen = {}
-        for _ in range(attempts):
+        seen, deadline = {}, time.monotonic() + timeout
+        for i in itertools.count():
             with urllib.request.urlopen(f"{self.url}/v2/models/{self.name}/stats", timeout=30) as r:
                 s = json.loads(r.read())
             seen[s["replica"]] = s
-            if len(seen) >= self.replicas:
+            if len(seen) >= self.replicas or (i + 1 >= attempts and time.monotonic() >= deadline):
                 break
+            if i + 1 >= attempts:
+                time.sleep(0.1)
         return seen
 
     def shutdown(self):
@@ -133,9 +138,17 @@ class Server:
         self.shutdown()
 
 
+class InsufficientResources(RuntimeError):
+    """The Ray cluster has not the CPUs / GPUs the replicas ask for: :func:`start` refuses rather than wait forever."""
+
+
 def build(model=None, *, name=None, replicas=1, providers=None, num_cpus=1.0, num_gpus=0.0, max_batch_size=8,
-          batch_wait_ms=5.0, session_options=None, max_ongoing_requests=None, health_check_period_s=10.0):
-    """The bound Ray Serve application (for ``serve.run`` / ``serve build`` yourself) and the model's name."""
+          batch_wait_ms=5.0, session_options=None, max_ongoing_requests=None, health_check_period_s=10.0,
+          runtime="ortlite"):
+    """The bound Ray Serve application (for ``serve.run`` / ``serve build`` yourself) and the model's name.
+
+    ``runtime="onnxruntime"`` gives each replica an onnxruntime.InferenceSession instead of ortlite's, with the same
+    HTTP, batching and health checks (for comparisons: benchmarks/serve.py)."""
     _require_ray()
     import ray
 
@@ -143,6 +156,8 @@ def build(model=None, *, name=None, replicas=1, providers=None, num_cpus=1.0, nu
 
     if replicas < 1 or max_batch_size < 1 or batch_wait_ms < 0 or num_cpus <= 0 or num_gpus < 0:
         raise ValueError("replicas and max_batch_size must be >= 1, num_cpus > 0, num_gpus and batch_wait_ms >= 0")
+    if runtime not in ("ortlite", "onnxruntime"):
+        raise ValueError(f"runtime must be 'ortlite' or 'onnxruntime', not {runtime!r}")
     arg, default_name = _model_arg(model)
     if isinstance(arg, bytes) and len(arg) > INLINE_LIMIT:
         arg = ray.put(arg)  # the deployment's arguments pass through the controller; large bytes do not
@@ -154,35 +169,91 @@ def build(model=None, *, name=None, replicas=1, providers=None, num_cpus=1.0, nu
         name=f"ortlite-{name}", num_replicas=replicas, ray_actor_options=actor,
         max_ongoing_requests=max_ongoing_requests or max(16, 2 * max_batch_size),
         health_check_period_s=health_check_period_s, health_check_timeout_s=60)
-    return dep.bind(arg, name, providers, num_cpus, num_gpus, max_batch_size, batch_wait_ms, session_options), name
+    extra = {} if runtime == "ortlite" else {"runtime": runtime}
+    return dep.bind(arg, name, providers, num_cpus, num_gpus, max_batch_size, batch_wait_ms, session_options,
+                    **extra), name
+
+
+def _need(replicas, num_cpus, num_gpus):
+    need = {"CPU": replicas * float(num_cpus)}
+    if num_gpus:
+        need["GPU"] = replicas * float(num_gpus)
+    return need
+
+
+def check_cluster_resources(replicas=1, num_cpus=1.0, num_gpus=0.0, name="model", settle_s=5.0):
+    """Raise :class:`InsufficientResources` when the connected Ray cluster's available CPUs / GPUs cannot hold
+    ``replicas`` x (``num_cpus``, ``num_gpus``). Resources freed a moment ago (an application just deleted) may
+    take a moment to show: a shortfall the whole cluster could hold is re-read for up to ``settle_s`` seconds
+    before it counts."""
+    import ray
+
+    need = _need(replicas, num_cpus, num_gpus)
+    deadline = time.monotonic() + settle_s
+    total = ray.cluster_resources()
+    while True:
+        avail = ray.available_resources()
+        short = {k: v for k, v in need.items() if avail.get(k, 0.0) + 1e-9 < v}
+        fits_all = all(total.get(k, 0.0) + 1e-9 >= v for k, v in need.items())
+        if not short or not fits_all or time.monotonic() >= deadline:  # more than the whole cluster: no waiting
+            break
+        time.sleep(0.25)
+    if not short:
+        return
+    per = ", ".join(f"{k} {v:g}" for k, v in (("CPU", num_cpus), ("GPU", num_gpus)) if v)
+    missing = "; ".join(f"{k}: {v:g} needed ({replicas} x {v / replicas:g}), {avail.get(k, 0.0):g} available of "
+                        f"{total.get(k, 0.0):g} in the cluster" for k, v in short.items())
+    raise InsufficientResources(
+        f"cannot place {replicas} replica(s) of '{name}' ({per} each): the Ray cluster lacks {missing}. Use fewer "
+        f"replicas or a smaller num_cpus / num_gpus, free what other Serve applications hold, or give Ray more "
+        f"(ray.init(num_cpus=N) / `ray start --num-cpus N`); start(check_resources=False) skips this check "
+        f"on a cluster that autoscales")
 
 
 def start(model=None, *, name=None, replicas=1, providers=None, num_cpus=1.0, num_gpus=0.0, max_batch_size=8,
           batch_wait_ms=5.0, host="127.0.0.1", port=8000, route_prefix="/", app_name=None, address=None,
-          session_options=None, ray_init_kwargs=None, health_check_period_s=10.0) -> Server:
+          session_options=None, ray_init_kwargs=None, health_check_period_s=10.0, check_resources=True,
+          start_timeout_s=300.0, runtime="ortlite") -> Server:
     """Serve ``model`` (a path, bytes, a ModelProto; None or "default": the demo CNN) over HTTP.
 
     Connects to the Ray cluster at ``address`` / ``RAY_ADDRESS`` or starts a local one (and stops it on
-    shutdown); reuses a Ray (and Serve) the caller already started. Returns when every replica is warm."""
+    shutdown); reuses a Ray (and Serve) the caller already started. Returns when every replica is warm.
+
+    Never waits forever: the cluster's available CPUs / GPUs are checked against ``replicas`` x ``num_cpus`` /
+    ``num_gpus`` first, and again when Serve reports a replica it could not schedule for 30 s (no single node
+    fits one: :class:`InsufficientResources`; ``check_resources=False`` skips both, for a cluster that
+    autoscales); a deployment not running after ``start_timeout_s`` (replicas created and warmed up) is deleted
+    and raises TimeoutError with Serve's account of what it waits for."""
     _require_ray()
     import ray
     from ray import serve
 
     application, name = build(model, name=name, replicas=replicas, providers=providers, num_cpus=num_cpus,
                               num_gpus=num_gpus, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
-                              session_options=session_options, health_check_period_s=health_check_period_s)
+                              session_options=session_options, health_check_period_s=health_check_period_s,
+                              runtime=runtime)
     owns_ray = not ray.is_initialized()
     if owns_ray:
         kw = {"include_dashboard": False, "logging_level": "WARNING", **(ray_init_kwargs or {})}
         ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", **kw)
     owns_serve = owns_ray  # a Serve in a Ray the caller started is the caller's: only the application is deleted
+    app_name = app_name or f"ortlite-{name}"
+    deployed = False
     try:
+        if check_resources:
+            check_cluster_resources(replicas, num_cpus, num_gpus, name)
         serve.start(http_options={"host": host, "port": port})  # a no-op where Serve already runs
-        app_name = app_name or f"ortlite-{name}"
         t0 = time.monotonic()
-        serve.run(application, name=app_name, route_prefix=route_prefix, blocking=False)
-        _wait_ready(host, port, route_prefix, name, timeout=max(60.0, 120.0 - (time.monotonic() - t0)))
+        deployed = True
+        _deploy(application, app_name, route_prefix, start_timeout_s, check_resources)
+        _wait_ready(host, port, route_prefix, name,
+                    timeout=max(30.0, start_timeout_s - (time.monotonic() - t0)))
     except BaseException:
+        if deployed and not owns_serve:
+            try:  # not blocking: a replica that never started takes Serve its graceful-shutdown timeout (20 s)
+                serve.delete(app_name, _blocking=False)
+            except Exception:  # noqa: BLE001 - the error that got us here is the one to report
+                pass
         if owns_serve:
             serve.shutdown()
         if owns_ray:
@@ -191,6 +262,43 @@ def start(model=None, *, name=None, replicas=1, providers=None, num_cpus=1.0, nu
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     prefix = "" if route_prefix in ("/", "", None) else "/" + route_prefix.strip("/")
     return Server(f"http://{shown}:{port}{prefix}", name, app_name, replicas, owns_ray, owns_serve)
+
+
+def _deploy(application, app_name, route_prefix, timeout, unschedulable_fails=True):
+    """Deploy without Serve's wait-forever; poll the application's status until RUNNING, DEPLOY_FAILED (raised as
+    serve.run raises it: RuntimeError), a replica Serve says it cannot schedule (InsufficientResources, when
+    ``unschedulable_fails``) or ``timeout`` (TimeoutError quoting the deployments' status messages)."""
+    from ray import serve
+
+    try:
+        from ray.serve.api import _run
+    except ImportError:  # pragma: no cover - a Serve without it: its own (unbounded) wait
+        serve.run(application, name=app_name, route_prefix=route_prefix, blocking=False)
+        return
+    _run(application, name=app_name, route_prefix=route_prefix, _blocking=False)
+    deadline = time.monotonic() + timeout
+    st = None
+    while time.monotonic() < deadline:
+        st = serve.status().applications.get(app_name)
+        status = str(getattr(st, "status", ""))
+        if status.endswith("RUNNING"):
+            return
+        if status.endswith("DEPLOY_FAILED"):
+            raise RuntimeError(f"Deploying application {app_name} failed: {st.message}")
+        if unschedulable_fails:
+            for d in (getattr(st, "deployments", None) or {}).values():
+                if "to be scheduled" in (d.message or ""):  # Serve's words after 30 s of a replica unplaced
+                    raise InsufficientResources(f"application {app_name}: {d.message} (check_resources=False waits "
+                                                f"for an autoscaling cluster instead)")
+        time.sleep(0.25)
+    notes = []
+    for dname, d in (getattr(st, "deployments", None) or {}).items():
+        states = ", ".join(f"{getattr(k, 'value', k)} {v}" for k, v in (d.replica_states or {}).items())
+        notes.append(f"{dname}: {getattr(d.status, 'value', d.status)}"
+                     + (f" (replicas: {states})" if states else "") + (f": {d.message}" if d.message else ""))
+    raise TimeoutError(f"application {app_name} was not running after {timeout:.0f}s"
+                       + (f"; {'; '.join(notes)}" if notes else "")
+                       + ". A replica Ray cannot schedule waits for CPUs / GPUs no node has free (`ray status`)")
 
 
 def _wait_ready(host, port, route_prefix, name, timeout):
@@ -214,4 +322,5 @@ def _wait_ready(host, port, route_prefix, name, timeout):
     raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f}s ({last})")
 
 
-__all__ = ["start", "build", "Server", "INLINE_LIMIT", "gpu_providers"]
+__all__ = ["start", "build", "Server", "InsufficientResources", "check_cluster_resources", "INLINE_LIMIT",
+           "gpu_providers"]

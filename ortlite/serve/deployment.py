@@ -93,7 +93,7 @@ class OrtliteModel:
     """One replica: ``model`` is a path, bytes, or an ObjectRef to bytes (large models go through the object store)."""
 
     def __init__(self, model, name: str, providers=None, num_cpus: float = 1, num_gpus: float = 0,
-                 max_batch_size: int = 8, batch_wait_ms: float = 5.0, session_options=None):
+                 max_batch_size: int = 8, batch_wait_ms: float = 5.0, session_options=None, runtime: str = "ortlite"):
         import ortlite
 
         try:
@@ -107,11 +107,20 @@ class OrtliteModel:
         self.threads = max(1, int(num_cpus or 1))
         if num_gpus and providers:
             providers = gpu_providers(providers, num_gpus, _gpu_total_bytes())
-        so = ortlite.SessionOptions()
+        self.runtime = runtime
+        if runtime == "onnxruntime":  # the same server around onnxruntime's session (benchmarks/serve.py compares)
+            import onnxruntime as rt
+
+            so = rt.SessionOptions()
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        else:
+            rt, so = ortlite, ortlite.SessionOptions()
         so.intra_op_num_threads = self.threads
         for k, v in (session_options or {}).items():
             setattr(so, k, v)
-        self.session = ortlite.InferenceSession(model, so, providers=providers)
+        if runtime == "onnxruntime" and not providers:
+            providers = ["CPUExecutionProvider"]
+        self.session = rt.InferenceSession(model, so, providers=providers)
         self.providers = self.session.get_providers()
         self.inputs = self.session.get_inputs()
         self.outputs = self.session.get_outputs()
@@ -234,6 +243,7 @@ class OrtliteModel:
             batches = list(self.batches)
         return {"replica": self.replica, "pid": os.getpid(), "model": self.name, "requests": self.requests,
                 "batchable": self.batchable, "max_batch_size": self.max_batch_size, "threads": self.threads,
+                "runtime": self.runtime,
                 "providers": self.providers,
                 "batches": [{"size": n, "rows": r, "shapes": s} for n, r, s in batches]}
 
@@ -298,7 +308,9 @@ class OrtliteModel:
                      if k in self.string_inputs and v.dtype == object and v.size else v) for k, v in req.inputs.items()}
         ok, result = await self.run(feeds)
         if not ok:
-            return _error(result, 400 if isinstance(result, (InvalidArgument, ProtocolError)) else 500)
+            bad_request = isinstance(result, (InvalidArgument, ProtocolError)) or (
+                type(result).__name__ == "InvalidArgument")  # onnxruntime's class for a feed it refuses
+            return _error(result, 400 if bad_request else 500)
         outs = {k: result[k] for k in (req.outputs or result)}
         payload, headers = protocol.encode_response(self.name, outs, req)
         return Response(payload, media_type="application/octet-stream" if headers else "application/json",

@@ -65,6 +65,39 @@ def triton_infer(client, name, x, input_name="input"):
     return client.infer(name, [i])
 
 
+# first: the deletion of the never-placed replica runs on in the background while the tests below do
+def test_too_few_cpus_or_gpus_fails_at_once_instead_of_waiting_forever(cluster):
+    t0 = time.monotonic()
+    with pytest.raises(ortlite.serve.InsufficientResources) as e:
+        ortlite.serve.start(None, name="wide", replicas=12, port=cluster, route_prefix="/wide")
+    msg = str(e.value)
+    assert "cannot place 12 replica(s) of 'wide' (CPU 1 each)" in msg and "CPU: 12 needed (12 x 1)" in msg, msg
+    assert "of 4 in the cluster" in msg and "ray.init(num_cpus=N)" in msg, msg
+    with pytest.raises(ortlite.serve.InsufficientResources, match=r"GPU: 1 needed \(1 x 1\), 0 available of 0"):
+        ortlite.serve.start(None, name="gpu", num_gpus=1, port=cluster, route_prefix="/gpu")
+    assert time.monotonic() - t0 < 30
+    assert not {"ortlite-wide", "ortlite-gpu"} & set(serve.status().applications)  # nothing was deployed
+    assert ray.is_initialized()  # the caller's Ray is left alone
+
+
+def test_unschedulable_replica_without_the_check_hits_the_deadline_and_is_deleted(cluster):
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError) as e:
+        ortlite.serve.start(None, name="huge", num_cpus=64, port=cluster, route_prefix="/huge",
+                            check_resources=False, start_timeout_s=4)
+    msg = str(e.value)
+    assert "application ortlite-huge was not running after 4s" in msg and "ortlite-huge: UPDATING" in msg, msg
+    assert "CPUs / GPUs" in msg, msg
+    assert time.monotonic() - t0 < 15
+    deadline = time.monotonic() + 10
+    while True:  # deleted in the background (Serve waits its graceful-shutdown timeout for a replica never placed)
+        app = serve.status().applications.get("ortlite-huge")
+        if app is None or str(app.status).endswith("DELETING") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert app is None or str(app.status).endswith("DELETING"), app
+
+
 def test_tritonclient_1000_requests_two_replicas(demo):
     sess = ortlite.InferenceSession(zoo.demo().SerializeToString())
     rng = np.random.default_rng(0)
