@@ -13,6 +13,7 @@ import numpy as np
 from ortlite.errors import NotImplemented as OrtNotImplemented
 from ortlite.registry import kernel
 
+from . import _direct
 from .conv import Conv as _Conv
 from .math import Gemm as _Gemm
 from .math import _Weight
@@ -47,10 +48,13 @@ def _zeros(dtype):
     return z
 
 
+_F32_F64 = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _relu(xp, y):
     """max(y, 0) in place. On numpy, against blocks of a zeros array: numpy's maximum runs its
     vector loop for two arrays but not for an array and a scalar (about 3x slower)."""
-    if xp is not np or y.dtype not in (np.float32, np.float64) or y.size < 4096:
+    if xp is not np or y.size < 4096 or y.dtype not in _F32_F64:  # dtype == dtype: cheap; dtype == type: not
         return xp.maximum(y, y.dtype.type(0), out=y)
     pieces = [y]
     while pieces and not pieces[0].flags.c_contiguous:
@@ -154,7 +158,19 @@ class FusedConv:
         return y.astype(X.dtype, copy=False)
 
 
-@kernel("FusedGemm", since=1, domain=MS)
+def _fused_gemm_specialize(ctx, **attrs):
+    """FusedGemm with a constant B (and C) on float32/float64: a Direct call (kernels._direct.gemm_direct),
+    the activation in place on the fresh product as the kernel does."""
+    from .math import _lean_gemm_candidate
+
+    if not _lean_gemm_candidate(ctx, attrs.get("transA", 0), 2):
+        return None
+    k = FusedGemm(ctx, **attrs)
+    parts = _direct.gemm_parts(ctx, k.gemm)
+    return None if parts is None else _direct.gemm_direct(parts, k, k.act)
+
+
+@kernel("FusedGemm", since=1, domain=MS, specialize=_fused_gemm_specialize)
 class FusedGemm:
     """act(alpha * A' @ B' + beta * C) with activation_alpha / _beta / _gamma as the activation
     op's alpha / beta / gamma."""

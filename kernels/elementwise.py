@@ -15,6 +15,7 @@ Conventions:
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import numpy as np
@@ -451,6 +452,12 @@ _DIRECT = {"Abs": np.absolute, "Neg": np.negative, "Ceil": np.ceil, "Floor": np.
            "Sign": np.sign, "Atan": np.arctan, "Asinh": np.arcsinh}
 
 
+# Unary ops that warn (sqrt of a negative, log of 0, exp overflow): on float32/float64 inputs of rank >= 1,
+# the ufunc under np.errstate as one Direct call, without the kernel's dtype dispatch.
+_QUIET_DIRECT = {"Sqrt": np.sqrt, "Exp": np.exp, "Log": np.log, "Reciprocal": np.reciprocal}
+_PLAIN_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _direct_unary(name, run):
     """The kernel of a warning-free unary op, one Python call deep on numpy (``consumed_inputs``: opset
     1's legacy in-place hint, accepted and ignored); None for the others."""
@@ -475,6 +482,20 @@ def _specialize_unary(name):
     plain dtype and rank >= 1 (a ufunc on a 0-d array gives a numpy scalar), the node is one ufunc call.
     Relu is ``maximum(X, 0)`` with a zero of X's dtype made here (maximum propagates NaN, as Relu must)."""
     ufunc = _DIRECT.get(name)
+    quiet = _QUIET_DIRECT.get(name)
+    if quiet is not None:
+        def specialize_quiet(ctx, consumed_inputs=None):
+            dtype, rank = ctx.input_dtype(0), ctx.input_rank(0)
+            if ctx.xp is not np or dtype is None or not rank or np.dtype(dtype) not in _PLAIN_FLOATS:
+                return None
+
+            def quiet_direct(X, _u=quiet, _errstate=np.errstate):
+                with _errstate(all="ignore"):
+                    return _u(X)
+
+            return Direct(quiet_direct)
+
+        return specialize_quiet
     if name != "Relu" and ufunc is None:
         return None
 
@@ -726,9 +747,43 @@ def _specialize_binary(name):
         a, b = ctx.input_dtype(0), ctx.input_dtype(1)
         if ctx.xp is not np or a is None or a != b or a.kind not in "fiub":
             return None
-        return Direct(ufunc) if ctx.input_rank(0) or ctx.input_rank(1) else None
+        if ctx.input_rank(0) or ctx.input_rank(1):
+            return Direct(ufunc)
+        if ctx.input_rank(0) == 0 and ctx.input_rank(1) == 0:  # a numpy scalar, made an array as _arr does
+            def scalar_direct(A, B, _u=ufunc, _asarray=np.asarray):
+                return _asarray(_u(A, B))
+            return Direct(scalar_direct)
+        return None
 
     return specialize
+
+
+def _specialize_div(ctx):
+    """Div of two signed-integer scalars (shape arithmetic: a length over a stride, a rate over a rate) on
+    numpy: Python's integer division truncated toward zero, as the kernel computes it. A zero divisor or
+    a quotient out of the dtype's range takes the kernel."""
+    a, b = ctx.input_dtype(0), ctx.input_dtype(1)
+    if ctx.xp is not np or a is None or a != b or a.kind != "i" or a.type.__module__ != "numpy":
+        return None
+    if ctx.input_rank(0) != 0 or ctx.input_rank(1) != 0:
+        return None
+    dt = np.dtype(a)
+    info = np.iinfo(dt)
+    kern = functools.partial(_BINARY_DIV_RUN, np)
+
+    def div_direct(A, B, _lo=info.min, _hi=info.max, _dt=dt, _k=kern):
+        if A.ndim or B.ndim:
+            return _k(A, B)
+        x, y = int(A), int(B)
+        if y:
+            q = abs(x) // abs(y)
+            if (x < 0) != (y < 0):
+                q = -q
+            if _lo <= q <= _hi:
+                return np.array(q, _dt)
+        return _k(A, B)
+
+    return Direct(div_direct)
 
 
 def _register_binary(name, fn, bool_result):
@@ -745,7 +800,10 @@ def _register_binary(name, fn, bool_result):
     binary_legacy.__name__ = binary_legacy.__qualname__ = name.lower() + "_legacy"
     binary.__name__ = binary.__qualname__ = name.lower()
     kernel(name, since=1)(binary_legacy)
-    kernel(name, since=7, specialize=_specialize_binary(name))(binary)
+    kernel(name, since=7, specialize=_specialize_div if name == "Div" else _specialize_binary(name))(binary)
+    if name == "Div":
+        global _BINARY_DIV_RUN
+        _BINARY_DIV_RUN = binary
 
 
 for _name, (_fn, _bool) in _BINARY.items():
@@ -827,7 +885,30 @@ def pow_legacy(xp, X, Y, *, axis=None, broadcast=0):
     return _pow(xp, X, _legacy_b(X, Y, broadcast, axis))
 
 
-@kernel("Pow", since=7)  # v7: numpy broadcasting (v12 adds integer types, mixed base/exponent types)
+def _specialize_pow(ctx):
+    """Pow of a float32/float64 base of rank >= 1 by a constant one-value exponent 1, 2 or 3: the
+    products the kernel computes (``X * X``, ...) as one Direct call."""
+    dt, rank, y = ctx.input_dtype(0), ctx.input_rank(0), ctx.const(1)
+    if ctx.xp is not np or not rank or dt is None or np.dtype(dt) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        return None
+    if y is None or y.size != 1 or y.dtype.kind not in "iuf" or y.dtype.type.__module__ != "numpy":
+        return None
+    e = float(y.reshape(()))
+    if e == 2.0:
+        def pow_direct(X, _y):
+            return X * X
+    elif e == 3.0:
+        def pow_direct(X, _y):
+            return X * X * X
+    elif e == 1.0:
+        def pow_direct(X, _y):
+            return X.copy()
+    else:
+        return None
+    return Direct(pow_direct)
+
+
+@kernel("Pow", since=7, specialize=_specialize_pow)  # v7: numpy broadcasting (v12 adds integer types, mixed types)
 def pow_(xp, X, Y):
     return _pow(xp, X, Y)
 

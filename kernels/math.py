@@ -12,7 +12,7 @@ import numpy as np
 
 from ortlite.registry import kernel
 
-from . import _int8
+from . import _direct, _int8
 from . import _transformer_jit as _tj
 from ._common import norm_axis, to_ints
 
@@ -132,7 +132,38 @@ def _static_rows(t, skip_last=1):
     return int(np.prod(dims, dtype=np.int64)) if dims else 1
 
 
-@kernel("MatMul", since=1)  # 9 and 13 only add types
+def _lean_gemm_candidate(ctx, transA=0, c_input=None):
+    """Cheap pre-check (before a kernel is prepared twice) for kernels._direct's GEMM bindings: numpy, A a
+    2-D float32/float64 input (not constant, not transposed), B a constant of A's dtype, C (input
+    ``c_input``) constant or absent."""
+    if ctx.xp is not np or transA or ctx.input_rank(0) != 2 or ctx.const(0) is not None:
+        return False
+    dt = ctx.input_dtype(0)
+    if dt is None or np.dtype(dt) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        return False
+    b = ctx.const(1)
+    if b is None or b.ndim != 2 or b.dtype != np.dtype(dt):
+        return False
+    return c_input is None or not ctx.has_input(c_input) or ctx.const(c_input) is not None
+
+
+def _matmul_specialize(ctx):
+    """MatMul with a constant 2-D weight and a 2-D A at small row counts: a Direct call (kernels._direct)."""
+    if not _lean_gemm_candidate(ctx):
+        return None
+    return _direct.matmul(ctx, MatMul(ctx))
+
+
+def _gemm_specialize(ctx, **attrs):
+    """Gemm with a constant B (and C): a Direct call (kernels._direct.gemm_direct)."""
+    if not _lean_gemm_candidate(ctx, attrs.get("transA", 0), 2):
+        return None
+    g = Gemm(ctx, **attrs)
+    parts = _direct.gemm_parts(ctx, g)
+    return None if parts is None else _direct.gemm_direct(parts, g)
+
+
+@kernel("MatMul", since=1, specialize=_matmul_specialize)  # 9 and 13 only add types
 class MatMul:
     def __init__(self, ctx):
         self.xp = ctx.xp
@@ -176,7 +207,7 @@ def _broadcasts_into(small, big) -> bool:
     return True
 
 
-@kernel("Gemm", since=1)  # 1/6: 'broadcast' attribute (we always broadcast); 7: unidirectional
+@kernel("Gemm", since=1, specialize=_gemm_specialize)  # 1/6: 'broadcast' attribute (we always broadcast); 7: unidirectional
 class Gemm:  # broadcasting; 11: C optional; 9/13: types. One kernel covers them all.
     def __init__(self, ctx, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
         xp = self.xp = ctx.xp
@@ -499,12 +530,15 @@ def _arg(xp, fn, X, axis, keepdims, select_last_index):
     return xp.asarray(idx, dtype=np.int64)
 
 
-@kernel("ArgMax", since=1)  # 11: negative axis; 12: select_last_index; 13: types
 def argmax(xp, data, *, axis=0, keepdims=1, select_last_index=0):
     return _arg(xp, xp.argmax, data, axis, keepdims, select_last_index)
 
 
-@kernel("ArgMin", since=1)  # 11: negative axis; 12: select_last_index; 13: types
 def argmin(xp, data, *, axis=0, keepdims=1, select_last_index=0):
     return _arg(xp, xp.argmin, data, axis, keepdims, select_last_index)
+
+
+# 11: negative axis; 12: select_last_index; 13: types. Direct x.argmax(axis) calls: kernels/_direct.py
+kernel("ArgMax", since=1, specialize=_direct._arg("argmax", argmax))(argmax)
+kernel("ArgMin", since=1, specialize=_direct._arg("argmin", argmin))(argmin)
 

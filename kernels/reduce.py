@@ -16,6 +16,7 @@ import numpy as np
 
 from ortlite.registry import kernel
 
+from . import _direct
 from ._common import norm_axes, to_ints
 
 
@@ -133,13 +134,20 @@ def _reduce(xp, op, data, axes, keepdims, noop_with_empty_axes):
 
 
 def _register(op, input_since):
-    @kernel(op, since=1)  # axes attribute (11 allows negative axes; 12/13 add types)
     def reduce_attr_axes(xp, data, *, axes=None, keepdims=1):
         return _reduce(xp, op, data, axes, keepdims, 0)
 
-    @kernel(op, since=input_since, host_inputs=(1,))  # axes input, noop_with_empty_axes
     def reduce_input_axes(xp, data, axes=None, *, keepdims=1, noop_with_empty_axes=0):
         return _reduce(xp, op, data, None if axes is None else to_ints(axes), keepdims, noop_with_empty_axes)
+
+    # ReduceSum / ReduceMean with constant axes: one np.add.reduce call (kernels/_direct.py)
+    direct = op in ("ReduceSum", "ReduceMean")
+    # axes attribute (11 allows negative axes; 12/13 add types)
+    kernel(op, since=1, specialize=_direct.reduce(op, reduce_attr_axes, False) if direct else None)(
+        reduce_attr_axes)
+    # axes input, noop_with_empty_axes
+    kernel(op, since=input_since, host_inputs=(1,),
+           specialize=_direct.reduce(op, reduce_input_axes, True) if direct else None)(reduce_input_axes)
 
     reduce_attr_axes.__name__ = reduce_attr_axes.__qualname__ = f"{op}_v1"
     reduce_input_axes.__name__ = reduce_input_axes.__qualname__ = f"{op}_v{input_since}"

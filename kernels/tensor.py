@@ -10,6 +10,7 @@ into an input.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -58,6 +59,8 @@ def _reshape_prepare(ctx, *, allowzero=0):
     shape = const_ints(ctx, 1)
     if shape is not None:
         prepare_check(ctx, _reshape_values, shape, allowzero, ctx.input_rank(0))
+    # checked targets kept per (input shape, shape value): one dict look-up and x.reshape (kernels/_direct.py)
+    return _direct.reshape(ctx, allowzero=allowzero)
 
 
 def _reshape_target(in_shape, shape, allowzero):
@@ -150,6 +153,8 @@ def identity(xp, x=None):
 
 def _concat_prepare(ctx, *, axis=1):
     check_axis_attr(ctx, axis)
+    # two or more numpy inputs: np.concatenate itself; any numpy error re-runs the kernel for its words
+    return _direct.concat(ctx, functools.partial(concat, np, axis=axis), axis)
 
 
 @kernel("Concat", since=1, specialize=_concat_prepare)  # opset 1 defaulted axis to 1; required from 4, negative from 11
@@ -435,6 +440,8 @@ def _pad_prepare(ctx, *, mode="constant", pads=None, paddings=None, value=0.0):
             n = len(axes) if axes is not None else rank
             if len(p) != 2 * n:
                 prepare_check(ctx, _raise, bad(f"Pad: 'pads' has {len(p)} values, expected {2 * n}"))
+        if p is not None and not ctx.has_input(3):  # constant pads: the gathers kept per input shape
+            return _direct.pad_direct(ctx, functools.partial(pad, np, mode=mode), p, mode)
     return None
 
 

@@ -52,7 +52,10 @@ def test_binary_specialization_rules():
                         [_vi("y", None, t)])
 
     assert type(add([2], [])._plan.steps[0].fn) is Direct
-    assert type(add([], [])._plan.steps[0].fn) is not Direct
+    s0 = add([], [])  # two scalars: the ufunc's numpy scalar made a 0-d array, as the kernel's _arr does
+    assert type(s0._plan.steps[0].fn) is Direct
+    y0 = s0.run(None, {"a": np.array(1, np.float32), "b": np.array(3, np.float32)})[0]
+    assert type(y0) is np.ndarray and y0.shape == () and y0.dtype == np.float32 and y0 == 4
     assert type(add([2], [2], TensorProto.BFLOAT16)._plan.steps[0].fn) is not Direct
     s = add([2], [])
     y = s.run(None, {"a": np.array([1, 2], np.float32), "b": np.array(3, np.float32)})[0]
