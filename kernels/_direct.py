@@ -57,16 +57,27 @@ def squeeze(ctx, **attrs):
     if axes is None:
         return None
     t = tuple(sorted(set(axes)))
+    orig = tuple(_const_axes(ctx, 1))
 
-    def squeeze_direct(x, _axes, _t=t):
-        return x.squeeze(_t)
+    def squeeze_direct(x, _axes, _t=t, _r=rank, _o=orig):
+        return x.squeeze(_t) if x.ndim == _r else _squeeze_any(x, _o)
 
     return Direct(squeeze_direct)
+
+
+def _squeeze_any(x, axes):
+    """Squeeze of an input whose rank differs from shape inference's: the axes read against its own rank."""
+    r = x.ndim
+    norm = _norm(list(axes), r)
+    if norm is None:
+        raise ValueError(f"Squeeze: axes {list(axes)} out of range for an input of rank {r} (shape {x.shape})")
+    return x.squeeze(tuple(sorted(set(norm))))
 
 
 def squeeze_v1(ctx, *, axes=None):
     if ctx.xp is not np or not axes:
         return None
+    ctx_axes = list(axes)
     rank = ctx.input_rank(0)
     if rank is None:
         return None
@@ -74,9 +85,10 @@ def squeeze_v1(ctx, *, axes=None):
     if axes is None:
         return None
     t = tuple(sorted(set(axes)))
+    orig = tuple(int(a) for a in ctx_axes)
 
-    def squeeze_direct(x, _t=t):
-        return x.squeeze(_t)
+    def squeeze_direct(x, _t=t, _r=rank, _o=orig):
+        return x.squeeze(_t) if x.ndim == _r else _squeeze_any(x, _o)
 
     return Direct(squeeze_direct)
 
@@ -101,8 +113,8 @@ def unsqueeze(ctx, **attrs):
     if key is None:
         return None
 
-    def unsqueeze_direct(x, _axes, _k=key):
-        return x[_k]
+    def unsqueeze_direct(x, _axes, _k=key, _r=rank, _o=tuple(axes)):
+        return x[_k] if x.ndim == _r else np.expand_dims(x, _o)
 
     return Direct(unsqueeze_direct)
 
@@ -117,8 +129,8 @@ def unsqueeze_v1(ctx, *, axes=None):
     if key is None:
         return None
 
-    def unsqueeze_direct(x, _k=key):
-        return x[_k]
+    def unsqueeze_direct(x, _k=key, _r=rank, _o=tuple(int(a) for a in axes)):
+        return x[_k] if x.ndim == _r else np.expand_dims(x, _o)
 
     return Direct(unsqueeze_direct)
 

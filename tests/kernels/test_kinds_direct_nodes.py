@@ -409,3 +409,31 @@ def test_direct_concat_bad_shapes_raise_the_kernel_error():
                [_vi("a", F32, None), _vi("b", F32, None)], [_vi("y", F32, None)])
     with pytest.raises(Exception, match="rank differs"):
         _session(m).run(None, {"a": np.ones((1, 2), np.float32), "b": np.ones(3, np.float32)})
+
+
+class _Ctx:
+    """The part of a kernel context the Squeeze/Unsqueeze specializers read."""
+    xp = np
+
+    def __init__(self, rank, axes=None):
+        self._rank, self._axes = rank, axes
+
+    def input_rank(self, i):
+        return self._rank
+
+    def const(self, i):
+        return None if self._axes is None else np.array(self._axes, np.int64)
+
+
+@pytest.mark.parametrize("axes", [[-1], [0], [1, -1]])
+def test_squeeze_unsqueeze_direct_follow_the_run_time_rank(axes):
+    """A value whose rank at run time is not shape inference's: the axes are read against the real rank
+    (as the kernel does), never against the inferred one (a silent wrong answer)."""
+    from ortlite.kernels import _direct
+
+    x = np.zeros((1, 1, 2, 1, 1), np.float32)  # rank 5 where the binding was made for rank 4
+    for fn, args in ((_direct.squeeze(_Ctx(4, axes)).fn, (x, None)), (_direct.squeeze_v1(_Ctx(4), axes=axes).fn, (x,))):
+        want = np.squeeze(x, tuple(a % 5 for a in axes))
+        assert fn(*args).shape == want.shape
+    for fn, args in ((_direct.unsqueeze(_Ctx(4, axes)).fn, (x, None)), (_direct.unsqueeze_v1(_Ctx(4), axes=axes).fn, (x,))):
+        assert fn(*args).shape == np.expand_dims(x, tuple(axes)).shape
