@@ -18,6 +18,7 @@ threads run slower together than one after the other).
 """
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
@@ -87,14 +88,30 @@ def cores() -> int:
 
 
 _CORES = cores()
-_active: dict = {}  # intra-op budget (threads; 0 = every core) -> runs in flight with it
-_in_flight = 0
+_active: dict = {}  # intra-op budget (threads; 0 = every core) -> runs running with it
+_in_flight = 0  # runs running (admitted), including those handed a slot and not yet entered
 _outside = ()  # [(lib, count)] the libraries had before the first run in flight began
 _target = 0  # the count runs in flight share now (0: none in flight)
 _dirty = False  # a count was set since the first run in flight began: the last one out restores
+_waiting = collections.deque()  # Events of runs waiting for a slot, first come first served
+_local = threading.local()  # .depth: runs this thread is inside (a run started from a run is let in)
+
+
+def _limit_from_env() -> int:
+    raw = os.environ.get("ORTLITE_MAX_CONCURRENT_RUNS", "")
+    try:
+        return max(0, int(raw)) if raw.strip() else _CORES
+    except ValueError:
+        log.warning("ORTLITE_MAX_CONCURRENT_RUNS=%r is not an integer: using %d (the cores)", raw, _CORES)
+        return _CORES
+
+
+LIMIT = _limit_from_env()  # CPU runs running at once (0: no limit); the others wait in order
 
 
 def _share() -> int:
+    if not _active:
+        return _target
     if _in_flight == 1:
         (b,) = _active
         return b if b > 0 else _CORES
@@ -110,49 +127,78 @@ def _apply(n):
         _target, _dirty = n, True
 
 
-def run_begin(budget: int) -> None:
+def _enter(budget, first):
+    """Count a run with ``budget`` among those running (``_in_flight`` already counts it) and give BLAS
+    the count they share; ``first``: no run was in flight before (the libraries' counts are recorded
+    to be put back). Under ``_lock``."""
+    global _outside, _target, _dirty
+    _active[budget] = _active.get(budget, 0) + 1
+    try:
+        if first:
+            libs = _libs if _libs is not None else libraries()
+            want = budget if budget > 0 else _CORES
+            _outside = [(lib, lib.get_num_threads()) for lib in libs]
+            _target, _dirty = want, False
+            for lib, count in _outside:
+                if count != want:
+                    lib.set_num_threads(want)
+                    _dirty = True
+        else:
+            _apply(_share())
+    except Exception as e:  # noqa: BLE001 - a library that refuses a count: leave it as it is
+        log.info("BLAS thread count not set: %s: %s", type(e).__name__, e)
+
+
+def run_begin(budget: int, admit: bool = True) -> None:
     """A run starts with ``budget`` intra-op threads (its session's; 0 = every core): BLAS gets the
-    count shared by every run in flight. Pair with ``run_end(budget)``. A run alone whose budget is
-    what the libraries have already costs one lock and one get per library (~1 us)."""
-    global _in_flight, _outside, _target, _dirty
+    count shared by every run in flight. Pair with ``run_end(budget)``.
+
+    ``admit`` (CPU sessions): at most ``LIMIT`` such runs run at once (the cores; the environment's
+    ORTLITE_MAX_CONCURRENT_RUNS, 0 for no limit); a run past it waits until one ends, in arrival order.
+    More CPU-bound runs than cores only take turns on the cores and the GIL, each slower, in an order
+    no one chose (16 threads on one session: fewer runs per second than 2, and a long tail); waiting
+    in order keeps each run's latency its queue time plus its own. A run started from inside a run on
+    the same thread (a custom op running a session) is never held. A run alone costs one lock and one
+    get per library (~1 us)."""
+    global _in_flight
+    depth = getattr(_local, "depth", 0)
+    _local.depth = depth + 1
     with _lock:
-        _in_flight += 1
-        _active[budget] = _active.get(budget, 0) + 1
-        try:
-            if _in_flight == 1:
-                libs = _libs if _libs is not None else libraries()
-                want = budget if budget > 0 else _CORES
-                _outside = [(lib, lib.get_num_threads()) for lib in libs]
-                _target, _dirty = want, False
-                for lib, count in _outside:
-                    if count != want:
-                        lib.set_num_threads(want)
-                        _dirty = True
-            else:
-                _apply(_share())
-        except Exception as e:  # noqa: BLE001 - a library that refuses a count: leave it as it is
-            log.info("BLAS thread count not set: %s: %s", type(e).__name__, e)
+        if not admit or not LIMIT or depth or (_in_flight < LIMIT and not _waiting):
+            _in_flight += 1
+            _enter(budget, _in_flight == 1)
+            return
+        ev = threading.Event()
+        _waiting.append(ev)
+    ev.wait()  # run_end handed this run its slot (``_in_flight`` counts it already)
+    with _lock:
+        _enter(budget, False)
 
 
 def run_end(budget: int) -> None:
-    """The run begun by ``run_begin(budget)`` is over: the others in flight share its threads; the
-    last one out puts back the counts the libraries had before (when anything was set)."""
+    """The run begun by ``run_begin(budget)`` is over: its slot goes to the first waiting run, or the
+    others in flight share its threads; the last one out puts back the counts the libraries had before
+    (when anything was set)."""
     global _in_flight, _target, _dirty
+    _local.depth -= 1
     with _lock:
-        _in_flight -= 1
         left = _active[budget] - 1
         if left:
             _active[budget] = left
         else:
             del _active[budget]
         try:
-            if _in_flight:
-                _apply(_share())
+            if _waiting:
+                _waiting.popleft().set()  # the slot passes on: _in_flight stays
             else:
-                if _dirty:
-                    for lib, count in _outside:
-                        lib.set_num_threads(count)
-                _target, _dirty = 0, False
+                _in_flight -= 1
+                if _in_flight:
+                    _apply(_share())
+                else:
+                    if _dirty:
+                        for lib, count in _outside:
+                            lib.set_num_threads(count)
+                    _target, _dirty = 0, False
         except Exception as e:  # noqa: BLE001
             log.info("BLAS thread count not restored: %s: %s", type(e).__name__, e)
 

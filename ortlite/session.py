@@ -707,8 +707,8 @@ class InferenceSession:
         else:
             run = lambda: self._plan.run(vals, fetch, run_options)  # noqa: E731
         r0 = time.perf_counter_ns()
-        if self._device_providers:
-            with self._device_context(), self._thread_limiter():
+        if self._device_providers:  # device runs mostly wait on the device: never held for a slot
+            with self._device_context(), _RunShare(self._threads, admit=False):
                 out = run()
         else:
             with self._thread_limiter():
@@ -949,18 +949,19 @@ def _infer_shapes(model):
 
 class _RunShare:
     """``with`` block of one run's share of the BLAS threads (ortlite.blas.run_begin / run_end): the
-    session's intra_op_num_threads (0: every core) when it runs alone, split with the runs in flight."""
+    session's intra_op_num_threads (0: every core) when it runs alone, split with the runs in flight;
+    ``admit``: a CPU session's run waits for a slot when as many runs as cores are running."""
 
-    __slots__ = ("budget",)
+    __slots__ = ("budget", "admit")
 
-    def __init__(self, budget):
-        self.budget = budget
+    def __init__(self, budget, admit=True):
+        self.budget, self.admit = budget, admit
 
     def __call__(self):
         return self
 
     def __enter__(self):
-        run_begin(self.budget)
+        run_begin(self.budget, self.admit)
         return self
 
     def __exit__(self, *exc):

@@ -225,3 +225,57 @@ def test_concurrent_runs_never_exceed_the_cores(monkeypatch):
         t.join()
     assert seen and all(n * k <= 2 or n == 1 for n, k in seen)
     assert blas._in_flight == 0 and lib.n == 2
+
+
+def test_runs_past_the_limit_wait_in_order(monkeypatch):
+    """At most LIMIT CPU runs run at once; the others are let in first come, first served; a run begun
+    inside a run on the same thread is never held (it would wait on itself)."""
+    monkeypatch.setattr(blas, "_libs", [])
+    monkeypatch.setattr(blas, "LIMIT", 1)
+    order, running, peak = [], [0], [0]
+    gate = threading.Event()
+    blas.run_begin(0)  # the slot is taken: every thread below queues
+    started = []
+
+    def work(k):
+        started.append(k)
+        blas.run_begin(0)
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        order.append(k)
+        blas.run_begin(0)  # nested on this thread: let in at once
+        blas.run_end(0)
+        running[0] -= 1
+        blas.run_end(0)
+
+    ts = []
+    for k in range(5):
+        t = threading.Thread(target=work, args=(k,))
+        t.start()
+        ts.append(t)
+        while len(blas._waiting) < k + 1:  # each is queued before the next starts
+            time.sleep(0.001)
+    assert order == []
+    gate.set()
+    blas.run_end(0)
+    for t in ts:
+        t.join(10)
+    assert order == [0, 1, 2, 3, 4] and peak[0] == 1
+    assert blas._in_flight == 0 and not blas._waiting
+
+
+def test_device_runs_are_not_held(monkeypatch):
+    monkeypatch.setattr(blas, "_libs", [])
+    monkeypatch.setattr(blas, "LIMIT", 1)
+    blas.run_begin(0)
+    done = threading.Event()
+
+    def device_run():
+        blas.run_begin(0, admit=False)
+        blas.run_end(0)
+        done.set()
+
+    threading.Thread(target=device_run).start()
+    assert done.wait(5)
+    blas.run_end(0)
+    assert blas._in_flight == 0
