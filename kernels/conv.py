@@ -344,6 +344,12 @@ def _check_conv_attrs(ctx, w_const, group, kernel_shape, strides, dilations, pad
                  output_padding=output_padding)
 
 
+def _plain_1x1(x_shape, group, kernel, strides, begins, out_sp):
+    """A 1x1 convolution with stride 1, no pads and one group: its input is its own column matrix."""
+    return (group == 1 and all(k == 1 for k in kernel) and all(v == 1 for v in strides) and not any(begins)
+            and tuple(out_sp) == tuple(x_shape[2:]))
+
+
 class _ConvCore:
     """Geometry + packed weights of one Conv node; ``run`` does the arithmetic."""
 
@@ -442,7 +448,8 @@ class _ConvCore:
                     and y.size <= _SMALL_EPILOGUE and w.shape == self._w_shape):
                 # the next call with this input shape skips the checks and the geometry (_tiny_fast)
                 self._tiny_route[tuple(x.shape)] = (np.dtype(cdtype), self._tiny_index[(tuple(x.shape[2:]), c)],
-                                                    m, (n, m, *out_sp))
+                                                    m, (n, m, *out_sp),
+                                                    _plain_1x1(x.shape, g, kernel, strides, begins, out_sp))
             return y.reshape(n, m, *out_sp)
         fast = xp is np and plan is not None and pad_value == 0
         if g == c and g == m and g > 1:
@@ -496,10 +503,13 @@ class _ConvCore:
         if idx is None:
             idx = _tiny_index(tuple(x.shape[2:]), c // g, g, kernel, strides, dilations, begins, out_sp)
             self._tiny_index[key] = idx
-        flat = np.empty((n, x[0].size + 1), dtype=x.dtype)
-        flat[:, :-1] = x.reshape(n, -1)
-        flat[:, -1] = pad_value
-        col = flat[:, idx]  # (n, g, C/g * prod(k), npix)
+        if _plain_1x1(x.shape, g, kernel, strides, begins, out_sp):
+            col = x.reshape(n, 1, c, -1)  # a plain 1x1: the image is its own column matrix, no gather
+        else:
+            flat = np.empty((n, x[0].size + 1), dtype=x.dtype)
+            flat[:, :-1] = x.reshape(n, -1)
+            flat[:, -1] = pad_value
+            col = flat[:, idx]  # (n, g, C/g * prod(k), npix)
         y = np.matmul(wp, col).reshape(n, -1, idx.shape[-1])
         m = y.shape[1]
         _finish(y, bias, None if z is None else z.reshape(n, m, -1), act)
@@ -509,9 +519,11 @@ class _ConvCore:
         """_tiny for an input shape it ran before with the constant W, no Z, zero padding and the
         compute dtype (``route``: that dtype, the index table, M, the output shape): the same gather,
         GEMM and epilogue (bias, then the activation, in place) with no per-call geometry or checks."""
-        dt, idx, m, out_shape = route
+        dt, idx, m, out_shape, plain = route
         n = x.shape[0]
-        if n == 1:
+        if plain:
+            col = x.reshape(n, 1, x.shape[1], -1)
+        elif n == 1:
             flat = np.empty(x.size + 1, dtype=dt)
             flat[:-1] = x.reshape(-1)
             flat[-1] = 0

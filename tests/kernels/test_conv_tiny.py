@@ -65,3 +65,20 @@ def test_tiny_path_keeps_nan():
     core = conv._ConvCore("Conv", np, w, "NOTSET", [1], 1, [1], [0, 0], [1])
     y = core.run(x, w, act=_relu)
     assert np.isnan(y[0, 0, 0]) and y[0, 0, 1] == 0 and y[0, 0, 2] == 1
+
+
+@pytest.mark.parametrize("xs", [(1, 64, 2, 2), (3, 16, 3, 1)])
+def test_plain_1x1_reads_the_image_as_its_columns(xs):
+    """A 1x1, stride 1, unpadded, one-group conv takes the small path with no gather (the image is its
+    own column matrix), on the first call and on the replay route (_tiny_fast) alike."""
+    w = RNG.standard_normal((10, xs[1], 1, 1)).astype(np.float32)
+    b = RNG.standard_normal(10).astype(np.float32)
+    core = conv._ConvCore("Conv", np, w, "NOTSET", [1, 1], 1, [1, 1], [0, 0, 0, 0], [1, 1])
+    core.packed = core.pack(w, np.float32)
+    for _ in range(3):  # first call, then the replay route
+        x = RNG.standard_normal(xs).astype(np.float32)
+        want = np.einsum("mc,nchw->nmhw", w[:, :, 0, 0], x) + b.reshape(1, -1, 1, 1)
+        got = core.run(x, w, b, act=_relu)
+        np.testing.assert_allclose(got, np.maximum(want, 0), rtol=1e-5, atol=1e-5)
+    route = core._tiny_route.get(xs)
+    assert route is not None and route[-1] is True
