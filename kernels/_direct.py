@@ -25,6 +25,22 @@ import numpy as np
 from ortlite.registry import Direct
 
 
+def pad_source(mode, n, b, e):
+    """Pad's source index along one axis of ``n`` elements padded by ``b`` before and ``e`` after, for
+    the gather modes: edge (clamp), wrap (modulo), reflect (mirror without repeating the edge; period
+    2(n - 1))."""
+    pos = np.arange(-b, n + e)
+    if mode == "edge":
+        return np.clip(pos, 0, n - 1)
+    if mode == "wrap":
+        return pos % n
+    if n == 1:
+        return np.zeros_like(pos)
+    period = 2 * (n - 1)
+    m = pos % period
+    return np.where(m < n, m, period - m)
+
+
 def _const_axes(ctx, i):
     """The constant axes input ``i`` as a list of ints, or None (absent, not constant)."""
     a = ctx.const(i)
@@ -459,19 +475,7 @@ def pad_direct(ctx, kern, pads, mode):
         for ax, (b, e) in enumerate(zip(begins, ends)):
             if not b and not e:
                 continue
-            n = shape[ax]
-            pos = np.arange(-b, n + e)
-            if mode == "edge":
-                src = np.clip(pos, 0, n - 1)
-            elif mode == "wrap":
-                src = pos % n
-            elif n == 1:
-                src = np.zeros_like(pos)
-            else:
-                period = 2 * (n - 1)
-                m = pos % period
-                src = np.where(m < n, m, period - m)
-            steps.append((ax, src))
+            steps.append((ax, pad_source(mode, shape[ax], b, e)))
         return tuple(steps)
 
     def pad_direct(x, p, _c=cache, _k=kern):

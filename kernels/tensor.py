@@ -404,19 +404,7 @@ def _pad(xp, data, begins, ends, mode, value):
     for ax, (b, e) in enumerate(zip(begins, ends)):
         if not b and not e:
             continue
-        n = data.shape[ax]
-        pos = np.arange(-b, n + e)
-        if mode == "edge":
-            src = np.clip(pos, 0, n - 1)
-        elif mode == "wrap":
-            src = pos % n
-        else:  # reflect: mirror without repeating the edge; period 2(n-1)
-            if n == 1:
-                src = np.zeros_like(pos)
-            else:
-                period = 2 * (n - 1)
-                m = pos % period
-                src = np.where(m < n, m, period - m)
+        src = _direct.pad_source(mode, data.shape[ax], b, e)
         out = xp.take(out, xp.asarray(src), axis=ax)
     return out
 
