@@ -63,6 +63,9 @@ class _Window:
         # separable 1-D / 2-D plan: per axis, the tap ranges (see _nn_util.tap_ranges)
         self.sep = None
         self.empty = 0 in out_sp  # a window larger than the padded input: an empty output (the spec's)
+        # 2-D windows wholly inside the input (no pads, no ceil overhang, no dilation): strided views
+        self.valid2d = (nd == 2 and not self.empty and not any(begins) and not any(ends) and not any(self.extra)
+                        and all(d == 1 for d in dilations))
         if nd in (1, 2) and not self.empty:
             one = [1] if nd == 1 else []
             k2, s2, d2, b2 = one + kernel, one + strides, one + dilations, [0] * (2 - nd) + begins
@@ -240,6 +243,24 @@ def _flat_columns(xp, t, cols, ufunc, identity, y):
             ufunc(dst, t[..., v], out=dst)
 
 
+def _valid_max_2d(xp, x, win):
+    """MaxPool over windows that lie wholly inside a 2-D image (``win.valid2d``), on one thread: the
+    maximum of the kernel's row views (strided by the row stride), then of its column views; each
+    pass is one ufunc over whole arrays (NaN propagates, as in the other paths)."""
+    (kh, kw), (sh, sw), (ho, wo) = win.kernel, win.strides, win.out_sp
+    rows = [x[:, :, i:i + (ho - 1) * sh + 1:sh, :] for i in range(kh)]
+    r = rows[0] if kh == 1 else xp.maximum(rows[0], rows[1])
+    for v in rows[2:]:
+        xp.maximum(r, v, out=r)
+    cols = [r[..., j:j + (wo - 1) * sw + 1:sw] for j in range(kw)]
+    if kw == 1:
+        return cols[0].copy()  # r may be a view of x
+    y = xp.maximum(cols[0], cols[1])
+    for v in cols[2:]:
+        xp.maximum(y, v, out=y)
+    return y
+
+
 def _acc_dtype(dtype):
     """float16 / bfloat16 sums accumulate in float32."""
     return np.dtype(np.float32) if np.dtype(dtype).itemsize < 4 else np.dtype(dtype)
@@ -340,8 +361,11 @@ class MaxPool(_Pool):
             shape = tuple(X.shape[:2]) + tuple(win.out_sp)
             y = xp.zeros(shape, dtype=X.dtype)
             return (y, xp.zeros(shape, dtype=np.int64)) if self.want_indices else y
-        if not self.want_indices and win.sep is not None and X.dtype.kind != "b":
-            return _separable(xp, X, win, xp.maximum, _lowest(X.dtype))
+        if not self.want_indices and X.dtype.kind != "b":
+            if win.valid2d and worker_count(X.size) == 1:
+                return _valid_max_2d(xp, X, win)
+            if win.sep is not None:
+                return _separable(xp, X, win, xp.maximum, _lowest(X.dtype))
         xpad, origin = win.padded(xp, X, _lowest(X.dtype))
         if not self.want_indices:
             best = None
