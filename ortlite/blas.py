@@ -93,6 +93,7 @@ _in_flight = 0  # runs running (admitted), including those handed a slot and not
 _outside = ()  # [(lib, count)] the libraries had before the first run in flight began
 _target = 0  # the count runs in flight share now (0: none in flight)
 _dirty = False  # a count was set since the first run in flight began: the last one out restores
+_slots = 0  # admitted CPU runs holding a slot (at most LIMIT)
 _waiting = collections.deque()  # Events of runs waiting for a slot, first come first served
 _local = threading.local()  # .depth: runs this thread is inside (a run started from a run is let in)
 
@@ -151,36 +152,47 @@ def _enter(budget, first):
 
 def run_begin(budget: int, admit: bool = True) -> None:
     """A run starts with ``budget`` intra-op threads (its session's; 0 = every core): BLAS gets the
-    count shared by every run in flight. Pair with ``run_end(budget)``.
+    count shared by every run in flight. Pair with ``run_end(budget)`` on the same thread.
 
     ``admit`` (CPU sessions): at most ``LIMIT`` such runs run at once (the cores; the environment's
     ORTLITE_MAX_CONCURRENT_RUNS, 0 for no limit); a run past it waits until one ends, in arrival order.
     More CPU-bound runs than cores only take turns on the cores and the GIL, each slower, in an order
     no one chose (16 threads on one session: fewer runs per second than 2, and a long tail); waiting
     in order keeps each run's latency its queue time plus its own. A run started from inside a run on
-    the same thread (a custom op running a session) is never held. A run alone costs one lock and one
-    get per library (~1 us)."""
-    global _in_flight
+    the same thread (a custom op running a session) and a device run are neither held nor hold a slot.
+    A run alone costs one lock and one get per library (~1 us)."""
+    global _in_flight, _slots
     depth = getattr(_local, "depth", 0)
+    gated = bool(admit and LIMIT and not depth)
     _local.depth = depth + 1
+    if gated:
+        _local.gated = True  # only an outermost run holds a slot: one flag per thread is enough
     with _lock:
-        if not admit or not LIMIT or depth or (_in_flight < LIMIT and not _waiting):
+        if not gated:
+            _in_flight += 1
+            _enter(budget, _in_flight == 1)
+            return
+        if _slots < LIMIT and not _waiting:
+            _slots += 1
             _in_flight += 1
             _enter(budget, _in_flight == 1)
             return
         ev = threading.Event()
         _waiting.append(ev)
-    ev.wait()  # run_end handed this run its slot (``_in_flight`` counts it already)
+    ev.wait()  # run_end handed this run its slot (``_slots`` and ``_in_flight`` count it already)
     with _lock:
         _enter(budget, False)
 
 
 def run_end(budget: int) -> None:
-    """The run begun by ``run_begin(budget)`` is over: its slot goes to the first waiting run, or the
-    others in flight share its threads; the last one out puts back the counts the libraries had before
-    (when anything was set)."""
-    global _in_flight, _target, _dirty
-    _local.depth -= 1
+    """The run begun by ``run_begin(budget)`` on this thread is over: its slot goes to the first
+    waiting run, or the others in flight share its threads; the last one out puts back the counts the
+    libraries had before (when anything was set)."""
+    global _in_flight, _target, _dirty, _slots
+    depth = _local.depth = _local.depth - 1
+    gated = not depth and getattr(_local, "gated", False)
+    if gated:
+        _local.gated = False
     with _lock:
         left = _active[budget] - 1
         if left:
@@ -188,17 +200,19 @@ def run_end(budget: int) -> None:
         else:
             del _active[budget]
         try:
-            if _waiting:
-                _waiting.popleft().set()  # the slot passes on: _in_flight stays
+            if gated and _waiting:
+                _waiting.popleft().set()  # the slot passes on: _slots and _in_flight stay
+                return
+            if gated:
+                _slots -= 1
+            _in_flight -= 1
+            if _in_flight:
+                _apply(_share())
             else:
-                _in_flight -= 1
-                if _in_flight:
-                    _apply(_share())
-                else:
-                    if _dirty:
-                        for lib, count in _outside:
-                            lib.set_num_threads(count)
-                    _target, _dirty = 0, False
+                if _dirty:
+                    for lib, count in _outside:
+                        lib.set_num_threads(count)
+                _target, _dirty = 0, False
         except Exception as e:  # noqa: BLE001
             log.info("BLAS thread count not restored: %s: %s", type(e).__name__, e)
 
