@@ -317,6 +317,18 @@ def decode_request(body: bytes, header_length=None, content_encoding: str | None
                         bool(params.get("binary_data_output", False)), params)
 
 
+def _tensor(name: str, arr: np.ndarray, binary: bool, raw: list) -> dict:
+    """One tensor's JSON entry; with ``binary`` its bytes are appended to ``raw`` (the binary extension)."""
+    t = {"name": name, "datatype": datatype_of(arr.dtype), "shape": [int(d) for d in arr.shape]}
+    if binary:
+        b = to_raw(arr)
+        t["parameters"] = {"binary_data_size": len(b)}
+        raw.append(b)
+    else:
+        t["data"] = to_json_data(arr)
+    return t
+
+
 def encode_response(model_name: str, outputs: dict[str, np.ndarray], request: InferRequest | None = None,
                     model_version: str = "1") -> tuple[bytes, dict]:
     """The response body and its extra headers (``Inference-Header-Content-Length`` when some output is binary)."""
@@ -327,14 +339,7 @@ def encode_response(model_name: str, outputs: dict[str, np.ndarray], request: In
     raw = []
     for name, arr in outputs.items():
         arr = np.asarray(arr)
-        t = {"name": name, "datatype": datatype_of(arr.dtype), "shape": [int(d) for d in arr.shape]}
-        if request.binary(name) or t["datatype"] == "BF16":
-            b = to_raw(arr)
-            t["parameters"] = {"binary_data_size": len(b)}
-            raw.append(b)
-        else:
-            t["data"] = to_json_data(arr)
-        head["outputs"].append(t)
+        head["outputs"].append(_tensor(name, arr, request.binary(name) or datatype_of(arr.dtype) == "BF16", raw))
     js = json.dumps(head, allow_nan=True).encode()
     if not raw:
         return js, {}
@@ -349,15 +354,7 @@ def encode_request(inputs: dict[str, np.ndarray], binary: bool = True, outputs=N
         head["id"] = request_id
     raw = []
     for name, arr in inputs.items():
-        arr = np.asarray(arr)
-        t = {"name": name, "shape": [int(d) for d in arr.shape], "datatype": datatype_of(arr.dtype)}
-        if binary:
-            b = to_raw(arr)
-            t["parameters"] = {"binary_data_size": len(b)}
-            raw.append(b)
-        else:
-            t["data"] = to_json_data(arr)
-        head["inputs"].append(t)
+        head["inputs"].append(_tensor(name, np.asarray(arr), binary, raw))
     if outputs is not None:
         head["outputs"] = [{"name": o, "parameters": {"binary_data": binary_output}} for o in outputs]
     elif binary_output:
