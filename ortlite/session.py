@@ -559,7 +559,8 @@ class InferenceSession:
             raise
 
     def _check_names(self, input_feed):
-        unknown = [n for n in input_feed if n not in self._feedable]
+        """A feed's names: each one the model's input (or overridable initializer), none missing."""
+        unknown = [n for n in input_feed if n not in self._feedable or n not in self._input_info]
         if unknown:
             raise InvalidArgument(
                 f"Invalid input name: '{unknown[0]}'. Valid inputs: {[a.name for a in self._inputs]}")
@@ -725,24 +726,15 @@ class InferenceSession:
         return out
 
     def _check_feed(self, input_feed):
+        self._check_names(input_feed)  # unknown or missing names first, as onnxruntime's _validate_input
         feeds = {}
         for name, value in input_feed.items():
-            info = self._input_info.get(name) if name in self._feedable else None
-            if info is None:
-                raise InvalidArgument(
-                    f"Invalid input name: '{name}'. Valid inputs: {[a.name for a in self._inputs]}"
-                )
-            checked = feeds[name] = _check_value(name, value, info)
+            checked = feeds[name] = _check_value(name, value, self._input_info[name])
             if checked is value and type(value) is np.ndarray and name in self._fast_shapes:
                 shapes = self._fast_shapes[name]
                 if len(shapes) >= 64:
                     shapes.clear()
                 shapes.add(value.shape)
-        missing = [a.name for a in self._inputs if a.name not in feeds]
-        if missing:
-            raise InvalidArgument(
-                f"Required inputs ({missing}) are missing from input feed ({list(input_feed)})."
-            )
         return feeds
 
 
