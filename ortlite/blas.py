@@ -89,13 +89,13 @@ def cores() -> int:
 
 _CORES = cores()
 _active: dict = {}  # intra-op budget (threads; 0 = every core) -> runs running with it
-_in_flight = 0  # runs running (admitted), including those handed a slot and not yet entered
+_in_flight = 0  # runs running (every kind), including those handed a slot and not yet entered
 _outside = ()  # [(lib, count)] the libraries had before the first run in flight began
 _target = 0  # the count runs in flight share now (0: none in flight)
 _dirty = False  # a count was set since the first run in flight began: the last one out restores
 _slots = 0  # admitted CPU runs holding a slot (at most LIMIT)
 _waiting = collections.deque()  # Events of runs waiting for a slot, first come first served
-_local = threading.local()  # .depth: runs this thread is inside (a run started from a run is let in)
+_local = threading.local()  # .depth: runs this thread is inside; .gated: its outermost run holds a slot
 
 
 def _limit_from_env() -> int:
