@@ -189,7 +189,8 @@ def worker(src: str, dst: str, timeout: float) -> None:
     signal.signal(signal.SIGALRM, alarm)
     with open(src, "rb") as f:
         cases = pickle.load(f)
-    with open(dst, "a") as out:
+    fd = os.open(dst, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
         for case in cases:
             signal.setitimer(signal.ITIMER_REAL, timeout)
             try:
@@ -200,8 +201,11 @@ def worker(src: str, dst: str, timeout: float) -> None:
                 res = {"cls": "raw", "detail": _describe(e)}
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-            out.write(json.dumps({"id": case.id, **res}) + "\n")
-            out.flush()
+            # one write per result line (O_APPEND): the parent, polling the file, never sees half a line
+            # followed by another writer's bytes
+            os.write(fd, (json.dumps({"id": case.id, **res}) + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------
@@ -219,11 +223,14 @@ def _child(cases, workdir, k, timeout):
 
 
 def _lines(path):
+    """The complete result lines a child has written so far (a line still being written is left for the
+    next poll)."""
     try:
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.endswith("\n")]
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         return []
+    return [json.loads(line) for line in data[:data.rfind(b"\n") + 1].splitlines() if line.strip()]
 
 
 def run_cases(cases: list[Case], jobs: int = 2, timeout: float = CASE_TIMEOUT) -> list[dict]:
